@@ -1,0 +1,20 @@
+"""cymlp: a multilayer perceptron you can read, trained as fast as your CPU allows.
+
+>>> import cymlp
+>>> net = cymlp.Network([64, 32, 10], activation="relu", output="softmax")
+>>> history = net.fit(X, y, epochs=10)            # doctest: +SKIP
+
+Two interchangeable paths compute the same maths: the NumPy reference path
+(:mod:`cymlp.reference`, the one to read) and the compiled Cython/OpenMP path
+(the default when built).
+"""
+
+__version__ = "0.1.0"
+
+from ._config import show_config
+from .gradcheck import gradcheck
+from .history import History
+from .network import Network, TrainingDiverged, available_backends
+
+__all__ = ["Network", "History", "TrainingDiverged", "gradcheck", "show_config",
+           "available_backends", "__version__"]

@@ -1,0 +1,60 @@
+"""``cymlp.show_config()``: what this installation can do."""
+
+import os
+import platform
+
+import numpy as np
+
+from . import _validation as v
+
+
+def config_info():
+    """A dict describing the installation: version, backends, OpenMP, threads, BLAS."""
+    from . import __version__
+    from .network import available_backends
+    info = {
+        "cymlp": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "usable_cores": v.effective_n_threads(None),
+        "backends": list(available_backends()),
+        "openmp": False,
+        "debug_build": False,
+    }
+    try:
+        from . import _kernels
+        info["openmp"] = bool(_kernels.OPENMP_ENABLED)
+        info["openmp_max_threads"] = int(_kernels.openmp_max_threads())
+        info["debug_build"] = bool(_kernels.DEBUG_BUILD)
+    except ImportError as exc:
+        info["compiled_path"] = f"not built ({exc})"
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if name in os.environ:
+            info.setdefault("environment", {})[name] = os.environ[name]
+    try:
+        import threadpoolctl
+        import scipy.linalg  # noqa: F401  (loads the BLAS the compiled path calls)
+        info["threadpools"] = [
+            {k: p.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
+                                   "threading_layer", "architecture", "filepath")}
+            for p in threadpoolctl.threadpool_info()]
+    except ImportError:
+        info["threadpools"] = "threadpoolctl not installed"
+    return info
+
+
+def show_config():
+    """Print the version, backends available, OpenMP yes/no, threads and BLAS info."""
+    info = config_info()
+    pools = info.pop("threadpools")
+    for key, value in info.items():
+        print(f"{key:>20}: {value}")
+    print("         threadpools:")
+    if isinstance(pools, str):
+        print(f"    {pools}")
+    else:
+        for p in pools:
+            print(f"    - {p['internal_api']} {p['version']} ({p['user_api']}), "
+                  f"{p['num_threads']} threads, {p.get('architecture')}, {p['filepath']}")

@@ -1,0 +1,89 @@
+"""The ``backend="numpy"`` passes: the reference module driven step by step.
+
+A backend provides the passes only; everything else (parameters, validation,
+the epoch loop, schedules, early stopping, saving) lives in :mod:`cymlp.network`
+and is shared by both backends.  The interface, which the compiled backend
+implements too:
+
+``feedforward(net, X) -> (n, k)``
+    Output activations for validated ``X``.
+``backprop(net, X, Y) -> (grads_w, grads_b, loss)``
+    Mean-loss gradient and the mean loss.
+``loss(net, X, Y) -> float``
+    Mean loss.
+``trainer(net, X, Y, labels, batch_size, optimizer, parallel) -> trainer``
+    An object made once per ``fit`` whose ``run(order, first, stop, lr)``
+    performs the SGD steps for mini-batches ``first .. stop-1`` of the epoch
+    ordering ``order`` (batch ``i`` is ``order[i*batch_size:(i+1)*batch_size]``)
+    and returns ``(loss_sum, n_correct, n_seen, n_steps_done)``: the sum over
+    the examples seen of their loss before the step, how many of them were
+    classified correctly (0 without labels), how many examples and how many
+    steps were done.  It stops early, after fewer steps, when a batch loss is
+    not finite (divergence) or when ``should_stop()`` returns True.
+"""
+
+import numpy as np
+
+from . import reference
+
+
+class NumpyBackend:
+    name = "numpy"
+
+    def feedforward(self, net, X):
+        activations, _ = reference.feedforward(net.weights, net.biases, net.activation, net.output, X)
+        return activations[-1]
+
+    def backprop(self, net, X, Y):
+        grads_w, grads_b, loss, _ = reference.backprop(
+            net.weights, net.biases, net.activation, net.output, net.loss_name, X, Y)
+        return grads_w, grads_b, loss
+
+    def loss(self, net, X, Y):
+        activations, z_out = reference.feedforward(net.weights, net.biases, net.activation, net.output, X)
+        return float(reference.loss_value(net.loss_name, net.output, z_out, activations[-1], Y))
+
+    def trainer(self, net, X, Y, labels, batch_size, optimizer, parallel="sync", average_every=None):
+        return NumpyTrainer(net, X, Y, labels, batch_size, optimizer)
+
+
+class NumpyTrainer:
+    """Mini-batch SGD/Adam with the reference passes, one batch per Python iteration."""
+
+    def __init__(self, net, X, Y, labels, batch_size, optimizer):
+        self.net, self.X, self.Y, self.labels = net, X, Y, labels
+        self.batch_size = batch_size
+        self.opt = optimizer
+        self.params = [p for pair in zip(net.weights, net.biases) for p in pair]
+        self.decays = [True, False] * len(net.weights)
+        self.state_m = [np.zeros_like(p) for p in self.params]   # velocity, or Adam's m
+        self.state_v = [np.zeros_like(p) for p in self.params] if optimizer.name == "adam" else None
+        self.step = 0
+        self.should_stop = lambda: False
+
+    def run(self, order, first, stop, lr):
+        net, opt = self.net, self.opt
+        loss_sum, n_correct, n_seen, steps = 0.0, 0, 0, 0
+        for i in range(first, stop):
+            if self.should_stop():
+                break
+            rows = order[i * self.batch_size:(i + 1) * self.batch_size]
+            X, Y = self.X[rows], self.Y[rows]
+            grads_w, grads_b, loss, out = reference.backprop(
+                net.weights, net.biases, net.activation, net.output, net.loss_name, X, Y)
+            if not np.isfinite(loss):
+                break
+            grads = [g for pair in zip(grads_w, grads_b) for g in pair]
+            self.step += 1
+            if opt.name == "adam":
+                reference.adam_update(self.params, grads, self.state_m, self.state_v, self.step, lr,
+                                      opt.beta1, opt.beta2, opt.eps, self.decays, opt.weight_decay)
+            else:
+                reference.sgd_update(self.params, grads, self.state_m, lr, opt.momentum, opt.nesterov,
+                                     self.decays, opt.weight_decay)
+            loss_sum += loss * len(rows)
+            n_seen += len(rows)
+            steps += 1
+            if self.labels is not None:   # outputs before this step's update
+                n_correct += int(np.sum(out.argmax(axis=1) == self.labels[rows]))
+        return loss_sum, n_correct, n_seen, steps

@@ -1,0 +1,95 @@
+"""Training history: per-epoch lists, printable, plottable, serialisable."""
+
+import json
+
+import numpy as np
+
+_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "examples_per_second")
+
+
+class History:
+    """What happened during :meth:`cymlp.Network.fit`, one entry per epoch.
+
+    Attributes are lists of equal length: ``epoch``, ``loss`` (mean training
+    loss over the epoch's batches, each measured before its update),
+    ``accuracy`` (same, for classification; ``None`` otherwise), ``val_loss``
+    and ``val_accuracy`` (after the epoch, when validation data is given),
+    ``lr``, ``seconds`` and ``examples_per_second``.
+
+    ``stopped_early`` says whether early stopping or a callback ended the
+    run, ``best_epoch`` which epoch's weights were restored (or None), and
+    ``interrupted`` whether Ctrl-C ended it.
+    """
+
+    def __init__(self):
+        for name in _COLUMNS:
+            setattr(self, name, [])
+        self.stopped_early = False
+        self.interrupted = False
+        self.diverged = False
+        self.best_epoch = None
+
+    def append(self, **row):
+        for name in _COLUMNS:
+            getattr(self, name).append(row.get(name))
+
+    def __len__(self):
+        return len(self.epoch)
+
+    def __getitem__(self, name):
+        return getattr(self, name)
+
+    def as_dict(self):
+        out = {name: list(getattr(self, name)) for name in _COLUMNS}
+        out.update(stopped_early=self.stopped_early, interrupted=self.interrupted,
+                   diverged=self.diverged, best_epoch=self.best_epoch)
+        return out
+
+    def to_json(self, path):
+        """Write the history as JSON to ``path``."""
+        with open(path, "w") as f:
+            json.dump(self.as_dict(), f, indent=2, default=float)
+
+    def __repr__(self):
+        last = f", last loss {self.loss[-1]:.4g}" if self.loss else ""
+        return f"<History {len(self)} epochs{last}>"
+
+    def plot(self, path=None):
+        """Plot loss and accuracy curves (needs matplotlib); save to ``path`` if given.
+
+        Returns the matplotlib figure.
+        """
+        try:
+            import matplotlib
+            if path is not None:
+                matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install 'cymlp[plot]'") from None
+        has_acc = any(a is not None for a in self.accuracy)
+        fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 4), squeeze=False)
+        ax = axes[0, 0]
+        ax.plot(self.epoch, self.loss, "o-", label="train")
+        if any(v is not None for v in self.val_loss):
+            ax.plot(self.epoch, _nan(self.val_loss), "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_title("loss")
+        ax.legend()
+        if has_acc:
+            ax = axes[0, 1]
+            ax.plot(self.epoch, _nan(self.accuracy), "o-", label="train")
+            if any(v is not None for v in self.val_accuracy):
+                ax.plot(self.epoch, _nan(self.val_accuracy), "s-", label="validation")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("accuracy")
+            ax.set_title("accuracy")
+            ax.legend()
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=100)
+        return fig
+
+
+def _nan(values):
+    return np.array([np.nan if v is None else v for v in values], dtype=float)

@@ -1,0 +1,650 @@
+"""The :class:`Network`: parameters, training loop, prediction, persistence.
+
+A network owns its parameters in one flat buffer; ``weights[l]`` and
+``biases[l]`` are views into it, so writing into them changes the network and
+both backends see the same memory.  The backend (``"cython"`` or ``"numpy"``)
+supplies only the passes: forward, backward and a trainer that runs SGD steps.
+Validation, the epoch loop, schedules, early stopping, divergence and
+interrupt handling, and saving are shared here.
+"""
+
+import io
+import json
+import math
+import os
+import signal
+import tempfile
+import threading
+import time
+import warnings
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _validation as v
+from . import reference
+from .history import History
+
+FORMAT_VERSION = 1
+PREDICT_CHUNK_ROWS = 8192          # feedforward works through large inputs in chunks of this many rows
+TARGET_SECONDS_PER_CALL = 0.2      # the trainer returns to Python about this often
+
+PARALLEL_STRATEGIES = ("sync", "hogwild", "average")
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "step", "cosine")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights stopped being finite during ``fit``."""
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """How one step turns a mean gradient into a parameter update."""
+    name: str = "sgd"
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+
+def available_backends():
+    """Names of the backends that can run here, the default first."""
+    try:
+        from . import _cython_backend  # noqa: F401
+    except ImportError:
+        return ("numpy",)
+    return ("cython", "numpy")
+
+
+def _get_backend(name):
+    if name == "cython":
+        try:
+            from ._cython_backend import CythonBackend
+        except ImportError as exc:
+            raise ValueError(
+                "backend='cython' is not available: the compiled extension was not built "
+                f"({exc}). Reinstall with `pip install .` and a C compiler, or use backend='numpy'"
+            ) from None
+        return CythonBackend()
+    from ._numpy_backend import NumpyBackend
+    return NumpyBackend()
+
+
+def _init_scale(activation, n_in, n_out):
+    """Glorot/Xavier for sigmoid and tanh, He for the ReLU family."""
+    if activation in ("relu", "leaky_relu"):
+        return math.sqrt(2.0 / n_in)
+    return math.sqrt(2.0 / (n_in + n_out))
+
+
+class Network:
+    """A fully connected feed-forward network trained by mini-batch SGD.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Units per layer, inputs first: ``[784, 100, 10]`` has 784 inputs, one
+        hidden layer of 100 units and 10 outputs.
+    activation : {"relu", "sigmoid", "tanh", "leaky_relu"}
+        Activation of the hidden layers.
+    output : {"softmax", "sigmoid", "identity"}
+        Activation of the output layer.
+    loss : {"cross_entropy", "quadratic"}
+        ``quadratic``: C = (1/n) Σ_x ½‖a(x) − y(x)‖².  ``cross_entropy``:
+        −(1/n) Σ_x Σ_k y_k log a_k with softmax, the binary form summed over
+        outputs with sigmoid (not defined for identity outputs).
+    dtype : {"float32", "float64"}
+        Precision of the parameters and of all computation.
+    backend : {"cython", "numpy"} or None
+        ``None`` picks the compiled path when it is built, else NumPy.
+    n_threads : int or None
+        Threads for the compiled path; ``None`` uses every usable core.
+    seed : int or None
+        Seeds weight initialisation and the per-epoch shuffles.
+
+    Attributes
+    ----------
+    weights : list of ndarray
+        ``weights[l]`` has shape ``(sizes[l+1], sizes[l])``: z = W a + b.
+    biases : list of ndarray
+        ``biases[l]`` has shape ``(sizes[l+1],)``.
+    history_ : History or None
+        The history of the last (possibly interrupted) ``fit``.
+    """
+
+    def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
+                 dtype="float32", backend=None, n_threads=None, seed=0):
+        self.sizes = v.check_sizes(sizes)
+        self.activation = v.check_choice("activation", activation, reference.HIDDEN_ACTIVATIONS)
+        self.output = v.check_choice("output", output, reference.OUTPUT_ACTIVATIONS)
+        self.loss_name = v.check_choice("loss", loss, reference.LOSSES)
+        if self.loss_name == "cross_entropy" and self.output == "identity":
+            raise ValueError("loss='cross_entropy' needs output='softmax' or 'sigmoid'; "
+                             "use loss='quadratic' with output='identity' for regression")
+        self.dtype = v.check_dtype(dtype)
+        self.backend = backend
+        self.n_threads = n_threads
+        if seed is not None:
+            v.operator_index(seed)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._allocate()
+        for W, b in zip(self.weights, self.biases):
+            n_out, n_in = W.shape
+            W[...] = self._rng.standard_normal((n_out, n_in)) * _init_scale(self.activation, n_in, n_out)
+            b[...] = 0
+        self.history_ = None
+
+    # -- parameters ------------------------------------------------------
+
+    def _allocate(self, theta=None):
+        """Create the flat parameter buffer and the per-layer views into it."""
+        shapes = list(zip(self.sizes[1:], self.sizes[:-1]))
+        total = sum(n_out * n_in + n_out for n_out, n_in in shapes)
+        self._theta = np.zeros(total, dtype=self.dtype) if theta is None else theta
+        self.weights, self.biases = [], []
+        offset = 0
+        for n_out, n_in in shapes:
+            self.weights.append(self._theta[offset:offset + n_out * n_in].reshape(n_out, n_in))
+            offset += n_out * n_in
+            self.biases.append(self._theta[offset:offset + n_out])
+            offset += n_out
+
+    @property
+    def backend(self):
+        """Name of the backend in use (``"cython"`` or ``"numpy"``)."""
+        return self._backend.name
+
+    @backend.setter
+    def backend(self, name):
+        if name is None:
+            name = available_backends()[0]
+        v.check_choice("backend", name, ("cython", "numpy"))
+        self._backend = _get_backend(name)
+
+    @property
+    def n_threads(self):
+        return self._n_threads
+
+    @n_threads.setter
+    def n_threads(self, n_threads):
+        v.effective_n_threads(n_threads)  # validate now, resolve when used
+        self._n_threads = n_threads
+
+    @property
+    def effective_n_threads(self):
+        """Threads the compiled path will use (``n_threads`` resolved)."""
+        return v.effective_n_threads(self._n_threads)
+
+    @property
+    def n_params(self):
+        return self._theta.size
+
+    def get_params(self):
+        """A copy of all parameters as one flat array (the internal layout)."""
+        return self._theta.copy()
+
+    def set_params(self, theta):
+        """Overwrite all parameters from a flat array made by :meth:`get_params`."""
+        theta = np.asarray(theta)
+        if theta.shape != self._theta.shape:
+            raise ValueError(f"expected {self._theta.size} parameters, got shape {theta.shape}")
+        if not np.isfinite(theta).all():
+            raise ValueError("parameters contain NaN or infinity")
+        self._theta[...] = theta
+
+    def __repr__(self):
+        return (f"Network({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
+                f"loss={self.loss_name!r}, dtype={self.dtype.name!r}, backend={self.backend!r})")
+
+    # -- validation helpers -----------------------------------------------
+
+    def _check_X(self, X, name="X"):
+        return v.check_X(X, self.sizes[0], self.dtype, name=name)
+
+    def _check_Xy(self, X, y):
+        X = self._check_X(X)
+        Y, labels = v.check_targets(y, X.shape[0], self.sizes[-1], self.dtype,
+                                    loss=self.loss_name, output=self.output)
+        return X, Y, labels
+
+    @property
+    def is_classifier(self):
+        return self.output in ("softmax", "sigmoid") and self.sizes[-1] >= 2
+
+    # -- the passes ----------------------------------------------------------
+
+    def feedforward(self, X):
+        """Output activations for the rows of ``X``: an array (n, sizes[-1]).
+
+        Large inputs are processed in chunks of rows, so memory stays bounded.
+        """
+        X = self._check_X(X)
+        return self._feedforward(X)
+
+    def _feedforward(self, X):
+        if X.shape[0] <= PREDICT_CHUNK_ROWS:
+            return self._backend.feedforward(self, X)
+        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
+        for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
+            out[start:start + PREDICT_CHUNK_ROWS] = self._backend.feedforward(
+                self, X[start:start + PREDICT_CHUNK_ROWS])
+        return out
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax or sigmoid outputs), shape (n, sizes[-1])."""
+        return self.feedforward(X)
+
+    def predict(self, X):
+        """Predicted class labels (argmax of the outputs) for classifiers;
+        the output activations for regression networks (identity output)."""
+        out = self.feedforward(X)
+        return out.argmax(axis=1) if self.is_classifier else out
+
+    def loss(self, X, y):
+        """Mean loss over the rows of ``X`` (no weight decay term)."""
+        X, Y, _ = self._check_Xy(X, y)
+        total = 0.0
+        for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
+            rows = slice(start, start + PREDICT_CHUNK_ROWS)
+            total += self._backend.loss(self, X[rows], Y[rows]) * X[rows].shape[0]
+        return total / X.shape[0]
+
+    def score(self, X, y):
+        """Accuracy for integer labels; R² (coefficient of determination) for 2-D targets."""
+        X, Y, labels = self._check_Xy(X, y)
+        out = self._feedforward(X)
+        if labels is not None:
+            return float(np.mean(out.argmax(axis=1) == labels))
+        ss_res = np.sum((Y - out) ** 2, dtype=np.float64)
+        ss_tot = np.sum((Y - Y.mean(axis=0)) ** 2, dtype=np.float64)
+        return float(1 - ss_res / ss_tot) if ss_tot > 0 else float(ss_res == 0)
+
+    def backprop(self, X, y):
+        """Gradient of the mean loss over the rows of ``X``.
+
+        Returns ``(grads_w, grads_b)``, lists shaped like ``weights`` and ``biases``.
+        """
+        X, Y, _ = self._check_Xy(X, y)
+        grads_w, grads_b, _ = self._backend.backprop(self, X, Y)
+        return grads_w, grads_b
+
+    # -- training --------------------------------------------------------------
+
+    def fit(self, X, y, epochs=10, batch_size=64, lr=0.05, momentum=0.9, nesterov=False,
+            weight_decay=0.0, shuffle=True, validation_data=None, *, optimizer="sgd",
+            lr_schedule="constant", beta1=0.9, beta2=0.999, eps=1e-8, validation_fraction=None,
+            early_stopping=False, patience=5, callbacks=None, progress=None, verbose=False,
+            on_divergence="raise", parallel="sync", average_every=None):
+        """Train with mini-batch SGD (or Adam); returns a :class:`History`.
+
+        Each epoch shuffles the rows with the network's own random generator
+        (unless ``shuffle=False``) and takes consecutive batches of
+        ``batch_size`` rows, the last one possibly smaller.  Calling ``fit``
+        again continues from the current weights (the optimizer state starts
+        afresh).
+
+        Parameters
+        ----------
+        X : array-like (n, sizes[0])
+        y : array-like
+            1-D integer class labels, or 2-D targets (n, sizes[-1]).
+        epochs : int
+            Passes over the data (0 trains nothing).
+        batch_size : int
+            Rows per step; clipped (with a warning) to the number of rows.
+        lr : float
+            Learning rate (> 0).
+        momentum : float in [0, 1)
+            SGD momentum μ: v ← μ·v + g, W ← W − lr·v.  Ignored by Adam.
+        nesterov : bool
+            Nesterov momentum: W ← W − lr·(g + μ·v).
+        weight_decay : float >= 0
+            L2 penalty λ on the weights (not the biases): g ← g + λ·W.
+        shuffle : bool
+            Reshuffle the rows every epoch.
+        validation_data : (X_val, y_val) or None
+            Evaluated after every epoch (``val_loss``, ``val_accuracy``).
+        optimizer : {"sgd", "adam"}
+        lr_schedule : {"constant", "step", "cosine"} or callable
+            ``step`` halves the rate every ``max(1, epochs // 4)`` epochs;
+            ``cosine`` anneals it as lr·½(1 + cos(π·epoch/epochs)); a callable
+            gets ``(epoch, epochs, lr)`` (epoch counted from 0) and returns the rate.
+        beta1, beta2, eps : float
+            Adam's constants.
+        validation_fraction : float in (0, 1) or None
+            Hold out this fraction of the (shuffled) training rows as validation data.
+        early_stopping : bool
+            Stop when the validation loss (training loss without validation
+            data) has not improved for ``patience`` epochs and restore the
+            weights of the best epoch.
+        callbacks : list of callables
+            Each is called after every epoch with the history; returning
+            ``False`` stops training.
+        progress : callable or None
+            Called as ``progress(epoch, batches_done, n_batches)`` a few times
+            per second during an epoch.
+        verbose : bool
+            Print one line per epoch.
+        on_divergence : {"raise", "warn"}
+            What to do when the loss or weights stop being finite: both
+            restore the last finite weights and stop; ``raise`` then raises
+            :class:`TrainingDiverged`, ``warn`` warns and returns the history.
+        parallel : {"sync", "hogwild", "average"}
+            Multi-threaded strategy of the compiled path (see docs/parallel-sgd.md).
+            ``sync`` splits every mini-batch across threads and is
+            deterministic; the others need ``backend="cython"``.
+        average_every : int, None or "end"
+            For ``parallel="average"``: average the replicas every this many
+            steps (None: once per epoch; "end": once, after the last epoch).
+        """
+        # ---- validate everything before touching the network
+        X, Y, labels = self._check_Xy(X, y)
+        epochs = v.check_positive_int("epochs", epochs, minimum=0)
+        lr = v.check_real("lr", lr, low=0, low_open=True)
+        momentum = v.check_real("momentum", momentum, low=0, high=1, high_open=True)
+        weight_decay = v.check_real("weight_decay", weight_decay, low=0)
+        v.check_choice("optimizer", optimizer, OPTIMIZERS)
+        v.check_choice("on_divergence", on_divergence, ("raise", "warn"))
+        v.check_choice("parallel", parallel, PARALLEL_STRATEGIES)
+        if parallel != "sync" and self.backend != "cython":
+            raise ValueError(f"parallel={parallel!r} runs in the compiled path only; use backend='cython'")
+        if average_every is not None and average_every != "end":
+            v.check_positive_int("average_every", average_every)
+        beta1 = v.check_real("beta1", beta1, low=0, high=1, high_open=True)
+        beta2 = v.check_real("beta2", beta2, low=0, high=1, high_open=True)
+        eps = v.check_real("eps", eps, low=0, low_open=True)
+        patience = v.check_positive_int("patience", patience)
+        schedule = _make_schedule(lr_schedule, lr, epochs)
+        callbacks = list(callbacks or [])
+        for cb in callbacks + ([progress] if progress is not None else []):
+            if not callable(cb):
+                raise TypeError(f"callbacks and progress must be callables; got {cb!r}")
+        if validation_data is not None and validation_fraction is not None:
+            raise ValueError("pass validation_data or validation_fraction, not both")
+        if validation_data is not None:
+            try:
+                X_val, y_val = validation_data
+            except (TypeError, ValueError):
+                raise ValueError("validation_data must be a pair (X_val, y_val)") from None
+            X_val, Y_val, labels_val = self._check_Xy(X_val, y_val)
+        elif validation_fraction is not None:
+            fraction = v.check_real("validation_fraction", validation_fraction, low=0, high=1,
+                                    low_open=True, high_open=True)
+            n_val = int(round(fraction * X.shape[0]))
+            if n_val < 1 or n_val >= X.shape[0]:
+                raise ValueError(f"validation_fraction={fraction} leaves no rows for training or "
+                                 f"validation out of {X.shape[0]}")
+            split = self._rng.permutation(X.shape[0])
+            X_val, Y_val = X[split[:n_val]], Y[split[:n_val]]
+            labels_val = None if labels is None else labels[split[:n_val]]
+            X, Y = X[split[n_val:]], Y[split[n_val:]]
+            labels = None if labels is None else labels[split[n_val:]]
+        else:
+            X_val = None
+        if early_stopping and X_val is None:
+            warnings.warn("early_stopping without validation data monitors the training loss",
+                          UserWarning, stacklevel=2)
+        n = X.shape[0]
+        batch_size = v.clip_batch_size(batch_size, n)
+        opt = OptimizerConfig(optimizer, momentum, bool(nesterov), weight_decay, beta1, beta2, eps)
+
+        # ---- train
+        history = History()
+        self.history_ = history
+        if epochs == 0:
+            return history
+        trainer = self._backend.trainer(self, X, Y, labels, batch_size, opt, parallel, average_every)
+        n_batches = -(-n // batch_size)
+        last_good = self._theta.copy()       # weights at the last check where all were finite
+        best = None                          # (monitored loss, epoch, weights)
+        interrupt = _InterruptFlag()
+        trainer.should_stop = interrupt.is_set
+        steps_per_call = 1
+        try:
+            with interrupt:
+                for epoch in range(epochs):
+                    rate = schedule(epoch)
+                    order = self._rng.permutation(n) if shuffle else np.arange(n)
+                    order = order.astype(np.intp, copy=False)
+                    loss_sum = correct = seen = 0
+                    done = 0
+                    t_epoch = time.perf_counter()
+                    while done < n_batches and not interrupt.is_set():
+                        stop = min(n_batches, done + steps_per_call)
+                        t0 = time.perf_counter()
+                        l_sum, n_corr, n_seen, steps = trainer.run(order, done, stop, rate)
+                        elapsed = time.perf_counter() - t0
+                        cut_short = steps < stop - done and not interrupt.is_set()
+                        loss_sum += l_sum
+                        correct += n_corr
+                        seen += n_seen
+                        done += steps
+                        if cut_short or not np.isfinite(l_sum) or not np.isfinite(self._theta).all():
+                            self._theta[...] = last_good
+                            return self._diverged(history, epoch, on_divergence, rate)
+                        np.copyto(last_good, self._theta)
+                        # aim for one return to Python every TARGET_SECONDS_PER_CALL
+                        if steps:
+                            per_step = elapsed / steps
+                            steps_per_call = max(1, min(n_batches, int(TARGET_SECONDS_PER_CALL / max(per_step, 1e-9))))
+                        if progress is not None:
+                            progress(epoch, done, n_batches)
+                    if hasattr(trainer, "end_epoch"):
+                        trainer.end_epoch(last_epoch=epoch == epochs - 1)
+                        np.copyto(last_good, self._theta)
+                    seconds = time.perf_counter() - t_epoch
+                    if seen == 0:
+                        break
+                    row = dict(epoch=epoch + 1, loss=loss_sum / seen, lr=rate, seconds=seconds,
+                               examples_per_second=seen / seconds if seconds > 0 else float("inf"),
+                               accuracy=correct / seen if labels is not None else None)
+                    if X_val is not None:
+                        row["val_loss"] = self._backend_loss(X_val, Y_val)
+                        if labels_val is not None:
+                            out = self._feedforward(X_val)
+                            row["val_accuracy"] = float(np.mean(out.argmax(axis=1) == labels_val))
+                    history.append(**row)
+                    if verbose:
+                        print(_format_epoch(row, epochs), flush=True)
+                    if interrupt.is_set():
+                        break
+                    monitored = row["val_loss"] if X_val is not None else row["loss"]
+                    if early_stopping:
+                        if best is None or monitored < best[0]:
+                            best = (monitored, epoch + 1, self._theta.copy())
+                        elif epoch + 1 - best[1] >= patience:
+                            history.stopped_early = True
+                            break
+                    if any(cb(history) is False for cb in callbacks):
+                        history.stopped_early = True
+                        break
+        finally:
+            if hasattr(trainer, "close"):
+                trainer.close()
+        if early_stopping and best is not None and not interrupt.is_set():
+            self._theta[...] = best[2]
+            history.best_epoch = best[1]
+        if interrupt.is_set():
+            history.interrupted = True
+            raise KeyboardInterrupt("fit interrupted; the network keeps the weights of the last "
+                                    "completed step and net.history_ the epochs so far")
+        return history
+
+    def _backend_loss(self, X, Y):
+        total = 0.0
+        for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
+            rows = slice(start, start + PREDICT_CHUNK_ROWS)
+            total += self._backend.loss(self, X[rows], Y[rows]) * X[rows].shape[0]
+        return total / X.shape[0]
+
+    def _diverged(self, history, epoch, on_divergence, rate):
+        history.diverged = True
+        message = (f"training diverged in epoch {epoch + 1}: the loss or the weights became NaN or "
+                   f"infinite at learning rate {rate:g}. The last finite weights were restored; "
+                   f"try a smaller lr (e.g. {rate / 10:g}), scaled inputs, or gradient-friendlier settings")
+        if on_divergence == "raise":
+            raise TrainingDiverged(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        return history
+
+    # -- persistence -------------------------------------------------------------
+
+    def _config(self):
+        return dict(sizes=self.sizes, activation=self.activation, output=self.output,
+                    loss=self.loss_name, dtype=self.dtype.name, seed=self.seed)
+
+    def save(self, path):
+        """Save architecture, dtype and parameters to a ``.npz`` file, atomically.
+
+        The file is written to a temporary name beside ``path`` and renamed, so
+        an interrupted save never leaves a broken model where a good one was.
+        """
+        if not np.isfinite(self._theta).all():
+            raise ValueError("refusing to save a network whose parameters contain NaN or infinity")
+        path = os.fspath(path)
+        arrays = {"format_version": np.array(FORMAT_VERSION),
+                  "config": np.array(json.dumps(self._config()))}
+        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
+            arrays[f"W{l}"] = W
+            arrays[f"b{l}"] = b
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".cymlp-", suffix=".npz.tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path, backend=None, n_threads=None):
+        """Load a network saved by :meth:`save` (never executes code from the file)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                files = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+            raise ValueError(f"{path!r} is not a readable cymlp model file ({exc})") from None
+        if "format_version" not in files or "config" not in files:
+            raise ValueError(f"{path!r} is not a cymlp model file (no format_version/config)")
+        version = int(files["format_version"])
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{path!r} has model format version {version}; this cymlp reads "
+                             f"version {FORMAT_VERSION}")
+        try:
+            config = json.loads(str(files["config"]))
+            net = cls(config["sizes"], config["activation"], config["output"], config["loss"],
+                      config["dtype"], backend=backend, n_threads=n_threads, seed=config.get("seed"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path!r} has an invalid cymlp configuration ({exc})") from None
+        for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+            for name, target in ((f"W{l}", W), (f"b{l}", b)):
+                if name not in files or files[name].shape != target.shape:
+                    raise ValueError(f"{path!r} is corrupted: {name} is missing or has the wrong shape")
+                if not np.isfinite(files[name]).all():
+                    raise ValueError(f"{path!r} is corrupted: {name} contains NaN or infinity")
+                target[...] = files[name]
+        return net
+
+    def __getstate__(self):
+        state = self._config()
+        state.update(theta=self._theta.copy(), backend=self.backend, n_threads=self._n_threads,
+                     rng=self._rng.bit_generator.state, history=self.history_)
+        return state
+
+    def __setstate__(self, state):
+        self.sizes = state["sizes"]
+        self.activation, self.output = state["activation"], state["output"]
+        self.loss_name, self.dtype, self.seed = state["loss"], np.dtype(state["dtype"]), state["seed"]
+        try:
+            self.backend = state["backend"]
+        except ValueError:       # unpickled where the extension is not built
+            self.backend = "numpy"
+        self._n_threads = state["n_threads"]
+        self._rng = np.random.default_rng()
+        self._rng.bit_generator.state = state["rng"]
+        self._allocate(np.array(state["theta"], dtype=self.dtype))
+        self.history_ = state["history"]
+
+    def copy(self, dtype=None, backend=None):
+        """An independent copy, optionally in another dtype or backend."""
+        net = Network.__new__(Network)
+        state = self.__getstate__()
+        if dtype is not None:
+            state["dtype"] = v.check_dtype(dtype).name
+        if backend is not None:
+            state["backend"] = backend
+        net.__setstate__(state)
+        return net
+
+
+def _make_schedule(lr_schedule, lr, epochs):
+    if callable(lr_schedule):
+        def schedule(epoch):
+            rate = lr_schedule(epoch, epochs, lr)
+            return v.check_real("the learning rate from lr_schedule", rate, low=0, low_open=True)
+        return schedule
+    v.check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+    if lr_schedule == "step":
+        step = max(1, epochs // 4)
+        return lambda epoch: lr * 0.5 ** (epoch // step)
+    if lr_schedule == "cosine":
+        return lambda epoch: lr * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
+    return lambda epoch: lr
+
+
+def _format_epoch(row, epochs):
+    parts = [f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}", f"loss {row['loss']:.4f}"]
+    if row.get("accuracy") is not None:
+        parts.append(f"acc {row['accuracy']:.4f}")
+    if row.get("val_loss") is not None:
+        parts.append(f"val_loss {row['val_loss']:.4f}")
+    if row.get("val_accuracy") is not None:
+        parts.append(f"val_acc {row['val_accuracy']:.4f}")
+    parts.append(f"{row['examples_per_second']:,.0f} ex/s")
+    parts.append(f"{row['seconds']:.2f} s")
+    return "  ".join(parts)
+
+
+class _InterruptFlag:
+    """Turn Ctrl-C during ``fit`` into a flag checked between steps.
+
+    The first SIGINT asks training to stop after the current step (or the
+    current compiled call, a fraction of a second); a second one interrupts at
+    once.  Only installed in the main thread, where Python delivers signals.
+    """
+
+    def __init__(self):
+        self._set = False
+        self._previous = None
+
+    def is_set(self):
+        return self._set
+
+    def _handler(self, signum, frame):
+        if self._set:
+            raise KeyboardInterrupt
+        self._set = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handler)
+            except ValueError:
+                self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False

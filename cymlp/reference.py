@@ -1,0 +1,220 @@
+"""The NumPy reference path: backpropagation you can read next to the textbook.
+
+This module is the teaching copy of cymlp and the oracle the compiled path is
+tested against.  Every function works on a whole mini-batch at once: the rows
+of ``X`` are examples, so the per-example matrix-vector products of the
+textbook become matrix-matrix products (GEMM), which is the first and biggest
+speed-up over a per-example Python loop.
+
+Notation (Nielsen, *Neural Networks and Deep Learning*, chapter 2), with the
+batch stacked as rows::
+
+    z^l = a^{l-1} W^lᵀ + b^l              weighted input of layer l   (n, sizes[l])
+    a^l = σ(z^l)                          activation of layer l       (n, sizes[l])
+
+    BP1  δ^L = ∂C/∂a^L ⊙ σ'(z^L)          error of the output layer
+    BP2  δ^l = (δ^{l+1} W^{l+1}) ⊙ σ'(z^l) error of a hidden layer
+    BP3  ∂C/∂b^l = mean over rows of δ^l
+    BP4  ∂C/∂W^l = δ^lᵀ a^{l-1} / n
+
+``W^l`` has shape ``(sizes[l], sizes[l-1])`` (outputs × inputs), as in the
+book.  Python lists are indexed from 0, so ``weights[0]`` maps the input layer
+to the first hidden layer.
+
+The derivative σ'(z) is computed from the activation a = σ(z) itself
+(a(1-a) for the sigmoid, 1-a² for tanh, ...): the forward pass keeps the
+activations, never the weighted inputs.
+"""
+
+import numpy as np
+
+LEAKY_RELU_SLOPE = 0.01
+
+HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
+OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "identity")
+LOSSES = ("quadratic", "cross_entropy")
+
+
+# --------------------------------------------------------------------------
+# Activations and their derivatives (expressed through the activation a)
+# --------------------------------------------------------------------------
+
+def sigmoid(z):
+    """Logistic function 1 / (1 + e^-z), stable for large |z| of either sign."""
+    # e^-|z| never overflows; pick the algebraically equal form per sign.
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+
+
+def softmax(z):
+    """Row-wise softmax, shifted by the row maximum so exp never overflows."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def activate(name, z):
+    """Apply the activation ``name`` to the weighted inputs ``z`` (n, m)."""
+    if name == "sigmoid":
+        return sigmoid(z)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "leaky_relu":
+        return np.where(z > 0, z, z * z.dtype.type(LEAKY_RELU_SLOPE))
+    if name == "softmax":
+        return softmax(z)
+    if name == "identity":
+        return z
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def derivative(name, a):
+    """σ'(z) for the elementwise activation ``name``, computed from a = σ(z)."""
+    if name == "sigmoid":
+        return a * (1 - a)
+    if name == "tanh":
+        return 1 - a * a
+    if name == "relu":
+        return (a > 0).astype(a.dtype)
+    if name == "leaky_relu":
+        return np.where(a > 0, a.dtype.type(1), a.dtype.type(LEAKY_RELU_SLOPE))
+    if name == "identity":
+        return np.ones_like(a)
+    raise ValueError(f"{name!r} has no elementwise derivative")
+
+
+# --------------------------------------------------------------------------
+# Losses: value and the output error δ^L (BP1)
+# --------------------------------------------------------------------------
+
+def loss_value(loss, output, z_out, a_out, Y):
+    """Mean loss over the rows of the batch.
+
+    Parameters
+    ----------
+    loss : {"quadratic", "cross_entropy"}
+    output : {"sigmoid", "softmax", "identity"}
+        Activation of the output layer.
+    z_out, a_out : ndarray (n, k)
+        Weighted input and activation of the output layer.  The
+        cross-entropy is computed from ``z_out`` (log-sum-exp, softplus), which
+        stays finite when an activation rounds to exactly 0 or 1.
+    Y : ndarray (n, k)
+        Targets (one-hot rows for classification).
+    """
+    n = Y.shape[0]
+    if loss == "quadratic":
+        # C = (1/n) Σ_x ½‖a(x) − y(x)‖²
+        return 0.5 * np.sum((a_out - Y) ** 2) / n
+    if output == "softmax":
+        # C = −(1/n) Σ_x Σ_k y_k log a_k, with log a_k = z_k − logsumexp(z)
+        shifted = z_out - z_out.max(axis=1, keepdims=True)
+        log_a = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return -np.sum(Y * log_a) / n
+    # sigmoid outputs: binary cross-entropy summed over the outputs,
+    # −[y log σ(z) + (1−y) log(1−σ(z))] = max(z, 0) − z·y + log(1 + e^−|z|)
+    return np.sum(np.maximum(z_out, 0) - z_out * Y + np.log1p(np.exp(-np.abs(z_out)))) / n
+
+
+def output_error(loss, output, a_out, Y):
+    """δ^L = ∂C_x/∂z^L for every row x (BP1), before averaging over the batch.
+
+    Cross-entropy paired with its natural output (softmax or sigmoid) gives the
+    famous cancellation δ = a − y: the σ' factor that slows learning with the
+    quadratic cost disappears.
+    """
+    residual = a_out - Y
+    if loss == "cross_entropy":
+        return residual
+    if output == "softmax":
+        # The softmax Jacobian couples the outputs: δ_k = a_k (r_k − Σ_j r_j a_j).
+        return a_out * (residual - np.sum(residual * a_out, axis=1, keepdims=True))
+    return residual * derivative(output, a_out)
+
+
+# --------------------------------------------------------------------------
+# The two passes
+# --------------------------------------------------------------------------
+
+def feedforward(weights, biases, hidden, output, X):
+    """Activations of every layer for the batch ``X`` (n, sizes[0]).
+
+    Returns ``(activations, z_out)``: ``activations[0]`` is ``X`` itself,
+    ``activations[-1]`` the network's output, and ``z_out`` the output layer's
+    weighted input (needed by the cross-entropy).
+    """
+    activations = [X]
+    z = X
+    for l, (W, b) in enumerate(zip(weights, biases)):
+        z = activations[-1] @ W.T + b                   # z^l = a^{l-1} W^lᵀ + b^l
+        name = output if l == len(weights) - 1 else hidden
+        activations.append(activate(name, z))           # a^l = σ(z^l)
+    return activations, z
+
+
+def backprop(weights, biases, hidden, output, loss, X, Y):
+    """Gradient of the mean loss over the rows of ``X``.
+
+    Returns ``(grads_w, grads_b, cost, output)`` where ``grads_w[l]`` has the
+    shape of ``weights[l]``, ``grads_b[l]`` that of ``biases[l]``, ``cost`` is
+    the mean loss and ``output`` the output activations (n, sizes[-1]).
+    """
+    n = X.shape[0]
+    activations, z_out = feedforward(weights, biases, hidden, output, X)
+    grads_w = [None] * len(weights)
+    grads_b = [None] * len(biases)
+
+    delta = output_error(loss, output, activations[-1], Y)              # BP1
+    for l in range(len(weights) - 1, -1, -1):
+        grads_b[l] = delta.sum(axis=0) / n                              # BP3
+        grads_w[l] = delta.T @ activations[l] / n                       # BP4
+        if l > 0:
+            delta = (delta @ weights[l]) * derivative(hidden, activations[l])  # BP2
+    cost = loss_value(loss, output, z_out, activations[-1], Y)
+    return grads_w, grads_b, cost, activations[-1]
+
+
+# --------------------------------------------------------------------------
+# Optimizers: one update of the parameters from the mean gradient
+# --------------------------------------------------------------------------
+
+def sgd_update(params, grads, velocities, lr, momentum=0.0, nesterov=False,
+               decays=None, weight_decay=0.0):
+    """One SGD step, in place, on lists of parameter arrays.
+
+    ``decays[i]`` says whether ``params[i]`` is a weight matrix (weight decay
+    applies) or a bias (it does not).  With weight decay λ, g ← g + λ·W; then
+
+    - plain:    W ← W − lr·g
+    - momentum: v ← μ·v + g,  W ← W − lr·v
+    - Nesterov: v ← μ·v + g,  W ← W − lr·(g + μ·v)
+    """
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if weight_decay and decays[i]:
+            g = g + weight_decay * p
+        if momentum == 0:
+            p -= lr * g
+            continue
+        v = velocities[i]
+        v *= momentum
+        v += g
+        p -= lr * (g + momentum * v) if nesterov else lr * v
+
+
+def adam_update(params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+                decays=None, weight_decay=0.0):
+    """One Adam step (Kingma & Ba 2015), in place; ``step`` counts from 1.
+
+    Weight decay is the classic L2 form (added to the gradient), as for SGD.
+    """
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if weight_decay and decays[i]:
+            g = g + weight_decay * p
+        m[i] *= beta1
+        m[i] += (1 - beta1) * g
+        v[i] *= beta2
+        v[i] += (1 - beta2) * g * g
+        m_hat = m[i] / (1 - beta1 ** step)
+        v_hat = v[i] / (1 - beta2 ** step)
+        p -= lr * m_hat / (np.sqrt(v_hat) + eps)
