@@ -106,5 +106,5 @@ extensions = [
 setup(
     ext_modules=cythonize(extensions, compiler_directives=directives,
                           force=DEBUG),
-    package_data={"cymlp": ["*.pxd", "data/*"]},
+    package_data={"cymlp": ["*.pxd", "data/*.csv.gz", "data/*.md"]},
 )
