@@ -104,7 +104,8 @@ extensions = [
 ]
 
 setup(
+    # generated C goes to a folder per mode, so a debug build never reuses release C and vice versa
     ext_modules=cythonize(extensions, compiler_directives=directives,
-                          force=DEBUG),
+                          build_dir=os.path.join("build", "cython-debug" if DEBUG else "cython-release")),
     package_data={"cymlp": ["*.pxd", "data/*.csv.gz", "data/*.md"]},
 )
