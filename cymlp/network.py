@@ -443,7 +443,7 @@ class Network:
                     row = dict(epoch=epoch + 1, loss=loss_sum / seen, lr=rate, seconds=seconds,
                                examples_per_second=seen / seconds if seconds > 0 else float("inf"),
                                accuracy=correct / seen if labels is not None else None)
-                    if X_val is not None:
+                    if X_val is not None and not interrupt.is_set():
                         row["val_loss"] = self._backend_loss(X_val, Y_val)
                         if labels_val is not None:
                             out = self._feedforward(X_val)
