@@ -6,6 +6,7 @@ columns.  The compiled kernels rely on it (they run without bounds checks).
 Messages say what is wrong and what to do about it.
 """
 
+import json
 import numbers
 import os
 import warnings
@@ -78,43 +79,72 @@ def check_real(name, value, *, low=None, high=None, low_open=False, high_open=Fa
     return value
 
 
-def _as_float_array(name, data, dtype):
-    """Convert array-likes of numbers to ``dtype``; reject what is not numeric."""
+def _as_float_array(name, data, dtype, *, finite=True):
+    """Convert array-likes of numbers to a C-contiguous ``dtype`` array.
+
+    Integers, booleans, float16 and big-endian data are converted; object
+    arrays are converted when every element is a number.  Text, dates,
+    complex numbers and masked entries are rejected.  With ``finite``, NaN and
+    infinity are rejected too, with a separate message when the values were
+    finite but do not fit in ``dtype`` (1e300 in float32).
+    """
     if isinstance(data, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got a string")
+    if hasattr(data, "toarray") and hasattr(data, "nnz"):
+        raise TypeError(f"{name} is a sparse matrix; cymlp needs dense data: pass {name}.toarray()")
+    if isinstance(data, np.ma.MaskedArray) and np.ma.is_masked(data):
+        raise ValueError(f"{name} is a masked array with masked entries; fill them first "
+                         f"(e.g. {name}.filled(value)) or drop those rows")
     try:
         arr = np.asarray(data)
     except Exception as exc:  # ragged lists and the like
         raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype.kind == "O":
+        if arr.ndim == 0:
+            raise TypeError(f"{name} must be an array of numbers, got {type(data).__name__}")
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} is an object array holding non-numbers (text?); "
+                            f"pass numbers only, converting text or categories yourself") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} has dtype {arr.dtype}, which is not a real number type; "
-            f"pass integers, booleans or floats (convert text or dates yourself)")
+            f"pass integers, booleans or floats (convert text, dates or complex numbers yourself)")
     try:
         out = np.ascontiguousarray(arr, dtype=dtype)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{name} could not be converted to {np.dtype(dtype).name}: {exc}") from None
+    if finite and not np.isfinite(out).all():
+        if arr.dtype.kind == "f" and np.isfinite(arr).all():
+            raise ValueError(
+                f"{name} holds values too large for {np.dtype(dtype).name} (largest magnitude "
+                f"{float(np.max(np.abs(arr))):g}); scale the data, or use dtype='float64'")
+        raise ValueError(f"{name} contains NaN or infinity; clean or impute the data first")
     return out
 
 
 def check_X(X, n_features, dtype, name="X"):
     """Validate an input matrix: 2-D, at least one row, finite, right width.
 
-    Returns a C-contiguous array of ``dtype`` (a copy only when needed).
+    Returns a C-contiguous array of ``dtype`` (a copy only when needed):
+    Fortran-ordered, strided, read-only and memory-mapped inputs all come
+    out as the same plain array.
     """
-    X = _as_float_array(name, X, dtype)
-    if X.ndim != 2:
-        hint = " (reshape a single example with x.reshape(1, -1))" if X.ndim == 1 else ""
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape {X.shape}{hint}")
-    if X.shape[0] == 0:
+    out = _as_float_array(name, X, dtype, finite=False)
+    if out.ndim != 2:
+        hint = " (reshape a single example with x.reshape(1, -1))" if out.ndim == 1 else ""
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape {out.shape}{hint}")
+    if out.shape[0] == 0:
         raise ValueError(f"{name} has 0 rows; pass at least one example")
-    if X.shape[1] != n_features:
+    if out.shape[1] != n_features:
         raise ValueError(
-            f"{name} has {X.shape[1]} features per row but the network's input layer has "
+            f"{name} has {out.shape[1]} features per row but the network's input layer has "
             f"{n_features}; pass data with {n_features} columns")
-    if not np.isfinite(X).all():
+    if not np.isfinite(out).all():
+        _as_float_array(name, X, dtype)     # raises, telling NaN apart from overflow
         raise ValueError(f"{name} contains NaN or infinity; clean or impute the data first")
-    return X
+    return out
 
 
 def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y"):
@@ -126,9 +156,21 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y"):
     """
     if isinstance(y, (str, bytes)):
         raise TypeError(f"{name} must be an array of labels or targets, got a string")
-    arr = np.asarray(y)
+    if isinstance(y, np.ma.MaskedArray) and np.ma.is_masked(y):
+        raise ValueError(f"{name} is a masked array with masked entries; drop those rows first")
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype.kind == "O" and arr.ndim > 0:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} is an object array holding non-numbers; pass integer labels "
+                            "(encode text classes as 0..k-1 yourself) or float targets") from None
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} has dtype {arr.dtype}; pass integer labels or float targets")
+        raise TypeError(f"{name} has dtype {arr.dtype}; pass integer labels 0..k-1 or float targets "
+                        "(encode text classes as integers yourself)")
     if arr.ndim == 0 or arr.ndim > 2:
         raise ValueError(f"{name} must be 1-D labels or a 2-D target matrix; got shape {arr.shape}")
     if arr.shape[0] != n_rows:
@@ -141,15 +183,16 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y"):
                     f"non-finite values; pass integer labels, or a 2-D array (n, {n_outputs}) of targets")
         if arr.dtype.kind == "b":
             arr = arr.astype(np.int64)
-        labels = arr.astype(np.int64)
         if n_outputs < 2:
             raise ValueError(
                 f"integer labels need an output layer with one unit per class; the network has "
                 f"{n_outputs} output; use sizes[-1] >= 2 or pass 2-D targets of shape (n, 1)")
-        if labels.min() < 0 or labels.max() >= n_outputs:
+        low, high = arr.min(), arr.max()     # compared before any cast, so 1e300 or 2**64-1 cannot wrap
+        if low < 0 or high >= n_outputs:
             raise ValueError(
-                f"{name} holds labels from {labels.min()} to {labels.max()}, but the network has "
+                f"{name} holds labels from {low} to {high}, but the network has "
                 f"{n_outputs} output units, so labels must lie in 0..{n_outputs - 1}")
+        labels = arr.astype(np.int64)
         Y = np.zeros((n_rows, n_outputs), dtype=dtype)
         Y[np.arange(n_rows), labels] = 1
         return Y, labels
@@ -158,8 +201,6 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y"):
         raise ValueError(
             f"{name} has {arr.shape[1]} columns but the network has {n_outputs} outputs{hint}")
     Y = _as_float_array(name, arr, dtype)
-    if not np.isfinite(Y).all():
-        raise ValueError(f"{name} contains NaN or infinity; clean the targets first")
     if loss == "cross_entropy":
         if Y.min() < 0 or Y.max() > 1:
             raise ValueError(f"cross_entropy needs targets in [0, 1]; {name} ranges over "
@@ -170,20 +211,98 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y"):
     return Y, None
 
 
-def effective_n_threads(n_threads):
-    """Number of threads to use: ``None`` means every usable core.
+def check_seed(seed):
+    """``None`` or a non-negative integer."""
+    if seed is None:
+        return None
+    try:
+        seed = operator_index(seed)
+    except TypeError:
+        raise TypeError(f"seed must be None or a non-negative integer; got {seed!r}") from None
+    if seed < 0:
+        raise ValueError(f"seed must be None or a non-negative integer; got {seed}")
+    return seed
 
-    Usable cores respect the CPU affinity mask and ``OMP_NUM_THREADS``.
+
+def check_finite_result(what, value):
+    """Raise when a computed result (outputs, loss, gradient) is not finite.
+
+    Finite inputs can still overflow inside the network (inputs near 1e300,
+    or weights that grew huge); returning NaN would be a silent wrong answer.
+    """
+    if isinstance(value, (list, tuple)):
+        finite = all(np.isfinite(part).all() for part in value)
+    else:
+        finite = bool(np.isfinite(value).all())
+    if not finite:
+        raise ValueError(
+            f"the {what} overflowed to NaN or infinity: the inputs are too large for this "
+            "network's weights; scale the inputs (e.g. standardise each column)")
+    return value
+
+
+# libgomp (GCC's OpenMP) is not fork-safe: a child forked after the parent ran
+# an OpenMP parallel region can hang in its first one (sklearn #7650).  A
+# child created by fork therefore runs the compiled path on one thread, and
+# the compiled path never enters a parallel region with one thread.
+_in_forked_child = False
+
+
+def _mark_forked_child():
+    global _in_forked_child
+    _in_forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_mark_forked_child)
+
+
+def in_forked_child():
+    """True in a process created by ``fork`` from one that imported cymlp."""
+    return _in_forked_child
+
+
+def _usable_cores():
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _openmp_max_threads():
+    """``omp_get_max_threads()`` of the compiled path, or None when it is not built.
+
+    It follows ``OMP_NUM_THREADS`` as read at start-up and
+    ``threadpoolctl.threadpool_limits(..., user_api="openmp")``.
     """
     try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count() or 1
+        from . import _kernels
+    except ImportError:
+        return None
+    try:
+        return int(_kernels.openmp_max_threads())
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def effective_n_threads(n_threads):
+    """Number of threads the compiled path uses: ``None`` means every usable core.
+
+    ``None`` respects the CPU affinity mask, ``OMP_NUM_THREADS`` and limits set
+    with ``threadpoolctl.threadpool_limits``.  An explicit count is used as
+    given (after a sanity check).  In a child created by ``fork`` the answer is
+    always 1 (see above); validation still happens there.
+    """
+    usable = _usable_cores()
     if n_threads is None:
+        resolved = usable
         env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
         if env.isdigit() and int(env) > 0:
-            return min(int(env), usable) if usable else int(env)
-        return usable
+            resolved = min(resolved, int(env))
+        omp = _openmp_max_threads()
+        if omp is not None and omp > 0:
+            resolved = min(resolved, omp)
+        return 1 if _in_forked_child else max(1, resolved)
     try:
         n_threads = operator_index(n_threads)
     except TypeError:
@@ -194,7 +313,45 @@ def effective_n_threads(n_threads):
     if n_threads > limit:
         raise ValueError(f"n_threads={n_threads} is absurd for this machine ({usable} usable cores); "
                          f"use at most {limit}, or None for all cores")
-    return n_threads
+    return 1 if _in_forked_child else n_threads
+
+
+def check_model_file(files, path, format_version):
+    """Validate the arrays read from a saved model; return its configuration dict.
+
+    Checks, before anything is allocated: the format version, the JSON
+    configuration, and that every ``W{l}``/``b{l}`` is a finite real array of
+    the shape the configuration implies (so a hostile file cannot make
+    ``load`` allocate more than the file holds).
+    """
+    if "format_version" not in files or "config" not in files:
+        raise ValueError(f"{path!r} is not a cymlp model file (no format_version/config)")
+    version = files["format_version"]
+    if version.shape != () or version.dtype.kind not in "iu":
+        raise ValueError(f"{path!r} is not a cymlp model file (format_version is not an integer)")
+    if int(version) != format_version:
+        raise ValueError(f"{path!r} has model format version {int(version)}; this cymlp reads "
+                         f"version {format_version}; save it again with a matching cymlp version")
+    config = files["config"]
+    if config.shape != () or config.dtype.kind != "U":
+        raise ValueError(f"{path!r} is not a cymlp model file (config is not a JSON string)")
+    try:
+        config = json.loads(str(config))
+        sizes = check_sizes(config["sizes"])
+        for key in ("activation", "output", "loss", "dtype"):
+            if not isinstance(config[key], str):
+                raise TypeError(f"{key} is not a string")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path!r} has an invalid cymlp configuration ({exc})") from None
+    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for name, shape in ((f"W{l}", (n_out, n_in)), (f"b{l}", (n_out,))):
+            arr = files.get(name)
+            if arr is None or arr.shape != shape:
+                raise ValueError(f"{path!r} is corrupted: {name} is missing or does not have "
+                                 f"shape {shape}")
+            if arr.dtype.kind not in "f" or not np.isfinite(arr).all():
+                raise ValueError(f"{path!r} is corrupted: {name} is not a finite float array")
+    return config
 
 
 def clip_batch_size(batch_size, n_rows):
