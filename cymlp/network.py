@@ -128,9 +128,7 @@ class Network:
         self.dtype = v.check_dtype(dtype)
         self.backend = backend
         self.n_threads = n_threads
-        if seed is not None:
-            v.operator_index(seed)
-        self.seed = seed
+        self.seed = v.check_seed(seed)
         self._rng = np.random.default_rng(seed)
         self._allocate()
         for W, b in zip(self.weights, self.biases):
@@ -227,13 +225,14 @@ class Network:
         return self._feedforward(X)
 
     def _feedforward(self, X):
-        if X.shape[0] <= PREDICT_CHUNK_ROWS:
-            return self._backend.feedforward(self, X)
-        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-        for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
-            out[start:start + PREDICT_CHUNK_ROWS] = self._backend.feedforward(
-                self, X[start:start + PREDICT_CHUNK_ROWS])
-        return out
+        with np.errstate(over="ignore", invalid="ignore"):   # overflow is reported below
+            if X.shape[0] <= PREDICT_CHUNK_ROWS:
+                return v.check_finite_result("outputs", self._backend.feedforward(self, X))
+            out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
+            for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
+                out[start:start + PREDICT_CHUNK_ROWS] = self._backend.feedforward(
+                    self, X[start:start + PREDICT_CHUNK_ROWS])
+        return v.check_finite_result("outputs", out)
 
     def predict_proba(self, X):
         """Class probabilities (softmax or sigmoid outputs), shape (n, sizes[-1])."""
@@ -248,11 +247,8 @@ class Network:
     def loss(self, X, y):
         """Mean loss over the rows of ``X`` (no weight decay term)."""
         X, Y, _ = self._check_Xy(X, y)
-        total = 0.0
-        for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
-            rows = slice(start, start + PREDICT_CHUNK_ROWS)
-            total += self._backend.loss(self, X[rows], Y[rows]) * X[rows].shape[0]
-        return total / X.shape[0]
+        with np.errstate(over="ignore", invalid="ignore"):
+            return v.check_finite_result("loss", self._backend_loss(X, Y))
 
     def score(self, X, y):
         """Accuracy for integer labels; R² (coefficient of determination) for 2-D targets."""
@@ -270,7 +266,9 @@ class Network:
         Returns ``(grads_w, grads_b)``, lists shaped like ``weights`` and ``biases``.
         """
         X, Y, _ = self._check_Xy(X, y)
-        grads_w, grads_b, _ = self._backend.backprop(self, X, Y)
+        with np.errstate(over="ignore", invalid="ignore"):
+            grads_w, grads_b, _ = self._backend.backprop(self, X, Y)
+        v.check_finite_result("gradient", grads_w + grads_b)
         return grads_w, grads_b
 
     # -- training --------------------------------------------------------------
@@ -359,6 +357,7 @@ class Network:
         beta2 = v.check_real("beta2", beta2, low=0, high=1, high_open=True)
         eps = v.check_real("eps", eps, low=0, low_open=True)
         patience = v.check_positive_int("patience", patience)
+        v.check_positive_int("batch_size", batch_size)   # before validation_fraction draws from the rng
         schedule = _make_schedule(lr_schedule, lr, epochs)
         callbacks = list(callbacks or [])
         for cb in callbacks + ([progress] if progress is not None else []):
@@ -417,7 +416,14 @@ class Network:
                     while done < n_batches and not interrupt.is_set():
                         stop = min(n_batches, done + steps_per_call)
                         t0 = time.perf_counter()
-                        l_sum, n_corr, n_seen, steps = trainer.run(order, done, stop, rate)
+                        try:
+                            # overflow is divergence, detected below; no numpy warnings (or
+                            # exceptions under -W error) from inside a step
+                            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                                l_sum, n_corr, n_seen, steps = trainer.run(order, done, stop, rate)
+                        except BaseException:
+                            self._theta[...] = last_good    # never leave a half-done step behind
+                            raise
                         elapsed = time.perf_counter() - t0
                         cut_short = steps < stop - done and not interrupt.is_set()
                         loss_sum += l_sum
@@ -529,20 +535,17 @@ class Network:
     def load(cls, path, backend=None, n_threads=None):
         """Load a network saved by :meth:`save` (never executes code from the file)."""
         try:
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):      # a bare .npy array
+                raise ValueError("it holds a single array, not a saved model")
+            with data:
                 files = {k: data[k] for k in data.files}
         except FileNotFoundError:
             raise
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
             raise ValueError(f"{path!r} is not a readable cymlp model file ({exc})") from None
-        if "format_version" not in files or "config" not in files:
-            raise ValueError(f"{path!r} is not a cymlp model file (no format_version/config)")
-        version = int(files["format_version"])
-        if version != FORMAT_VERSION:
-            raise ValueError(f"{path!r} has model format version {version}; this cymlp reads "
-                             f"version {FORMAT_VERSION}")
+        config = v.check_model_file(files, path, FORMAT_VERSION)
         try:
-            config = json.loads(str(files["config"]))
             net = cls(config["sizes"], config["activation"], config["output"], config["loss"],
                       config["dtype"], backend=backend, n_threads=n_threads, seed=config.get("seed"))
         except (KeyError, TypeError, ValueError) as exc:
