@@ -112,7 +112,8 @@ def _as_float_array(name, data, dtype, *, finite=True):
             f"{name} has dtype {arr.dtype}, which is not a real number type; "
             f"pass integers, booleans or floats (convert text, dates or complex numbers yourself)")
     try:
-        out = np.ascontiguousarray(arr, dtype=dtype)
+        with np.errstate(over="ignore", invalid="ignore"):   # overflow is reported below
+            out = np.ascontiguousarray(arr, dtype=dtype)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{name} could not be converted to {np.dtype(dtype).name}: {exc}") from None
     if finite and not np.isfinite(out).all():
@@ -237,7 +238,8 @@ def check_finite_result(what, value):
     if not finite:
         raise ValueError(
             f"the {what} overflowed to NaN or infinity: the inputs are too large for this "
-            "network's weights; scale the inputs (e.g. standardise each column)")
+            "network's weights (or the weights grew huge in training); scale the inputs "
+            "(e.g. standardise each column) or retrain with a smaller lr")
     return value
 
 
