@@ -1,0 +1,125 @@
+"""The ``backend="cython"`` passes: the compiled kernels of :mod:`cymlp._kernels`.
+
+Same interface as :mod:`cymlp._numpy_backend` (read its docstring); the
+inputs arrive validated (C-contiguous, finite, of the network's dtype).
+
+Threads.  ``net.effective_n_threads`` threads run the OpenMP loops; the BLAS
+thread pool is limited once per ``fit`` (in the trainer, restored by
+``close``): to 1 thread in ``chunked`` mode, where GEMMs run inside
+``prange``, and to the same thread count in ``batch`` mode, where one GEMM
+covers the whole batch.  ``n_threads=1`` is strictly serial.
+
+Modes.  ``net._cython_mode`` (private, for tests and benchmarks) forces
+``"chunked"`` or ``"batch"``; ``None`` chooses by size (:func:`choose_mode`),
+never by the thread count, so that results do not depend on ``n_threads``.
+"""
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from . import _kernels
+
+MODES = ("chunked", "batch")
+
+# Chunked mode writes one gradient buffer per chunk and sums them; above this
+# many bytes of chunk gradients per step, whole-batch GEMMs win (measured
+# with benchmarks/compiled_vs_numpy.py).
+CHUNKED_MAX_GRAD_BYTES = 1 << 20
+FORWARD_BLOCK_ROWS = 1024       # rows per block in feedforward / loss outside training
+
+
+def choose_mode(sizes, batch_size, itemsize, requested=None):
+    """``"chunked"`` or ``"batch"`` for a network and batch size (not thread count)."""
+    if requested is not None:
+        if requested not in MODES:
+            raise ValueError(f"_cython_mode must be one of {MODES} or None; got {requested!r}")
+        return requested
+    n_params = sum(o * i + o for i, o in zip(sizes[:-1], sizes[1:]))
+    grad_bytes = _kernels.n_chunks_for(batch_size) * n_params * itemsize
+    return "chunked" if grad_bytes <= CHUNKED_MAX_GRAD_BYTES else "batch"
+
+
+def _plan(net):
+    return _kernels.Plan(list(net.sizes), net.activation, net.output, net.loss_name)
+
+
+class CythonBackend:
+    name = "cython"
+
+    def feedforward(self, net, X):
+        plan = _plan(net)
+        n_threads = net.effective_n_threads
+        out = np.empty((X.shape[0], net.sizes[-1]), dtype=net.dtype)
+        rows = min(X.shape[0], FORWARD_BLOCK_ROWS)
+        scratch = np.empty(rows * plan.row_width, dtype=net.dtype)
+        with threadpool_limits(limits=n_threads, user_api="blas"):
+            for start in range(0, X.shape[0], rows):
+                _kernels.forward(plan, net._theta, X[start:start + rows], out[start:start + rows],
+                                 scratch, n_threads)
+        return out
+
+    def loss(self, net, X, Y):
+        plan = _plan(net)
+        n_threads = net.effective_n_threads
+        out = np.empty((X.shape[0], net.sizes[-1]), dtype=net.dtype)
+        rows = min(X.shape[0], FORWARD_BLOCK_ROWS)
+        scratch = np.empty(rows * plan.row_width, dtype=net.dtype)
+        total = 0.0
+        with threadpool_limits(limits=n_threads, user_api="blas"):
+            for start in range(0, X.shape[0], rows):
+                total += _kernels.forward(plan, net._theta, X[start:start + rows],
+                                          out[start:start + rows], scratch, n_threads,
+                                          Y[start:start + rows])
+        return total / X.shape[0]
+
+    def backprop(self, net, X, Y):
+        plan = _plan(net)
+        n_threads = net.effective_n_threads
+        n = X.shape[0]
+        grad = np.empty(plan.n_params, dtype=net.dtype)
+        scratch = np.empty(n * plan.row_width, dtype=net.dtype)
+        with threadpool_limits(limits=n_threads, user_api="blas"):
+            loss = _kernels.loss_grad(plan, net._theta, X, Y, grad, scratch, n_threads)
+        grad /= grad.dtype.type(n)
+        grads_w, grads_b, offset = [], [], 0
+        for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:]):
+            grads_w.append(grad[offset:offset + n_out * n_in].reshape(n_out, n_in))
+            offset += n_out * n_in
+            grads_b.append(grad[offset:offset + n_out])
+            offset += n_out
+        return grads_w, grads_b, loss / n
+
+    def trainer(self, net, X, Y, labels, batch_size, optimizer, parallel="sync", average_every=None):
+        if parallel != "sync":
+            raise ValueError(f"parallel={parallel!r} is not implemented yet in the compiled path; "
+                             "use parallel='sync'")
+        return CythonTrainer(net, X, Y, labels, batch_size, optimizer)
+
+
+class CythonTrainer:
+    """Mini-batch SGD/Adam where ``run`` loops over whole batches in compiled code.
+
+    Buffers are allocated here, once per ``fit``; the BLAS thread limit is set
+    here and restored by :meth:`close`.
+    """
+
+    def __init__(self, net, X, Y, labels, batch_size, optimizer):
+        self.n_threads = net.effective_n_threads
+        self.mode = choose_mode(net.sizes, batch_size, net.dtype.itemsize,
+                                getattr(net, "_cython_mode", None))
+        labels = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
+        self._kernel = _kernels.SyncTrainer(
+            _plan(net), net._theta, X, Y, labels, batch_size, self.mode, self.n_threads,
+            optimizer.name, optimizer.momentum, optimizer.nesterov, optimizer.weight_decay,
+            optimizer.beta1, optimizer.beta2, optimizer.eps)
+        blas_threads = 1 if self.mode == "chunked" else self.n_threads
+        self._limits = threadpool_limits(limits=blas_threads, user_api="blas")
+        self.should_stop = lambda: False
+
+    def run(self, order, first, stop, lr):
+        return self._kernel.run(order, first, stop, lr)
+
+    def close(self):
+        if self._limits is not None:
+            self._limits.restore_original_limits()
+            self._limits = None
