@@ -297,6 +297,8 @@ def effective_n_threads(n_threads):
     """
     usable = _usable_cores()
     if n_threads is None:
+        if _in_forked_child:
+            return 1            # and do not touch the OpenMP runtime at all
         resolved = usable
         env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
         if env.isdigit() and int(env) > 0:
@@ -304,7 +306,7 @@ def effective_n_threads(n_threads):
         omp = _openmp_max_threads()
         if omp is not None and omp > 0:
             resolved = min(resolved, omp)
-        return 1 if _in_forked_child else max(1, resolved)
+        return max(1, resolved)
     try:
         n_threads = operator_index(n_threads)
     except TypeError:

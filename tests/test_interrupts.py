@@ -1,0 +1,199 @@
+"""Ctrl-C, fork and spawn, each in a subprocess with a timeout so a hang fails.
+
+Every test runs on every backend that is built (``cymlp.available_backends()``).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import cymlp
+
+BACKENDS = cymlp.available_backends()
+POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals and fork")
+
+ENV = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
+
+
+def _read_line_until(proc, marker, timeout):
+    """Lines from proc.stdout until one starting with ``marker``; fail after ``timeout`` s."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        if sel.select(timeout=max(0.0, deadline - time.monotonic())):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if line.startswith(marker):
+                return line
+    proc.kill()
+    out, err = proc.communicate()
+    pytest.fail(f"no {marker!r} line within {timeout} s; stdout={''.join(seen) + out!r} stderr={err!r}")
+
+
+SIGINT_CHILD = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+    import cymlp
+
+    backend = sys.argv[1]
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4000, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 4000)
+    net = cymlp.Network([32, 128, 10], backend=backend, n_threads=2, seed=0)
+    initial = net.get_params()
+    announced = False
+
+    def progress(epoch, done, n_batches):
+        global announced
+        if epoch >= 1 and not announced:      # one full epoch is in the history
+            announced = True
+            print("TRAINING", flush=True)
+
+    try:
+        net.fit(X, y, epochs=10**6, batch_size=16, lr=0.01, progress=progress)
+        print("FINISHED", flush=True)
+    except KeyboardInterrupt:
+        caught = time.time()
+        params = net.get_params()
+        print("INTERRUPTED " + json.dumps(dict(
+            caught=caught,
+            finite=bool(np.isfinite(params).all()),
+            changed=bool((params != initial).any()),
+            epochs=len(net.history_),
+            interrupted=net.history_.interrupted,
+            handler_restored=__import__("signal").getsignal(2) is __import__("signal").default_int_handler,
+            predicts=bool(np.isfinite(net.predict_proba(X[:5])).all()),
+        )), flush=True)
+""")
+
+
+@POSIX
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ctrl_c_stops_fit_quickly_and_keeps_weights_and_history(backend, tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(SIGINT_CHILD)
+    proc = subprocess.Popen([sys.executable, str(script), backend], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        _read_line_until(proc, "TRAINING", timeout=60)
+        time.sleep(0.3)                       # land in the middle of an epoch
+        sent = time.time()
+        proc.send_signal(signal.SIGINT)
+        line = _read_line_until(proc, "INTERRUPTED", timeout=15)
+        proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    report = json.loads(line.split(" ", 1)[1])
+    assert report["caught"] - sent < 1.5, f"took {report['caught'] - sent:.2f} s to return"
+    assert report["finite"] and report["changed"] and report["predicts"]
+    assert report["epochs"] >= 1 and report["interrupted"]
+    assert report["handler_restored"]
+    assert proc.returncode == 0
+
+
+def test_fit_restores_the_sigint_handler():
+    import signal as sig
+    before = sig.getsignal(sig.SIGINT)
+    net = cymlp.Network([3, 4, 2], backend=BACKENDS[-1])
+    net.fit(np.eye(3), [0, 1, 0], epochs=2)
+    with pytest.raises(ValueError):
+        net.fit(np.eye(3), [0, 1, 5])
+    assert sig.getsignal(sig.SIGINT) is before
+
+
+FORK_CHILD = textwrap.dedent("""
+    import json, multiprocessing as mp, sys
+    import numpy as np
+    import cymlp
+    from cymlp import _validation as v
+
+    def data():
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((3000, 32)).astype(np.float32)
+        return X, (X[:, 0] > 0).astype(int) + 2 * (X[:, 1] > 0)
+
+    def work(queue, backend, theta):
+        X, y = data()
+        net = cymlp.Network([32, 64, 4], backend=backend, n_threads=4, seed=0)
+        net.set_params(theta)
+        net.fit(X, y, epochs=2, batch_size=32)
+        queue.put(dict(forked=v.in_forked_child(), threads_none=v.effective_n_threads(None),
+                       threads_4=net.effective_n_threads, score=float(net.score(X, y)),
+                       params=net.get_params().tolist()))
+
+    if __name__ == "__main__":
+        method, backend = sys.argv[1], sys.argv[2]
+        X, y = data()
+        parent = cymlp.Network([32, 64, 4], backend=backend, n_threads=4, seed=0)
+        parent.fit(X, y, epochs=2, batch_size=32)      # the parent has run OpenMP regions
+        theta = parent.get_params()
+        ctx = mp.get_context(method)
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=work, args=(queue, backend, theta)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        results = [queue.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        # the parent keeps its threads and still works after forking
+        here = cymlp.Network([32, 64, 4], backend=backend, n_threads=4, seed=0)
+        here.set_params(theta)
+        here.fit(X, y, epochs=2, batch_size=32)
+        print("RESULT " + json.dumps(dict(
+            children=[{k: r[k] for k in ("forked", "threads_none", "threads_4", "score")} for r in results],
+            exitcodes=[p.exitcode for p in procs],
+            parent_threads=here.effective_n_threads,
+            same_as_parent=[bool(np.allclose(r["params"], here.get_params(), rtol=1e-4, atol=1e-5))
+                            for r in results])), flush=True)
+""")
+
+
+def _run_multiprocessing_child(tmp_path, method, backend):
+    script = tmp_path / "mp_child.py"
+    script.write_text(FORK_CHILD)
+    try:
+        proc = subprocess.run([sys.executable, str(script), method, backend], capture_output=True,
+                              text=True, timeout=120, env=ENV)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{method} child hung (killed after 120 s); stderr={exc.stderr!r}")
+    assert proc.returncode == 0, proc.stderr
+    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    assert line, proc.stdout + proc.stderr
+    return json.loads(line[0].split(" ", 1)[1])
+
+
+@POSIX
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fork_after_training_does_not_hang_and_runs_children_serially(backend, tmp_path):
+    result = _run_multiprocessing_child(tmp_path, "fork", backend)
+    assert result["exitcodes"] == [0, 0]
+    for child in result["children"]:
+        assert child["forked"]
+        assert child["threads_none"] == 1 and child["threads_4"] == 1
+        assert child["score"] > 0.5
+    assert result["parent_threads"] == 4
+    assert all(result["same_as_parent"])            # serial child == parallel parent (sync is deterministic)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spawn_children_keep_their_threads(backend, tmp_path):
+    result = _run_multiprocessing_child(tmp_path, "spawn", backend)
+    assert result["exitcodes"] == [0, 0]
+    for child in result["children"]:
+        assert not child["forked"] and child["threads_4"] == 4
+        assert child["score"] > 0.5
+    assert all(result["same_as_parent"])
