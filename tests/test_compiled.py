@@ -1,0 +1,354 @@
+"""The compiled path against its oracle, the NumPy reference path.
+
+Every pass (forward, loss, backprop) and whole fits must agree with
+``backend="numpy"`` for every activation × output × loss × dtype, in both
+compiled modes (``chunked``: batch rows split into chunks, per-chunk
+gradients summed in a fixed order; ``batch``: whole-batch GEMMs) and for 1,
+2 and 3 threads.  Chunked mode promises bitwise-equal weights for any thread
+count; batch mode goes through the BLAS's own threading and promises
+agreement to rounding (a few ulps).
+"""
+
+import functools
+import itertools
+
+import numpy as np
+import pytest
+
+from cymlp import Network, TrainingDiverged, available_backends
+from cymlp import reference
+
+_cython_backend = pytest.importorskip("cymlp._cython_backend")
+from cymlp import _kernels  # noqa: E402
+
+COMBOS = [(act, out, loss)
+          for act, out, loss in itertools.product(reference.HIDDEN_ACTIVATIONS,
+                                                  reference.OUTPUT_ACTIVATIONS, reference.LOSSES)
+          if not (loss == "cross_entropy" and out == "identity")]
+DTYPES = ["float64", "float32"]
+MODES = ["chunked", "batch"]
+THREADS = [1, 2, 3]
+SIZES = [6, 9, 7, 4]
+N_ROWS = 41                 # not a multiple of any batch size used below
+
+
+def tolerances(dtype):
+    return dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(rtol=1e-4, atol=2e-5)
+
+
+@functools.lru_cache(maxsize=None)
+def data(output, n_rows=N_ROWS, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_rows, SIZES[0]))
+    if output == "identity":
+        y = rng.standard_normal((n_rows, SIZES[-1]))
+    else:
+        y = rng.integers(0, SIZES[-1], n_rows)
+    X.setflags(write=False)
+    y.setflags(write=False)
+    return X, y
+
+
+def make_pair(act, out, loss, dtype, sizes=SIZES, seed=1):
+    ref = Network(sizes, act, out, loss, dtype=dtype, backend="numpy", seed=seed)
+    return ref, ref.copy(backend="cython")
+
+
+@functools.lru_cache(maxsize=None)
+def numpy_fit(act, out, loss, dtype, batch_size, opt_items, epochs=2):
+    """Weights and history of the reference fit (cached: shared by modes and thread counts)."""
+    net, _ = make_pair(act, out, loss, dtype)
+    X, y = data(out)
+    history = net.fit(X, y, epochs=epochs, batch_size=batch_size, lr=0.05, **dict(opt_items))
+    return net.get_params(), history["loss"], history["accuracy"]
+
+
+def compiled_fit(act, out, loss, dtype, batch_size, opt_items, mode, n_threads, epochs=2):
+    _, net = make_pair(act, out, loss, dtype)
+    net._cython_mode = mode
+    net.n_threads = n_threads
+    X, y = data(out)
+    history = net.fit(X, y, epochs=epochs, batch_size=batch_size, lr=0.05, **dict(opt_items))
+    return net.get_params(), history["loss"], history["accuracy"]
+
+
+# --------------------------------------------------------------------------
+# Installation
+# --------------------------------------------------------------------------
+
+def test_cython_is_the_default_backend_when_built():
+    assert available_backends() == ("cython", "numpy")
+    assert Network([3, 2]).backend == "cython"
+
+
+def test_kernels_report_build_configuration():
+    assert isinstance(_kernels.OPENMP_ENABLED, bool)
+    assert isinstance(_kernels.DEBUG_BUILD, bool)
+    assert _kernels.openmp_max_threads() >= 1
+
+
+# --------------------------------------------------------------------------
+# The passes
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act,out,loss", COMBOS)
+def test_forward_loss_and_gradients_match_numpy(act, out, loss, dtype):
+    ref, net = make_pair(act, out, loss, dtype)
+    X, y = data(out)
+    tol = tolerances(dtype)
+    np.testing.assert_allclose(net.feedforward(X), ref.feedforward(X), **tol)
+    np.testing.assert_allclose(net.loss(X, y), ref.loss(X, y), **tol)
+    gw, gb = net.backprop(X, y)
+    rw, rb = ref.backprop(X, y)
+    for got, want in zip(gw + gb, rw + rb):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, **tol)
+
+
+@pytest.mark.parametrize("n_threads", THREADS)
+def test_passes_on_one_row_and_on_many_blocks(n_threads):
+    ref, net = make_pair("tanh", "softmax", "cross_entropy", "float64")
+    net.n_threads = n_threads
+    rng = np.random.default_rng(5)
+    for n in (1, 2500):                 # 2500 rows: several forward blocks
+        X = rng.standard_normal((n, SIZES[0]))
+        y = rng.integers(0, SIZES[-1], n)
+        np.testing.assert_allclose(net.feedforward(X), ref.feedforward(X), rtol=1e-12)
+        np.testing.assert_allclose(net.loss(X, y), ref.loss(X, y), rtol=1e-12)
+        for got, want in zip(sum(net.backprop(X, y), []), sum(ref.backprop(X, y), [])):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)
+
+
+def test_extreme_weighted_inputs_stay_finite_like_numpy():
+    ref, net = make_pair("sigmoid", "sigmoid", "cross_entropy", "float64")
+    for W in ref.weights:
+        W *= 400
+    net.set_params(ref.get_params())
+    X, y = data("sigmoid")
+    np.testing.assert_allclose(net.feedforward(X), ref.feedforward(X), rtol=1e-12)
+    assert np.isfinite(net.loss(X, y))
+    np.testing.assert_allclose(net.loss(X, y), ref.loss(X, y), rtol=1e-10)
+
+
+# --------------------------------------------------------------------------
+# Training: parity with the NumPy trainer
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act,out,loss", COMBOS)
+def test_fit_matches_numpy_for_every_combination(act, out, loss, dtype, mode):
+    want, want_loss, want_acc = numpy_fit(act, out, loss, dtype, 10, (("momentum", 0.9),))
+    tol = tolerances(dtype)
+    for n_threads in THREADS:
+        got, got_loss, got_acc = compiled_fit(act, out, loss, dtype, 10, (("momentum", 0.9),),
+                                              mode, n_threads)
+        np.testing.assert_allclose(got, want, **tol)
+        np.testing.assert_allclose(got_loss, want_loss, **tol)
+        if out != "identity":
+            np.testing.assert_allclose(got_acc, want_acc, atol=1 / N_ROWS + 1e-12)
+
+
+OPTIMIZERS = {
+    "sgd": (("momentum", 0.0),),
+    "sgd+decay": (("momentum", 0.0), ("weight_decay", 1e-2)),
+    "momentum+decay": (("momentum", 0.9), ("weight_decay", 1e-2)),
+    "nesterov": (("momentum", 0.8), ("nesterov", True)),
+    "nesterov+decay": (("momentum", 0.8), ("nesterov", True), ("weight_decay", 1e-2)),
+    "adam": (("optimizer", "adam"),),
+    "adam+decay": (("optimizer", "adam"), ("weight_decay", 1e-2), ("beta1", 0.8)),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_optimizers_match_numpy(optimizer, dtype, mode):
+    opt = OPTIMIZERS[optimizer]
+    want, want_loss, _ = numpy_fit("relu", "softmax", "cross_entropy", dtype, 8, opt, epochs=3)
+    for n_threads in (1, 2):
+        got, got_loss, _ = compiled_fit("relu", "softmax", "cross_entropy", dtype, 8, opt, mode,
+                                        n_threads, epochs=3)
+        np.testing.assert_allclose(got, want, **tolerances(dtype))
+        np.testing.assert_allclose(got_loss, want_loss, **tolerances(dtype))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batch_size", [1, 7, 8, 13, 17, 41])
+def test_batch_sizes_that_do_not_fill_chunks(batch_size, mode):
+    # 8 rows per chunk: 7 and 13 leave partial chunks, 17 and 41 a short last batch, 1 one row.
+    want, want_loss, want_acc = numpy_fit("sigmoid", "softmax", "quadratic", "float64", batch_size,
+                                          (("momentum", 0.5),))
+    for n_threads in (1, 2):
+        got, got_loss, got_acc = compiled_fit("sigmoid", "softmax", "quadratic", "float64",
+                                              batch_size, (("momentum", 0.5),), mode, n_threads)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got_loss, want_loss, rtol=1e-10)
+        np.testing.assert_allclose(got_acc, want_acc, atol=1 / N_ROWS + 1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_large_batch_caps_the_number_of_chunks(mode):
+    # 700 rows in one batch: more than 64 chunks of 8 would be needed, so chunks grow.
+    assert _kernels.n_chunks_for(700) == 64
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((700, SIZES[0]))
+    y = rng.integers(0, SIZES[-1], 700)
+    ref, net = make_pair("leaky_relu", "softmax", "cross_entropy", "float64")
+    net._cython_mode = mode
+    net.n_threads = 2
+    for n in (ref, net):
+        n.fit(X, y, epochs=2, batch_size=650, lr=0.1)
+    np.testing.assert_allclose(net.get_params(), ref.get_params(), rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# Determinism across thread counts
+# --------------------------------------------------------------------------
+
+def _weights_after_fit(mode, n_threads, dtype, sizes=(20, 33, 17, 5), batch_size=29):
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((150, sizes[0]))
+    y = rng.integers(0, sizes[-1], 150)
+    net = Network(list(sizes), "tanh", "softmax", "cross_entropy", dtype=dtype, backend="cython",
+                  n_threads=n_threads, seed=4)
+    net._cython_mode = mode
+    net.fit(X, y, epochs=3, batch_size=batch_size, lr=0.1, momentum=0.9)
+    return net.get_params()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_chunked_mode_is_bitwise_identical_for_any_thread_count(dtype):
+    results = [_weights_after_fit("chunked", t, dtype) for t in THREADS]
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_mode_agrees_across_thread_counts_to_rounding(dtype):
+    # Whole-batch GEMMs use the BLAS's threading, whose summation order may
+    # depend on its thread count: equal up to a few ulps, not bitwise.
+    results = [_weights_after_fit("batch", t, dtype, sizes=(120, 200, 150, 5)) for t in THREADS]
+    tol = dict(rtol=1e-12, atol=1e-14) if dtype == "float64" else dict(rtol=1e-5, atol=1e-6)
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], **tol)
+
+
+def test_same_seed_same_weights_run_to_run():
+    for mode in MODES:
+        np.testing.assert_array_equal(_weights_after_fit(mode, 2, "float64"),
+                                      _weights_after_fit(mode, 2, "float64"))
+
+
+def test_automatic_mode_depends_on_size_not_threads():
+    choose = _cython_backend.choose_mode
+    assert choose([64, 32, 10], 16, 4) == "chunked"
+    assert choose([1000, 900, 900, 900, 10], 100, 8) == "batch"
+    assert choose([8, 4], 10, 8, requested="batch") == "batch"
+    with pytest.raises(ValueError):
+        choose([8, 4], 10, 8, requested="hogwild")
+
+
+# --------------------------------------------------------------------------
+# Input layouts
+# --------------------------------------------------------------------------
+
+def test_read_only_fortran_and_strided_inputs_give_the_same_results():
+    X, y = data("softmax")
+    layouts = {
+        "read-only": X,                                  # data() returns read-only arrays
+        "fortran": np.asfortranarray(X),
+        "strided": np.repeat(X, 2, axis=1)[:, ::2],
+        "float32 input": X.astype(np.float32).astype(np.float64),
+    }
+    base = Network(SIZES, "relu", "softmax", "cross_entropy", dtype="float64", backend="cython", seed=1)
+    want_out = base.feedforward(np.ascontiguousarray(X))
+    want = base.copy()
+    want.fit(np.ascontiguousarray(X), np.array(y), epochs=2, batch_size=8, lr=0.1)
+    for name, Xl in list(layouts.items())[:3]:
+        np.testing.assert_array_equal(base.feedforward(Xl), want_out, err_msg=name)
+        net = base.copy()
+        net.fit(Xl, y, epochs=2, batch_size=8, lr=0.1)
+        np.testing.assert_array_equal(net.get_params(), want.get_params(), err_msg=name)
+
+
+# --------------------------------------------------------------------------
+# The trainer's contract
+# --------------------------------------------------------------------------
+
+def _trainers(mode, labels=True, dtype="float64"):
+    from cymlp.network import OptimizerConfig
+    ref, net = make_pair("sigmoid", "softmax", "cross_entropy", dtype)
+    net._cython_mode = mode
+    X, y = data("softmax")
+    Y = np.eye(SIZES[-1], dtype=dtype)[y]
+    X = X.astype(dtype)
+    lab = y.astype(np.int64) if labels else None
+    opt = OptimizerConfig()
+    return (ref, ref._backend.trainer(ref, X, Y, lab, 9, opt),
+            net, net._backend.trainer(net, X, Y, lab, 9, opt))
+
+
+@pytest.mark.parametrize("labels", [True, False])
+@pytest.mark.parametrize("mode", MODES)
+def test_run_reports_loss_correct_seen_and_steps_like_numpy(mode, labels):
+    ref, rt, net, ct = _trainers(mode, labels)
+    order = np.random.default_rng(0).permutation(N_ROWS).astype(np.intp)
+    try:
+        for first, stop in ((0, 2), (2, 5)):        # 5 batches: the last has 5 rows
+            want = rt.run(order, first, stop, 0.3)
+            got = ct.run(order, first, stop, 0.3)
+            assert got[1:] == want[1:]
+            assert got[0] == pytest.approx(want[0], rel=1e-12)
+        np.testing.assert_allclose(net.get_params(), ref.get_params(), rtol=1e-12)
+    finally:
+        ct.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_run_stops_before_updating_when_the_loss_is_not_finite(mode):
+    net = Network([3, 4, 2], "relu", "identity", "quadratic", dtype="float64", backend="cython", seed=0)
+    net._cython_mode = mode
+    for W in net.weights:
+        W[...] = 1e200                               # z overflows: the loss is infinite
+    X = np.ones((12, 3))
+    Y = np.zeros((12, 2))
+    from cymlp.network import OptimizerConfig
+    trainer = net._backend.trainer(net, X, Y, None, 4, OptimizerConfig())
+    before = net.get_params()
+    try:
+        loss_sum, correct, seen, steps = trainer.run(np.arange(12, dtype=np.intp), 0, 3, 0.1)
+    finally:
+        trainer.close()
+    assert (steps, seen, correct) == (0, 0, 0)
+    np.testing.assert_array_equal(net.get_params(), before)
+
+
+def test_divergence_is_reported_like_numpy():
+    X, y = data("identity")
+    for backend in ("numpy", "cython"):
+        net = Network(SIZES, "relu", "identity", "quadratic", dtype="float64", backend=backend, seed=1)
+        with pytest.raises(TrainingDiverged):
+            net.fit(X * 1e3, y * 1e3, epochs=5, batch_size=8, lr=1e3, momentum=0.9)
+        assert net.history_.diverged
+        assert np.isfinite(net.get_params()).all()
+
+
+def test_other_parallel_strategies_are_not_implemented_yet():
+    X, y = data("softmax")
+    net = Network(SIZES, backend="cython")
+    with pytest.raises(ValueError, match="not implemented yet"):
+        net.fit(X, y, epochs=1, parallel="hogwild")
+
+
+def test_blas_thread_limit_is_restored_after_fit():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    X, y = data("softmax")
+    for mode in MODES:
+        net = Network(SIZES, backend="cython", n_threads=1)
+        net._cython_mode = mode
+        net.fit(X, y, epochs=1, batch_size=8)
+    after = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    assert after == before
