@@ -1,0 +1,80 @@
+"""Smoke tests of ``cymlp bench``: it runs, and reports every installed implementation.
+
+No timing thresholds: only that each figure is there, positive and finite.
+"""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cymlp import bench
+
+
+def _installed():
+    return [name for name, impl in bench.IMPLEMENTATIONS.items()
+            if impl.unavailable() is None and impl.supports(bench.CASES["tiny"])]
+
+
+@pytest.fixture(scope="module")
+def quick_tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "tiny.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cymlp.bench", "--quick", "--case", "tiny", "--threads", "1",
+         "--seconds", "0.05", "--json", str(out)],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    with open(out) as f:
+        return proc.stdout, json.load(f)
+
+
+def test_quick_tiny_table_lists_every_installed_implementation(quick_tiny):
+    stdout, _ = quick_tiny
+    table = [line for line in stdout.splitlines() if line.startswith("| ")]
+    impls = {line.split("|")[1].strip() for line in table[1:]}
+    assert set(_installed()) <= impls
+
+
+def test_quick_tiny_json_has_positive_finite_figures(quick_tiny):
+    _, payload = quick_tiny
+    rows = payload["results"]
+    assert {r["impl"] for r in rows} == set(_installed())
+    assert not payload["failures"]
+    for r in rows:
+        for key in ("step_seconds", "epoch_seconds", "examples_per_second", "gflops",
+                    "roofline_fraction", "speedup_vs_loop", "speedup_vs_numpy"):
+            assert isinstance(r[key], float) and math.isfinite(r[key]) and r[key] > 0, (r["impl"], key)
+        assert r["case"] == "tiny" and r["dtype"] == "float32" and r["threads"] == 1
+    assert payload["machine"]["threadpools"]
+    assert "OPENBLAS_CORETYPE" in payload["machine"]["openblas_overrides_set"]
+
+
+def test_flop_count_formula():
+    case = bench.Case("t", (4, 3, 2), "relu", "softmax", "cross_entropy", 5, 10)
+    # forward 12 + 6, weight gradient 12 + 6, delta into the hidden layer 6 (none into the inputs)
+    assert case.macs_per_example == 42
+    assert case.flops_per_example == 84
+    assert sum(2 * m * k * n for _, m, k, n in case.gemm_shapes()) == 84 * 5
+
+
+@pytest.mark.parametrize("activation,output,loss", [("sigmoid", "sigmoid", "quadratic"),
+                                                     ("relu", "softmax", "cross_entropy"),
+                                                     ("tanh", "softmax", "quadratic")])
+def test_loop_takes_the_reference_sgd_step(activation, output, loss):
+    """The per-example loop (the benchmark baseline) computes the same step as the batched path;
+    in particular the last layer's gradient is counted once, unlike the original question's code."""
+    from cymlp import reference
+    case = bench.Case("t", (6, 5, 4, 3), activation, output, loss, 4, 8, lr=0.5)
+    problem = bench.make_problem(case, "float64")
+    rows = np.array([3, 0, 5, 2])
+    gw, gb, _, _ = reference.backprop(problem.weights, problem.biases, activation, output, loss,
+                                      problem.X[rows], problem.Y[rows])
+    loop = bench.PerExampleLoop(problem)
+    loop.step(rows)
+    for l in range(len(gw)):
+        np.testing.assert_allclose(loop.weights[l], problem.weights[l] - case.lr * gw[l], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(loop.biases[l].ravel(), problem.biases[l] - case.lr * gb[l],
+                                   rtol=1e-10, atol=1e-12)
