@@ -817,6 +817,9 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
     cdef Py_ssize_t n_correct = 0, n_seen = 0, steps = 0
     cdef StepOut out
     cdef Opt* o = &t.opt
+    cdef long step = t.step
+    cdef int mode = t.mode, nthreads = t.nthreads
+    cdef Py_ssize_t cap = t.cap
     if first < 0 or order.shape[0] != X.shape[0] or Y.shape[0] != X.shape[0]:
         raise ValueError("run: batch range or order does not match the data")
     o.lr = lr
@@ -827,23 +830,24 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
             if n <= 0:
                 break
             if o.kind == OPT_ADAM:
-                o.bc1 = 1 - pow(o.beta1, <double>(t.step + 1))
-                o.bc2 = 1 - pow(o.beta2, <double>(t.step + 1))
-            if t.mode == MODE_CHUNKED:
+                o.bc1 = 1 - pow(o.beta1, <double>(step + 1))
+                o.bc2 = 1 - pow(o.beta2, <double>(step + 1))
+            if mode == MODE_CHUNKED:
                 out = step_chunked(s, &theta[0], &X[0, 0], &Y[0, 0], &order[start], labels, n,
-                                   &scratch[0], t.cap, &grads[0], &m[0], &v[0],
-                                   &row_loss[0], &row_correct[0], o, t.nthreads)
+                                   &scratch[0], cap, &grads[0], &m[0], &v[0],
+                                   &row_loss[0], &row_correct[0], o, nthreads)
             else:
                 out = step_batch(s, &theta[0], &X[0, 0], &Y[0, 0], &order[start], labels, n,
-                                 &scratch[0], t.cap, &grads[0], &m[0], &v[0],
-                                 &row_loss[0], &row_correct[0], o, t.nthreads)
+                                 &scratch[0], cap, &grads[0], &m[0], &v[0],
+                                 &row_loss[0], &row_correct[0], o, nthreads)
             if not out.finite:
                 break
-            t.step += 1
+            step += 1
             loss_sum += out.loss_sum / n * n
             n_correct += out.correct
             n_seen += n
             steps += 1
+    t.step = step
     return loss_sum, n_correct, n_seen, steps
 
 
