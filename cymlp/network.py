@@ -256,8 +256,11 @@ class Network:
         out = self._feedforward(X)
         if labels is not None:
             return float(np.mean(out.argmax(axis=1) == labels))
-        ss_res = np.sum((Y - out) ** 2, dtype=np.float64)
-        ss_tot = np.sum((Y - Y.mean(axis=0)) ** 2, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):   # outputs near 1e300: reported below
+            Y = Y.astype(np.float64)          # square in float64: float32 overflows from 1.8e19
+            ss_res = np.sum((Y - out) ** 2)
+            ss_tot = np.sum((Y - Y.mean(axis=0)) ** 2)
+        v.check_finite_result("score", ss_res)
         return float(1 - ss_res / ss_tot) if ss_tot > 0 else float(ss_res == 0)
 
     def backprop(self, X, y):
