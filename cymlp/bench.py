@@ -561,14 +561,25 @@ def peak_gemm(dtype, threads, n=1024):
 # --------------------------------------------------------------------------
 
 def _cpu_model():
+    """(model name, vendor, notable ISA flags) from /proc/cpuinfo, or what platform knows."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key in ("model name", "hardware", "cpu model", "vendor_id", "flags") and key not in fields:
+                    fields[key] = value.strip()
+                if not line.strip() and fields:
+                    break
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    model = fields.get("model name") or fields.get("hardware") or fields.get("cpu model") \
+        or platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    notable = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "hypervisor")
+               if f in flags]
+    return model, fields.get("vendor_id"), notable
 
 
 def _version(module):
@@ -585,8 +596,9 @@ def machine_info():
     from . import __version__
     from ._config import config_info
     from .network import available_backends
+    model, vendor, flags = _cpu_model()
     info = dict(
-        cpu=_cpu_model(), cpu_count=os.cpu_count(),
+        cpu=model, cpu_vendor=vendor, cpu_flags=flags, cpu_count=os.cpu_count(),
         usable_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         platform=platform.platform(), python=platform.python_version(),
         versions=dict(cymlp=__version__, numpy=np.__version__, scipy=_version("scipy"),
@@ -676,7 +688,7 @@ def _fmt_speedup(x):
 
 
 RESULT_COLUMNS = [
-    ("impl", "impl", "l"),
+    ("impl", lambda r: r["impl"] + (" †" if r.get("contended") else ""), "l"),
     ("dtype", "dtype", "l"),
     ("threads", "threads", "r"),
     ("time/step (median)", lambda r: _fmt_time(r["step_seconds"]), "r"),
@@ -684,7 +696,8 @@ RESULT_COLUMNS = [
     ("time/epoch", lambda r: _fmt_time(r["epoch_seconds"]), "r"),
     ("examples/s", lambda r: _fmt_num(r["examples_per_second"]), "r"),
     ("GFLOP/s", lambda r: _fmt_num(r["gflops"]), "r"),
-    ("% roof", lambda r: f"{100 * r['roofline_fraction']:.0f}%", "r"),
+    ("% roof", lambda r: f"{100 * r['roofline_fraction']:.0f}%" if math.isfinite(r["roofline_fraction"]) else "–",
+     "r"),
     ("vs loop", lambda r: _fmt_speedup(r.get("speedup_vs_loop")), "r"),
     ("vs numpy", lambda r: _fmt_speedup(r.get("speedup_vs_numpy")), "r"),
 ]
@@ -704,6 +717,10 @@ def results_markdown(rows, cases, rooflines):
                      f"{case_rows[0]['data']}; {case.flops_per_example * case.batch_size / 1e6:.4g} MFLOP/step; "
                      f"GEMM roofline GFLOP/s: {roofs}\n")
         parts.append(markdown_table(case_rows, RESULT_COLUMNS) + "\n")
+        if any(r.get("contended") for r in case_rows):
+            parts.append("† other processes were busy when this row started (1-minute load average "
+                         "above the row's own threads by more than half a core): its time is inflated, "
+                         "multi-threaded rows most.\n")
     return "\n".join(parts)
 
 
@@ -777,8 +794,11 @@ def plot(rows, cases, path, dtype=None):
         ax.set_title(f"{case.name}: {'-'.join(map(str, case.sizes))}, batch {case.batch_size}", fontsize=10)
         ax.set_xlabel("training examples per second (log scale, higher is better)", fontsize=8)
         ax.grid(axis="x", which="major", alpha=0.3)
-    fig.suptitle(f"cymlp bench ({dtype}): one SGD step, same data, weights and threads per panel",
-                 fontsize=11)
+    title = f"cymlp bench ({dtype}): one SGD step, same data, weights and threads per panel"
+    loads = [r["load_average"] for r in rows if math.isfinite(r.get("load_average", float("nan")))]
+    if loads:
+        title += f"\nload average during the run {min(loads):.1f} to {max(loads):.1f} on {_usable_cores()} cores"
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -882,6 +902,16 @@ def _select_cases(args):
     return [CASES[name] for name in (args.case or list(CASES))]
 
 
+def _contended(load, threads):
+    """Whether other processes were busy when a row started.
+
+    The 1-minute load average counts this benchmark's own threads too, so
+    "busy" means at least half a core more than the row itself uses.  It lags
+    by up to a minute: a hint, not a measurement.
+    """
+    return bool(math.isfinite(load) and load - threads > 0.5)
+
+
 def _log(message):
     print(message, file=sys.stderr, flush=True)
 
@@ -928,6 +958,7 @@ def run(args):
                         skipped.setdefault(f"{impl.name}:{case.name}", "case not supported")
                         continue
                     _log(f"bench: {case.name} {dtype} {t} thread(s) {impl.name} ...")
+                    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
                     try:
                         runner = impl.prepare(problem, t)
                         m = measure(runner, case, budget)
@@ -944,7 +975,8 @@ def run(args):
                                roofline_fraction=(roof["seconds_per_step"] / step) if roof else float("nan"),
                                steps_per_block=m["steps_per_block"], repeats=m["repeats"],
                                samples_step_seconds=m["step_seconds"],
-                               step_seconds_min=min(m["step_seconds"]), step_seconds_max=max(m["step_seconds"]))
+                               step_seconds_min=min(m["step_seconds"]), step_seconds_max=max(m["step_seconds"]),
+                               load_average=load, contended=_contended(load, t))
                     group.append(row)
                 base = {r["impl"]: r["step_seconds"] for r in group}
                 for r in group:
@@ -959,7 +991,8 @@ def run(args):
     elapsed = time.perf_counter() - t_start
 
     print(f"# cymlp bench{' --quick' if args.quick else ''}\n")
-    print(f"CPU: {info['cpu']} ({info['usable_cores']} usable cores); BLAS: {_blas_line(info)}")
+    print(f"CPU: {info['cpu']} ({info['cpu_vendor']}, {' '.join(info['cpu_flags'])}; "
+          f"{info['usable_cores']} usable cores); BLAS: {_blas_line(info)}")
     overrides = ", ".join(f"{k}={info['environment'][k]}" if v else f"{k} unset"
                           for k, v in info["openblas_overrides_set"].items())
     print(f"Environment: {overrides}; backends: {', '.join(info['backends'])}")
