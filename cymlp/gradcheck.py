@@ -43,6 +43,8 @@ def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0)
     """
     eps = v.check_real("eps", eps, low=0, low_open=True)
     weight_decay = v.check_real("weight_decay", weight_decay, low=0)
+    if max_params is not None:
+        max_params = v.check_positive_int("max_params", max_params)
     net64 = net.copy(dtype="float64")
     X, Y, _ = net64._check_Xy(X, y)
     grads_w, grads_b = net64._backend.backprop(net64, X, Y)[:2]
@@ -73,6 +75,9 @@ def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0)
         numeric = (c_plus - c_minus) / (2 * eps)
         if is_weight[i]:
             numeric += 0.5 * weight_decay * ((saved + eps) ** 2 - (saved - eps) ** 2) / (2 * eps)
+        if not (np.isfinite(analytic[i]) and np.isfinite(numeric)):
+            raise ValueError("gradcheck: the loss or its gradient is not finite for this network "
+                             "and data (overflow?); scale the inputs or use smaller weights")
         error = abs(analytic[i] - numeric) / max(abs(analytic[i]) + abs(numeric), 1e-4)
         worst = max(worst, error)
     return float(worst)

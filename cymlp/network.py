@@ -528,6 +528,9 @@ class Network:
                 np.savez(f, **arrays)
                 f.flush()
                 os.fsync(f.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)        # mkstemp made it 0600; use the usual mode
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
