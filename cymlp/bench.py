@@ -800,7 +800,7 @@ def plot(rows, cases, path, dtype=None):
         title += f"\nload average during the run {min(loads):.1f} to {max(loads):.1f} on {_usable_cores()} cores"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
