@@ -465,7 +465,7 @@ class Budget:
     max_repeats: int = 25
 
 
-QUICK = Budget(seconds=0.3, block_seconds=0.05, min_repeats=3, max_repeats=10)
+QUICK = Budget(seconds=0.25, block_seconds=0.04, min_repeats=3, max_repeats=8)
 FULL = Budget()
 
 
