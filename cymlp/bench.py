@@ -912,6 +912,14 @@ def _contended(load, threads):
     return bool(math.isfinite(load) and load - threads > 0.5)
 
 
+def _command_line(args):
+    """The command as typed, whether it came through ``cymlp bench`` or ``python -m cymlp.bench``."""
+    argv = list(getattr(args, "argv", None) or [])
+    if argv[:1] == ["bench"]:
+        argv = argv[1:]
+    return " ".join(["cymlp bench"] + argv)
+
+
 def _log(message):
     print(message, file=sys.stderr, flush=True)
 
@@ -1017,7 +1025,7 @@ def run(args):
     print(f"\nTotal time {elapsed:.0f} s.")
 
     payload = dict(
-        command=" ".join(["cymlp bench"] + list(getattr(args, "argv", []) or [])),
+        command=_command_line(args),
         quick=bool(args.quick), threads=threads, dtypes=dtypes, elapsed_seconds=elapsed,
         budget=asdict(budget), machine=info,
         flops_formula="FLOPs/example = 2*(sum_l n_{l-1} n_l [forward] + sum_l n_{l-1} n_l [weight gradient] "
