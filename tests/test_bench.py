@@ -78,3 +78,10 @@ def test_loop_takes_the_reference_sgd_step(activation, output, loss):
         np.testing.assert_allclose(loop.weights[l], problem.weights[l] - case.lr * gw[l], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(loop.biases[l].ravel(), problem.biases[l] - case.lr * gb[l],
                                    rtol=1e-10, atol=1e-12)
+
+
+def test_bench_is_a_cymlp_subcommand():
+    cli = pytest.importorskip("cymlp.cli")
+    args = cli.build_parser().parse_args(["bench", "--quick", "--case", "tiny", "--threads", "1,2"])
+    assert args.quick and args.case == ["tiny"] and args.threads == [1, 2]
+    assert callable(args.func)
