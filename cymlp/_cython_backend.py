@@ -21,10 +21,11 @@ from . import _kernels
 
 MODES = ("chunked", "batch")
 
-# Chunked mode writes one gradient buffer per chunk and sums them; above this
-# many bytes of chunk gradients per step, whole-batch GEMMs win (measured
-# with benchmarks/compiled_vs_numpy.py).
-CHUNKED_MAX_GRAD_BYTES = 1 << 20
+# Chunked mode pays for one gradient buffer per chunk (written by a GEMM with
+# only CHUNK_ROWS rows of depth, then summed); it wins over whole-batch GEMMs
+# only for small networks, whose GEMMs the BLAS would not thread well, and
+# batches of at least two chunks.  Measured with benchmarks/compiled_vs_numpy.py.
+CHUNKED_MAX_PARAM_BYTES = 256 * 1024
 FORWARD_BLOCK_ROWS = 1024       # rows per block in feedforward / loss outside training
 
 
@@ -35,8 +36,9 @@ def choose_mode(sizes, batch_size, itemsize, requested=None):
             raise ValueError(f"_cython_mode must be one of {MODES} or None; got {requested!r}")
         return requested
     n_params = sum(o * i + o for i, o in zip(sizes[:-1], sizes[1:]))
-    grad_bytes = _kernels.n_chunks_for(batch_size) * n_params * itemsize
-    return "chunked" if grad_bytes <= CHUNKED_MAX_GRAD_BYTES else "batch"
+    if _kernels.n_chunks_for(batch_size) >= 2 and n_params * itemsize <= CHUNKED_MAX_PARAM_BYTES:
+        return "chunked"
+    return "batch"
 
 
 def _plan(net):

@@ -83,8 +83,8 @@ cdef double LEAKY_SLOPE = 0.01
 
 # Rows per chunk in chunked mode (chunks are balanced: B rows make
 # ceil(B / CHUNK_ROWS) chunks of nearly equal size), and the cap on chunks.
-CHUNK_ROWS = 8
-cdef Py_ssize_t _CHUNK_ROWS = 8
+CHUNK_ROWS = 32
+cdef Py_ssize_t _CHUNK_ROWS = 32
 cdef Py_ssize_t _MAX_CHUNKS = 64
 # Elementwise passes hand each thread blocks of about this many elements.
 cdef Py_ssize_t _ELEM_BLOCK = 8192
@@ -409,14 +409,16 @@ cdef void _gather_rows(const floating* X, const cnp.intp_t* rows, Py_ssize_t r0,
         memcpy(out + r * width, X + rows[r] * width, width * sizeof(floating))
 
 
-cdef void _update_range(floating* p, const floating* G, Py_ssize_t n_src, Py_ssize_t stride,
+cdef void _update_range(floating* p, floating* G, Py_ssize_t n_src, Py_ssize_t stride,
                         Py_ssize_t i0, Py_ssize_t i1, floating n_rows, bint decay,
                         const Opt* o, floating* m, floating* v) noexcept nogil:
     """Optimizer step on parameters i0..i1-1 from gradient sums.
 
-    The mean gradient is ``g = (G[i] + G[stride + i] + ...) / n_rows`` summed
-    over ``n_src`` buffers in order; then exactly the operations of
-    reference.sgd_update / reference.adam_update (weight decay when ``decay``).
+    The mean gradient is ``g = (G[i] + G[stride + i] + ...) / n_rows``, the
+    ``n_src`` buffers added in order (into ``G[i]``, which is scratch); then
+    exactly the operations of reference.sgd_update / reference.adam_update
+    (weight decay on this range when ``decay``).  One loop per optimizer so
+    that the compiler vectorises them.
     """
     cdef Py_ssize_t i, c
     cdef floating g, lr = <floating>o.lr, mu = <floating>o.momentum
@@ -425,25 +427,41 @@ cdef void _update_range(floating* p, const floating* G, Py_ssize_t n_src, Py_ssi
     cdef floating one_b1 = <floating>(1 - o.beta1), one_b2 = <floating>(1 - o.beta2)
     cdef floating bc1 = <floating>o.bc1, bc2 = <floating>o.bc2
     cdef bint use_wd = decay and o.weight_decay != 0
-    for i in range(i0, i1):
-        g = G[i]
-        for c in range(1, n_src):
-            g = g + G[c * stride + i]
-        g = g / n_rows
-        if use_wd:
-            g = g + wd * p[i]
-        if o.kind == OPT_ADAM:
+    cdef floating* Gc
+    for c in range(1, n_src):
+        Gc = G + c * stride
+        for i in range(i0, i1):
+            G[i] = G[i] + Gc[i]
+    if o.kind == OPT_ADAM:
+        for i in range(i0, i1):
+            g = G[i] / n_rows
+            if use_wd:
+                g = g + wd * p[i]
             m[i] = m[i] * b1 + one_b1 * g
             v[i] = v[i] * b2 + one_b2 * g * g
             p[i] = p[i] - lr * (m[i] / bc1) / (_sqrt(v[i] / bc2) + eps)
-        elif o.momentum == 0:
-            p[i] = p[i] - lr * g
+    elif o.momentum == 0:
+        if use_wd:
+            for i in range(i0, i1):
+                g = G[i] / n_rows + wd * p[i]
+                p[i] = p[i] - lr * g
         else:
+            for i in range(i0, i1):
+                p[i] = p[i] - lr * (G[i] / n_rows)
+    elif o.nesterov:
+        for i in range(i0, i1):
+            g = G[i] / n_rows
+            if use_wd:
+                g = g + wd * p[i]
             m[i] = m[i] * mu + g
-            if o.nesterov:
-                p[i] = p[i] - lr * (g + mu * m[i])
-            else:
-                p[i] = p[i] - lr * m[i]
+            p[i] = p[i] - lr * (g + mu * m[i])
+    else:
+        for i in range(i0, i1):
+            g = G[i] / n_rows
+            if use_wd:
+                g = g + wd * p[i]
+            m[i] = m[i] * mu + g
+            p[i] = p[i] - lr * m[i]
 
 
 cdef void _momentum_range(floating* p, floating* vel, Py_ssize_t i0, Py_ssize_t i1,
@@ -501,7 +519,7 @@ cdef void _loss_delta(const Shape* s, const floating* A_out, const floating* Z_o
                          row_loss, row_correct)
 
 
-cdef void _update(floating* p, const floating* G, Py_ssize_t n_src, Py_ssize_t stride,
+cdef void _update(floating* p, floating* G, Py_ssize_t n_src, Py_ssize_t stride,
                   Py_ssize_t count, floating n_rows, bint decay, const Opt* o,
                   floating* m, floating* v, int nthreads) noexcept nogil:
     """_update_range over ``count`` parameters starting at the given pointers."""

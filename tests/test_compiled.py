@@ -29,7 +29,9 @@ DTYPES = ["float64", "float32"]
 MODES = ["chunked", "batch"]
 THREADS = [1, 2, 3]
 SIZES = [6, 9, 7, 4]
-N_ROWS = 41                 # not a multiple of any batch size used below
+CHUNK = _kernels.CHUNK_ROWS
+BATCH = 2 * CHUNK + 7       # two full chunks and a partial one
+N_ROWS = 3 * BATCH + 5      # not a multiple of the batch size
 
 
 def tolerances(dtype):
@@ -139,10 +141,10 @@ def test_extreme_weighted_inputs_stay_finite_like_numpy():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act,out,loss", COMBOS)
 def test_fit_matches_numpy_for_every_combination(act, out, loss, dtype, mode):
-    want, want_loss, want_acc = numpy_fit(act, out, loss, dtype, 10, (("momentum", 0.9),))
+    want, want_loss, want_acc = numpy_fit(act, out, loss, dtype, BATCH, (("momentum", 0.9),))
     tol = tolerances(dtype)
     for n_threads in THREADS:
-        got, got_loss, got_acc = compiled_fit(act, out, loss, dtype, 10, (("momentum", 0.9),),
+        got, got_loss, got_acc = compiled_fit(act, out, loss, dtype, BATCH, (("momentum", 0.9),),
                                               mode, n_threads)
         np.testing.assert_allclose(got, want, **tol)
         np.testing.assert_allclose(got_loss, want_loss, **tol)
@@ -166,40 +168,46 @@ OPTIMIZERS = {
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 def test_optimizers_match_numpy(optimizer, dtype, mode):
     opt = OPTIMIZERS[optimizer]
-    want, want_loss, _ = numpy_fit("relu", "softmax", "cross_entropy", dtype, 8, opt, epochs=3)
+    want, want_loss, _ = numpy_fit("relu", "softmax", "cross_entropy", dtype, BATCH, opt, epochs=3)
     for n_threads in (1, 2):
-        got, got_loss, _ = compiled_fit("relu", "softmax", "cross_entropy", dtype, 8, opt, mode,
+        got, got_loss, _ = compiled_fit("relu", "softmax", "cross_entropy", dtype, BATCH, opt, mode,
                                         n_threads, epochs=3)
         np.testing.assert_allclose(got, want, **tolerances(dtype))
         np.testing.assert_allclose(got_loss, want_loss, **tolerances(dtype))
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("batch_size", [1, 7, 8, 13, 17, 41])
+@pytest.mark.parametrize("batch_size", [1, 7, CHUNK - 1, CHUNK, CHUNK + 3, 2 * CHUNK + 5, 3 * CHUNK])
 def test_batch_sizes_that_do_not_fill_chunks(batch_size, mode):
-    # 8 rows per chunk: 7 and 13 leave partial chunks, 17 and 41 a short last batch, 1 one row.
-    want, want_loss, want_acc = numpy_fit("sigmoid", "softmax", "quadratic", "float64", batch_size,
-                                          (("momentum", 0.5),))
+    # Partial chunks, exactly one chunk, a short last batch, one row per batch.
+    n_rows = 3 * CHUNK + 11
+    X, y = data("softmax", n_rows=n_rows)
+    ref, _ = make_pair("sigmoid", "softmax", "quadratic", "float64")
+    want = ref.copy()
+    h_want = want.fit(X, y, epochs=2, batch_size=batch_size, lr=0.05, momentum=0.5)
     for n_threads in (1, 2):
-        got, got_loss, got_acc = compiled_fit("sigmoid", "softmax", "quadratic", "float64",
-                                              batch_size, (("momentum", 0.5),), mode, n_threads)
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(got_loss, want_loss, rtol=1e-10)
-        np.testing.assert_allclose(got_acc, want_acc, atol=1 / N_ROWS + 1e-12)
+        net = ref.copy(backend="cython")
+        net._cython_mode = mode
+        net.n_threads = n_threads
+        h_got = net.fit(X, y, epochs=2, batch_size=batch_size, lr=0.05, momentum=0.5)
+        np.testing.assert_allclose(net.get_params(), want.get_params(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(h_got["loss"], h_want["loss"], rtol=1e-10)
+        np.testing.assert_allclose(h_got["accuracy"], h_want["accuracy"], atol=1 / n_rows + 1e-12)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_large_batch_caps_the_number_of_chunks(mode):
-    # 700 rows in one batch: more than 64 chunks of 8 would be needed, so chunks grow.
-    assert _kernels.n_chunks_for(700) == 64
+    # More than 64 chunks of CHUNK rows would be needed, so the chunks grow.
+    n = 64 * CHUNK + 100
+    assert _kernels.n_chunks_for(n) == 64
     rng = np.random.default_rng(2)
-    X = rng.standard_normal((700, SIZES[0]))
-    y = rng.integers(0, SIZES[-1], 700)
+    X = rng.standard_normal((n, SIZES[0]))
+    y = rng.integers(0, SIZES[-1], n)
     ref, net = make_pair("leaky_relu", "softmax", "cross_entropy", "float64")
     net._cython_mode = mode
     net.n_threads = 2
-    for n in (ref, net):
-        n.fit(X, y, epochs=2, batch_size=650, lr=0.1)
+    for m in (ref, net):
+        m.fit(X, y, epochs=2, batch_size=n - 30, lr=0.1)
     np.testing.assert_allclose(net.get_params(), ref.get_params(), rtol=1e-10, atol=1e-12)
 
 
@@ -207,10 +215,10 @@ def test_large_batch_caps_the_number_of_chunks(mode):
 # Determinism across thread counts
 # --------------------------------------------------------------------------
 
-def _weights_after_fit(mode, n_threads, dtype, sizes=(20, 33, 17, 5), batch_size=29):
+def _weights_after_fit(mode, n_threads, dtype, sizes=(20, 33, 17, 5), batch_size=3 * CHUNK + 5):
     rng = np.random.default_rng(11)
-    X = rng.standard_normal((150, sizes[0]))
-    y = rng.integers(0, sizes[-1], 150)
+    X = rng.standard_normal((400, sizes[0]))
+    y = rng.integers(0, sizes[-1], 400)
     net = Network(list(sizes), "tanh", "softmax", "cross_entropy", dtype=dtype, backend="cython",
                   n_threads=n_threads, seed=4)
     net._cython_mode = mode
@@ -243,7 +251,8 @@ def test_same_seed_same_weights_run_to_run():
 
 def test_automatic_mode_depends_on_size_not_threads():
     choose = _cython_backend.choose_mode
-    assert choose([64, 32, 10], 16, 4) == "chunked"
+    assert choose([64, 32, 10], 16, 4) == "batch"          # one chunk: nothing to split
+    assert choose([64, 32, 10], 4 * CHUNK, 4) == "chunked"
     assert choose([1000, 900, 900, 900, 10], 100, 8) == "batch"
     assert choose([8, 4], 10, 8, requested="batch") == "batch"
     with pytest.raises(ValueError):
@@ -286,8 +295,8 @@ def _trainers(mode, labels=True, dtype="float64"):
     X = X.astype(dtype)
     lab = y.astype(np.int64) if labels else None
     opt = OptimizerConfig()
-    return (ref, ref._backend.trainer(ref, X, Y, lab, 9, opt),
-            net, net._backend.trainer(net, X, Y, lab, 9, opt))
+    return (ref, ref._backend.trainer(ref, X, Y, lab, BATCH, opt),
+            net, net._backend.trainer(net, X, Y, lab, BATCH, opt))
 
 
 @pytest.mark.parametrize("labels", [True, False])
@@ -296,7 +305,7 @@ def test_run_reports_loss_correct_seen_and_steps_like_numpy(mode, labels):
     ref, rt, net, ct = _trainers(mode, labels)
     order = np.random.default_rng(0).permutation(N_ROWS).astype(np.intp)
     try:
-        for first, stop in ((0, 2), (2, 5)):        # 5 batches: the last has 5 rows
+        for first, stop in ((0, 1), (1, 4)):        # 4 batches: the last has 5 rows
             want = rt.run(order, first, stop, 0.3)
             got = ct.run(order, first, stop, 0.3)
             assert got[1:] == want[1:]
