@@ -14,8 +14,10 @@ Modes.  ``net._cython_mode`` (private, for tests and benchmarks) forces
 never by the thread count, so that results do not depend on ``n_threads``.
 """
 
+import contextlib
+
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from . import _kernels
 
@@ -41,6 +43,32 @@ def choose_mode(sizes, batch_size, itemsize, requested=None):
     return "batch"
 
 
+_controller = None
+
+
+# OpenBLAS runs a GEMM on one thread when m·n·k < 65536 · 4 (interface/gemm.c);
+# below that, limiting the pool changes nothing and costs ~25 µs.
+BLAS_SERIAL_BELOW = 65536 * 4
+
+
+def _blas_limits(n_threads, work=None):
+    """Limit the BLAS pools to ``n_threads``; returns the limiter (a context manager).
+
+    ``work`` (rows × parameters, a bound on every GEMM's m·n·k) small enough
+    that the BLAS stays serial anyway skips the limit.
+
+    One ThreadpoolController is made on first use (after ``_kernels`` loaded
+    SciPy's BLAS) and reused: a fresh ``threadpool_limits`` rescans every
+    loaded library, which costs more than a small forward pass.
+    """
+    global _controller
+    if work is not None and work < BLAS_SERIAL_BELOW:
+        return contextlib.nullcontext()
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=n_threads, user_api="blas")
+
+
 def _plan(net):
     return _kernels.Plan(list(net.sizes), net.activation, net.output, net.loss_name)
 
@@ -54,7 +82,7 @@ class CythonBackend:
         out = np.empty((X.shape[0], net.sizes[-1]), dtype=net.dtype)
         rows = min(X.shape[0], FORWARD_BLOCK_ROWS)
         scratch = np.empty(rows * plan.row_width, dtype=net.dtype)
-        with threadpool_limits(limits=n_threads, user_api="blas"):
+        with _blas_limits(n_threads, rows * plan.n_params):
             for start in range(0, X.shape[0], rows):
                 _kernels.forward(plan, net._theta, X[start:start + rows], out[start:start + rows],
                                  scratch, n_threads)
@@ -67,7 +95,7 @@ class CythonBackend:
         rows = min(X.shape[0], FORWARD_BLOCK_ROWS)
         scratch = np.empty(rows * plan.row_width, dtype=net.dtype)
         total = 0.0
-        with threadpool_limits(limits=n_threads, user_api="blas"):
+        with _blas_limits(n_threads, rows * plan.n_params):
             for start in range(0, X.shape[0], rows):
                 total += _kernels.forward(plan, net._theta, X[start:start + rows],
                                           out[start:start + rows], scratch, n_threads,
@@ -80,7 +108,7 @@ class CythonBackend:
         n = X.shape[0]
         grad = np.empty(plan.n_params, dtype=net.dtype)
         scratch = np.empty(n * plan.row_width, dtype=net.dtype)
-        with threadpool_limits(limits=n_threads, user_api="blas"):
+        with _blas_limits(n_threads, n * plan.n_params):
             loss = _kernels.loss_grad(plan, net._theta, X, Y, grad, scratch, n_threads)
         grad /= grad.dtype.type(n)
         grads_w, grads_b, offset = [], [], 0
@@ -115,7 +143,7 @@ class CythonTrainer:
             optimizer.name, optimizer.momentum, optimizer.nesterov, optimizer.weight_decay,
             optimizer.beta1, optimizer.beta2, optimizer.eps)
         blas_threads = 1 if self.mode == "chunked" else self.n_threads
-        self._limits = threadpool_limits(limits=blas_threads, user_api="blas")
+        self._limits = _blas_limits(blas_threads)
         self.should_stop = lambda: False
 
     def run(self, order, first, stop, lr):
