@@ -38,7 +38,7 @@ CASES = [
 SCALE = {"ms/step": 1e3, "s/epoch": 1.0, "us/step": 1e6}
 
 
-def time_case(case, backend, n_threads, repeats, mode=None):
+def time_case(case, backend, n_threads, repeats, mode=None, max_steps=None):
     name, sizes, hidden, output, loss, batch, dtype, unit, steps, _ = case
     rng = np.random.default_rng(0)
     n_rows = 60000 if steps is None else min(60000, steps * batch)
@@ -50,6 +50,8 @@ def time_case(case, backend, n_threads, repeats, mode=None):
         net._cython_mode = mode
     n_batches = -(-n_rows // batch)
     n_steps = n_batches if steps is None else steps
+    if max_steps is not None and n_steps > max_steps:     # time part of the epoch, scale it up
+        n_steps = max_steps
     order = rng.permutation(n_rows).astype(np.intp)
     opt = OptimizerConfig("sgd", momentum=0.0)
     with threadpool_limits(limits=n_threads, user_api="blas"):   # NumPy's threads; the trainer sets its own
@@ -68,7 +70,9 @@ def time_case(case, backend, n_threads, repeats, mode=None):
         finally:
             if hasattr(trainer, "close"):
                 trainer.close()
-    per = statistics.median(times) if steps is None else statistics.median(times) / n_steps
+    per = statistics.median(times) / n_steps
+    if steps is None:
+        per *= n_batches                     # seconds per epoch
     chosen = getattr(trainer, "mode", "-")
     return per * SCALE[unit], chosen
 
@@ -79,6 +83,8 @@ def main():
     parser.add_argument("--mode", choices=["chunked", "batch"], default=None)
     parser.add_argument("--cases", default="", help="comma-separated case numbers (1-based)")
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="time at most this many steps per run (epochs are scaled up)")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     chosen = [int(c) - 1 for c in args.cases.split(",") if c] or range(len(CASES))
@@ -90,10 +96,10 @@ def main():
         case = CASES[i]
         row = [case[0], case[7]]
         for t in threads:
-            row.append(f"{time_case(case, 'numpy', t, args.repeats)[0]:.3g}")
+            row.append(f"{time_case(case, 'numpy', t, args.repeats, None, args.max_steps)[0]:.3g}")
         mode = "-"
         for t in threads:
-            value, mode = time_case(case, "cython", t, args.repeats, args.mode)
+            value, mode = time_case(case, "cython", t, args.repeats, args.mode, args.max_steps)
             row.append(f"{value:.3g}")
         ref = case[9]
         row += [mode, str(ref["numpy"]), str(ref["torch"]), "≤ " + str(ref["target"])]
