@@ -85,7 +85,7 @@ class CythonBackend:
         with _blas_limits(n_threads, rows * plan.n_params):
             for start in range(0, X.shape[0], rows):
                 _kernels.forward(plan, net._theta, X[start:start + rows], out[start:start + rows],
-                                 scratch, n_threads)
+                                 scratch)
         return out
 
     def loss(self, net, X, Y):
@@ -98,7 +98,7 @@ class CythonBackend:
         with _blas_limits(n_threads, rows * plan.n_params):
             for start in range(0, X.shape[0], rows):
                 total += _kernels.forward(plan, net._theta, X[start:start + rows],
-                                          out[start:start + rows], scratch, n_threads,
+                                          out[start:start + rows], scratch,
                                           Y[start:start + rows])
         return total / X.shape[0]
 
@@ -109,7 +109,7 @@ class CythonBackend:
         grad = np.empty(plan.n_params, dtype=net.dtype)
         scratch = np.empty(n * plan.row_width, dtype=net.dtype)
         with _blas_limits(n_threads, n * plan.n_params):
-            loss = _kernels.loss_grad(plan, net._theta, X, Y, grad, scratch, n_threads)
+            loss = _kernels.loss_grad(plan, net._theta, X, Y, grad, scratch)
         grad /= grad.dtype.type(n)
         grads_w, grads_b, offset = [], [], 0
         for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:]):

@@ -737,26 +737,25 @@ cdef StepOut step_batch(const Shape* s, floating* theta, const floating* X, cons
                         floating* scratch, Py_ssize_t cap, floating* grads,
                         floating* m, floating* v, double* row_loss,
                         unsigned char* row_correct, Opt* o, int nthreads) noexcept nogil:
-    """One SGD step on ``n`` rows with whole-batch GEMMs (BLAS threads)."""
+    """One SGD step on ``n`` rows with whole-batch GEMMs (BLAS threads).
+
+    The elementwise passes stay on this thread: the BLAS pool owns the cores
+    in this mode, and alternating it with an OpenMP team (both spin while
+    waiting) oversubscribes them; measured 100x slower on a busy machine.
+    ``nthreads`` is kept for the signature and ignored.
+    """
     cdef floating* A0 = _act_ptr(s, scratch, cap, 0)
     cdef int L = s.n_layers
-    cdef Py_ssize_t rb, nb, i, width = s.sizes[0]
+    cdef Py_ssize_t width = s.sizes[0]
     cdef StepOut out
-    rb = _row_block(width)
-    nb = (n + rb - 1) // rb
-    if nthreads <= 1 or nb < 2:
-        _gather_rows(X, rows, 0, n, width, A0)
-    else:
-        for i in prange(nb, schedule='static', num_threads=nthreads):
-            _gather_rows(X, rows, i * rb, min((i + 1) * rb, n), width, A0)
-    block_forward(s, theta, A0, scratch, cap, n, nthreads)
+    _gather_rows(X, rows, 0, n, width, A0)
+    block_forward(s, theta, A0, scratch, cap, n, 1)
     _loss_delta(s, _act_ptr(s, scratch, cap, L), _zout_ptr(s, scratch, cap),
-                _delta_ptr(s, scratch, cap, 0), Y, rows, labels, n, row_loss, row_correct,
-                nthreads)
+                _delta_ptr(s, scratch, cap, 0), Y, rows, labels, n, row_loss, row_correct, 1)
     out = _sum_rows(row_loss, row_correct, n)
     if not out.finite:
         return out
-    block_backward_update(s, theta, A0, scratch, cap, n, grads, m, v, o, nthreads)
+    block_backward_update(s, theta, A0, scratch, cap, n, grads, m, v, o, 1)
     return out
 
 
@@ -874,8 +873,11 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
 # --------------------------------------------------------------------------
 
 def forward(Plan plan, const floating[::1] theta, const floating[:, ::1] X, floating[:, ::1] out,
-            floating[::1] scratch, int nthreads, Y=None):
+            floating[::1] scratch, Y=None):
     """Output activations of the rows of X into ``out`` (n, k).
+
+    Whole-block GEMMs (threaded by the BLAS pool as limited by the caller);
+    the elementwise passes run on this thread, as in batch mode.
 
     ``scratch`` holds ``n · plan.row_width`` elements.  With targets ``Y``
     (n, k) returns the summed loss over the rows (else None).
@@ -887,6 +889,7 @@ def forward(Plan plan, const floating[::1] theta, const floating[:, ::1] X, floa
     cdef double[::1] row_loss
     cdef unsigned char[::1] row_correct
     cdef StepOut res
+    cdef int nthreads = 1
     if X.shape[1] != s.sizes[0] or out.shape[0] != n or out.shape[1] != k \
             or theta.shape[0] != s.n_params or scratch.shape[0] < n * s.row_width:
         raise ValueError("forward: shapes do not match the network")
@@ -909,7 +912,7 @@ def forward(Plan plan, const floating[::1] theta, const floating[:, ::1] X, floa
 
 
 def loss_grad(Plan plan, const floating[::1] theta, const floating[:, ::1] X,
-              const floating[:, ::1] Y, floating[::1] grad, floating[::1] scratch, int nthreads):
+              const floating[:, ::1] Y, floating[::1] grad, floating[::1] scratch):
     """Gradient sums over the rows (laid out like theta) into ``grad``; returns the summed loss."""
     cdef const Shape* s = &plan.s
     cdef Py_ssize_t n = X.shape[0], cap = n
@@ -917,6 +920,7 @@ def loss_grad(Plan plan, const floating[::1] theta, const floating[:, ::1] X,
     cdef double[::1] row_loss = np.zeros(n, dtype=np.float64)
     cdef unsigned char[::1] row_correct = np.zeros(n, dtype=np.uint8)
     cdef StepOut res
+    cdef int nthreads = 1
     if X.shape[1] != s.sizes[0] or Y.shape[0] != n or Y.shape[1] != s.sizes[L] \
             or theta.shape[0] != s.n_params or grad.shape[0] != s.n_params \
             or scratch.shape[0] < n * s.row_width:
