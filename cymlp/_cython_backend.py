@@ -3,11 +3,18 @@
 Same interface as :mod:`cymlp._numpy_backend` (read its docstring); the
 inputs arrive validated (C-contiguous, finite, of the network's dtype).
 
-Threads.  ``net.effective_n_threads`` threads run the OpenMP loops; the BLAS
-thread pool is limited once per ``fit`` (in the trainer, restored by
-``close``): to 1 thread in ``chunked`` mode, where GEMMs run inside
-``prange``, and to the same thread count in ``batch`` mode, where one GEMM
-covers the whole batch.  ``n_threads=1`` is strictly serial.
+Threads.  One thread pool owns the cores at a time.  The BLAS pool is
+limited once per ``fit`` (in the trainer, restored by ``close``): to 1
+thread in ``chunked`` mode, where ``net.effective_n_threads`` OpenMP threads
+run the chunks (GEMMs inside ``prange``) and the reduction/update pass; to
+``effective_n_threads`` in ``batch`` mode, where one GEMM covers the whole
+batch and the cheap elementwise passes stay on the calling thread.
+``n_threads=1`` is strictly serial (no OpenMP team, BLAS on one thread).
+
+Determinism.  ``chunked``: bitwise-identical weights for any ``n_threads``
+(fixed chunks, fixed-order reduction).  ``batch``: the BLAS's threaded
+GEMMs may sum in another order for another thread count: equal to rounding
+(tested to rtol 1e-12 in float64), bitwise for a fixed thread count.
 
 Modes.  ``net._cython_mode`` (private, for tests and benchmarks) forces
 ``"chunked"`` or ``"batch"``; ``None`` chooses by size (:func:`choose_mode`),
