@@ -66,9 +66,10 @@ def test_train_one_epoch_end_to_end_in_a_subprocess(tmp_path):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_train_defaults_learn_digits(capsys, backend):
-    status, out, _ = main(capsys, "train", "--backend", backend)
+    # one thread: fast even on a busy machine, where waiting threads slow small nets down
+    status, out, _ = main(capsys, "train", "--backend", backend, "--threads", "1")
     assert status == 0
-    assert len([line for line in out.splitlines() if line.startswith("epoch")]) == 20
+    assert len([line for line in out.splitlines() if line.startswith("epoch")]) == 30
     assert accuracy(out) >= 0.95         # about 0.97-0.98; see the measured figures
 
 
@@ -88,11 +89,11 @@ def test_save_then_predict_gives_the_same_accuracy(tmp_path, capsys, backend):
 
 def test_standardization_is_folded_into_the_saved_model(tmp_path, capsys):
     model = tmp_path / "model.npz"
-    main(capsys, "train", "--epochs", "2", "--hidden", "16", "--save", str(model), "-q",
-         "--backend", "numpy")
+    _, out, _ = main(capsys, "train", "--epochs", "3", "--hidden", "16", "--save", str(model), "-q")
     net = cymlp.Network.load(model)
     _, _, X_test, y_test = datasets.load_digits(return_split=True, dtype="float32", seed=0)
-    assert net.score(X_test, y_test) > 0.8     # raw [0, 1] inputs, no preprocessing needed
+    score = net.score(X_test, y_test)          # raw [0, 1] inputs, no preprocessing needed
+    assert score > 0.5 and score == pytest.approx(accuracy(out), abs=5e-5)
 
 
 def test_json_and_plot_are_written(tmp_path, capsys):
@@ -108,13 +109,13 @@ def test_json_and_plot_are_written(tmp_path, capsys):
 
 
 def test_json_without_matplotlib_and_options_reach_fit(tmp_path, capsys):
-    status, out, _ = main(capsys, "train", "--epochs", "4", "--sizes", "64,20,10", "--optimizer", "adam",
+    status, out, _ = main(capsys, "train", "--epochs", "4", "--sizes", "64,20,10", "--optimizer", "sgd",
                           "--lr-schedule", "step", "--weight-decay", "1e-4", "--batch-size", "50",
                           "--validation-fraction", "0", "--activation", "tanh", "--dtype", "float64",
                           "--json", str(tmp_path / "h.json"), "--no-standardize")
     assert status == 0
     record = json.loads((tmp_path / "h.json").read_text())
-    assert record["lr"] == pytest.approx([0.001, 0.0005, 0.00025, 0.000125])   # adam's default lr, halved
+    assert record["lr"] == pytest.approx([0.05, 0.025, 0.0125, 0.00625])   # sgd's default lr, halved
     assert record["val_loss"] == [None] * 4
     assert record["settings"]["batch_size"] == 50 and record["settings"]["standardize"] is False
 
