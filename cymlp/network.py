@@ -462,14 +462,16 @@ class Network:
                         print(_format_epoch(row, epochs), flush=True)
                     if interrupt.is_set():
                         break
+                    # every callback sees every completed epoch, the last one included
+                    answers = [cb(history) for cb in callbacks]
+                    stop_requested = any(answer is False for answer in answers)
                     monitored = row["val_loss"] if X_val is not None else row["loss"]
                     if early_stopping:
                         if best is None or monitored < best[0]:
                             best = (monitored, epoch + 1, self._theta.copy())
                         elif epoch + 1 - best[1] >= patience:
-                            history.stopped_early = True
-                            break
-                    if any(cb(history) is False for cb in callbacks):
+                            stop_requested = True
+                    if stop_requested:
                         history.stopped_early = True
                         break
         finally:

@@ -214,3 +214,14 @@ def test_history_plot_writes_a_png(tmp_path, digits):
     fig = history.plot(tmp_path / "curves.png")
     plt.close(fig)
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_callback_sees_every_epoch_even_when_one_stops_training(digits):
+    X, y = digits[0], digits[1]
+    seen_a, seen_b = [], []
+    net = cymlp.Network([64, 16, 10], dtype="float64", backend="numpy", seed=0)
+    history = net.fit(X, y, epochs=5, batch_size=32, lr=0.05,
+                      callbacks=[lambda h: seen_a.append(len(h)) or len(h) < 2,
+                                 lambda h: seen_b.append(len(h))])
+    assert seen_a == seen_b == [1, 2]
+    assert history.stopped_early and len(history) == 2
