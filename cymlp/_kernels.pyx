@@ -33,9 +33,11 @@ Two modes split a mini-batch over threads (``prange``, static schedule):
     for any ``n_threads``.
 ``batch``
     One (BLAS-multithreaded) GEMM per product on the whole batch; the
-    elementwise passes run in ``prange`` over row blocks.  Plain SGD and
-    momentum fold the update into the weight-gradient GEMM
-    (``C = αAB + βC``).
+    elementwise passes (fused bias + activation, loss and δ, derivative)
+    stay on the calling thread so the BLAS pool and an OpenMP team never
+    compete for the cores.  Plain SGD and momentum fold the update into the
+    weight-gradient GEMM (``C = αAB + βC``).  Equal across thread counts to
+    rounding only (the BLAS's threaded summation order).
 """
 
 cimport cython
