@@ -16,6 +16,11 @@ Determinism.  ``chunked``: bitwise-identical weights for any ``n_threads``
 GEMMs may sum in another order for another thread count: equal to rounding
 (tested to rtol 1e-12 in float64), bitwise for a fixed thread count.
 
+Strategies.  ``parallel="sync"`` uses the modes below; ``"hogwild"`` and
+``"average"`` run one worker per thread (:class:`ParallelTrainer`, BLAS on
+one thread); with one thread every strategy runs the sync trainer, so it is
+plain SGD bit for bit.  See docs/parallel-sgd.md.
+
 Modes.  ``net._cython_mode`` (private, for tests and benchmarks) forces
 ``"chunked"`` or ``"batch"``; ``None`` chooses by size (:func:`choose_mode`),
 never by the thread count, so that results do not depend on ``n_threads``.
@@ -126,11 +131,15 @@ class CythonBackend:
             offset += n_out
         return grads_w, grads_b, loss / n
 
-    def trainer(self, net, X, Y, labels, batch_size, optimizer, parallel="sync", average_every=None):
-        if parallel != "sync":
-            raise ValueError(f"parallel={parallel!r} is not implemented yet in the compiled path; "
-                             "use parallel='sync'")
-        return CythonTrainer(net, X, Y, labels, batch_size, optimizer)
+    def trainer(self, net, X, Y, labels, batch_size, optimizer, parallel="sync", average_every=None,
+                average_weighting="uniform"):
+        # With one thread every strategy is plain mini-batch SGD: one worker,
+        # one replica (averaging one model is the identity).  Running it
+        # through the sync trainer makes that exact, bit for bit.
+        if parallel == "sync" or net.effective_n_threads == 1:
+            return CythonTrainer(net, X, Y, labels, batch_size, optimizer)
+        return ParallelTrainer(net, X, Y, labels, batch_size, optimizer, parallel, average_every,
+                               average_weighting)
 
 
 class CythonTrainer:
@@ -152,6 +161,50 @@ class CythonTrainer:
         blas_threads = 1 if self.mode == "chunked" else self.n_threads
         self._limits = _blas_limits(blas_threads)
         self.should_stop = lambda: False
+
+    def run(self, order, first, stop, lr):
+        return self._kernel.run(order, first, stop, lr)
+
+    def close(self):
+        if self._limits is not None:
+            self._limits.restore_original_limits()
+            self._limits = None
+
+
+class ParallelTrainer:
+    """``parallel="hogwild"`` or ``"average"`` on ``net.effective_n_threads`` (>= 2) workers.
+
+    Worker ``w`` takes the epoch's global batches ``i`` with ``i % n_threads
+    == w`` (see :mod:`cymlp._kernels`); every worker does whole-batch steps on
+    one thread, so BLAS is limited to one thread for the whole fit (restored
+    by :meth:`close`).  Each worker keeps its own optimizer state.
+
+    ``average``: replicas are averaged every ``average_every`` rounds of
+    ``n_threads`` batches (each replica's ``average_every`` steps) and at the
+    end of every epoch, then reset to the average; ``average_every="end"``
+    never resets them (one-shot averaging: independent runs from the same
+    start), and writes their current average into the network at each epoch
+    end so that validation, history and Ctrl-C see the model one would get by
+    stopping there.
+    """
+
+    def __init__(self, net, X, Y, labels, batch_size, optimizer, parallel, average_every,
+                 average_weighting):
+        self.n_threads = net.effective_n_threads
+        self.mode = parallel
+        labels = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
+        self._kernel = _kernels.ParallelTrainer(
+            _plan(net), net._theta, X, Y, labels, batch_size, parallel, self.n_threads,
+            average_every, average_weighting, optimizer.name, optimizer.momentum,
+            optimizer.nesterov, optimizer.weight_decay, optimizer.beta1, optimizer.beta2,
+            optimizer.eps)
+        self._limits = _blas_limits(1)
+        self.should_stop = lambda: False
+
+    @property
+    def n_averages(self):
+        """How many times the replicas have been averaged (0 for hogwild)."""
+        return self._kernel.n_averages
 
     def run(self, order, first, stop, lr):
         return self._kernel.run(order, first, stop, lr)

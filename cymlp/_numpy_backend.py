@@ -43,7 +43,8 @@ class NumpyBackend:
         activations, z_out = reference.feedforward(net.weights, net.biases, net.activation, net.output, X)
         return float(reference.loss_value(net.loss_name, net.output, z_out, activations[-1], Y))
 
-    def trainer(self, net, X, Y, labels, batch_size, optimizer, parallel="sync", average_every=None):
+    def trainer(self, net, X, Y, labels, batch_size, optimizer, parallel="sync", average_every=None,
+                average_weighting="uniform"):
         return NumpyTrainer(net, X, Y, labels, batch_size, optimizer)
 
 

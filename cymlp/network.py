@@ -31,6 +31,7 @@ PREDICT_CHUNK_ROWS = 8192          # feedforward works through large inputs in c
 TARGET_SECONDS_PER_CALL = 0.2      # the trainer returns to Python about this often
 
 PARALLEL_STRATEGIES = ("sync", "hogwild", "average")
+AVERAGE_WEIGHTINGS = ("uniform", "examples")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "step", "cosine")
 
@@ -280,7 +281,8 @@ class Network:
             weight_decay=0.0, shuffle=True, validation_data=None, *, optimizer="sgd",
             lr_schedule="constant", beta1=0.9, beta2=0.999, eps=1e-8, validation_fraction=None,
             early_stopping=False, patience=5, callbacks=None, progress=None, verbose=False,
-            on_divergence="raise", parallel="sync", average_every=None):
+            on_divergence="raise", parallel="sync", average_every=None,
+            average_weighting="uniform"):
         """Train with mini-batch SGD (or Adam); returns a :class:`History`.
 
         Each epoch shuffles the rows with the network's own random generator
@@ -341,7 +343,13 @@ class Network:
             deterministic; the others need ``backend="cython"``.
         average_every : int, None or "end"
             For ``parallel="average"``: average the replicas every this many
-            steps (None: once per epoch; "end": once, after the last epoch).
+            steps of each replica and at the end of every epoch (None: at the
+            end of every epoch; "end": one-shot averaging, the replicas never
+            meet and the network holds their average after each epoch).
+        average_weighting : {"uniform", "examples"}
+            For ``parallel="average"``: weight every replica equally
+            (Zinkevich et al.) or by the examples it processed since the last
+            averaging (after Cheng et al.); they differ when shards are unequal.
         """
         # ---- validate everything before touching the network
         X, Y, labels = self._check_Xy(X, y)
@@ -356,6 +364,7 @@ class Network:
             raise ValueError(f"parallel={parallel!r} runs in the compiled path only; use backend='cython'")
         if average_every is not None and average_every != "end":
             v.check_positive_int("average_every", average_every)
+        v.check_choice("average_weighting", average_weighting, AVERAGE_WEIGHTINGS)
         beta1 = v.check_real("beta1", beta1, low=0, high=1, high_open=True)
         beta2 = v.check_real("beta2", beta2, low=0, high=1, high_open=True)
         eps = v.check_real("eps", eps, low=0, low_open=True)
@@ -400,7 +409,8 @@ class Network:
         self.history_ = history
         if epochs == 0:
             return history
-        trainer = self._backend.trainer(self, X, Y, labels, batch_size, opt, parallel, average_every)
+        trainer = self._backend.trainer(self, X, Y, labels, batch_size, opt, parallel, average_every,
+                                        average_weighting)
         n_batches = -(-n // batch_size)
         last_good = self._theta.copy()       # weights at the last check where all were finite
         best = None                          # (monitored loss, epoch, weights)

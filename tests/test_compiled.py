@@ -344,13 +344,6 @@ def test_divergence_is_reported_like_numpy():
         assert np.isfinite(net.get_params()).all()
 
 
-def test_other_parallel_strategies_are_not_implemented_yet():
-    X, y = data("softmax")
-    net = Network(SIZES, backend="cython")
-    with pytest.raises(ValueError, match="not implemented yet"):
-        net.fit(X, y, epochs=1, parallel="hogwild")
-
-
 def test_blas_thread_limit_is_restored_after_fit():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     before = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
