@@ -867,6 +867,8 @@ def add_arguments(parser):
     parser.add_argument("--json", metavar="FILE", default=None, help="write every figure and the machine here")
     parser.add_argument("--plot", metavar="FILE.png", default=None, help="bar chart (needs matplotlib)")
     parser.add_argument("--no-roofline", action="store_true", help="skip the GEMM roofline measurement")
+    from . import bench_strategies
+    bench_strategies.add_arguments(parser)        # --strategies: time to accuracy, parallel SGD
     return parser
 
 
@@ -926,6 +928,9 @@ def _log(message):
 
 def run(args):
     """Run the benchmark described by parsed ``args``; returns the JSON payload."""
+    if getattr(args, "strategies", False):
+        from . import bench_strategies
+        return bench_strategies.run(args)
     t_start = time.perf_counter()
     cases = _select_cases(args)
     dtypes = args.dtype or (["float32"] if args.quick else ["float32", "float64"])

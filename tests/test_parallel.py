@@ -287,6 +287,26 @@ def test_blas_thread_limit_is_restored_after_fit():
     assert after == before
 
 
+def test_evaluation_during_a_team_fit_keeps_blas_on_one_thread_and_the_hold_is_released():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((2000, 64)), rng.integers(0, 3, 2000)   # big enough to thread BLAS
+    seen = []
+
+    def callback(history):
+        seen.append((_cython_backend._team_fits, [p["num_threads"] for p in threadpoolctl.threadpool_info()
+                                                  if p["user_api"] == "blas"]))
+    for parallel in ("hogwild", "average"):
+        net = Network([64, 64, 3], n_threads=2)
+        net.fit(X, y, epochs=1, batch_size=16, parallel=parallel, validation_data=(X, y),
+                callbacks=[callback])
+        assert _cython_backend._team_fits == 0
+        with pytest.raises(TrainingDiverged):
+            net.fit(X * 1e3, y, epochs=3, batch_size=16, lr=1e6, momentum=0.9, parallel=parallel)
+        assert _cython_backend._team_fits == 0
+    assert seen == [(1, [1] * len(seen[0][1]))] * 2
+
+
 def test_numpy_backend_rejects_the_parallel_strategies():
     net = Network([3, 4, 2], backend="numpy")
     for parallel in ("hogwild", "average"):
@@ -380,3 +400,37 @@ def test_ctrl_c_stops_quickly_and_keeps_finite_weights(parallel, every, tmp_path
     assert report["finite"] and report["changed"] and report["predicts"]
     assert report["epochs"] >= 1 and report["interrupted"]
     assert proc.returncode == 0
+
+
+# --------------------------------------------------------------------------
+# cymlp bench --strategies (smoke: runs, reports every row; no timing thresholds)
+# --------------------------------------------------------------------------
+
+def test_bench_strategies_quick_reports_every_strategy(tmp_path):
+    from cymlp import bench_strategies
+    out = tmp_path / "strategies.json"
+    proc = subprocess.run([sys.executable, "-m", "cymlp", "bench", "--strategies", "--quick",
+                           "--threads", "1,2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "| strategy |" in proc.stdout and "Load average at start" in proc.stdout
+    with open(out) as f:
+        payload = json.load(f)
+    rows = {(r["label"], r["threads"]) for r in payload["results"]}
+    assert rows == {("sync", 1)} | {(label, 2) for label, _, _ in bench_strategies.STRATEGIES}
+    for r in payload["results"]:
+        assert r["examples_per_second"] > 0 and len(r["accuracy_by_epoch"]) >= 2
+
+
+def test_bench_strategies_skips_fashion_mnist_cleanly_when_absent(monkeypatch, capsys):
+    import argparse
+    from cymlp import bench_strategies, datasets
+
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("no Fashion-MNIST here")
+    monkeypatch.setattr(datasets, "load_fashion_mnist", missing)
+    args = argparse.Namespace(strategy_case="fmnist-small", quick=True, repeats=None, threads=[1, 2],
+                              json=None, argv=[])
+    payload = bench_strategies.run(args)
+    assert payload["results"] == [] and "fmnist-small" in payload["skipped"]
+    assert "Not measured: fmnist-small" in capsys.readouterr().out
