@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cymlp import bench
+from conftest import subprocess_env
 
 
 def _installed():
@@ -25,7 +26,7 @@ def quick_tiny(tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, "-m", "cymlp.bench", "--quick", "--case", "tiny", "--threads", "1",
          "--seconds", "0.05", "--json", str(out)],
-        capture_output=True, text=True, timeout=120)
+        cwd=out.parent, env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     with open(out) as f:
         return proc.stdout, json.load(f)

@@ -2,12 +2,11 @@
 
 import io
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
+import tempfile
 
 import numpy as np
 import pytest
@@ -15,9 +14,9 @@ import pytest
 import cymlp
 from cymlp import cli, datasets
 from cymlp.datasets import write_idx
+from conftest import subprocess_env
 
 BACKENDS = cymlp.available_backends()
-REPO = Path(__file__).resolve().parents[1]
 ACCURACY = re.compile(r"test accuracy (\d\.\d+)")
 
 
@@ -30,10 +29,9 @@ def _fashion_mnist_installed():
 
 
 def run_cymlp(*args, cwd=None, **kw):
-    """``python -m cymlp ARGS`` in a subprocess, importing this checkout."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "cymlp", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, **kw)
+    """``python -m cymlp ARGS`` in a subprocess, importing the cymlp under test."""
+    return subprocess.run([sys.executable, "-m", "cymlp", *args], cwd=cwd or tempfile.gettempdir(),
+                          env=subprocess_env(), capture_output=True, text=True, timeout=120, **kw)
 
 
 def main(capsys, *args):
@@ -274,7 +272,7 @@ def test_divergence_exits_1_with_its_message(capsys):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child needs POSIX")
 def test_ctrl_c_saves_reports_and_exits_130(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = subprocess_env()
     child = subprocess.Popen(
         [sys.executable, "-m", "cymlp", "train", "--epochs", "100000", "--hidden", "16",
          "--save", "m.npz", "--json", "h.json"],
