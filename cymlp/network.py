@@ -8,7 +8,6 @@ Validation, the epoch loop, schedules, early stopping, divergence and
 interrupt handling, and saving are shared here.
 """
 
-import io
 import json
 import math
 import os
