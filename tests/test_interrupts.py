@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 import cymlp
+from conftest import subprocess_env
 
 BACKENDS = cymlp.available_backends()
 POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals and fork")
 
-ENV = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
+ENV = subprocess_env(PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
 
 
 def _read_line_until(proc, marker, timeout):

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pytest
 
-import cymlp
+from conftest import subprocess_env
 from cymlp import Network, TrainingDiverged
 from cymlp.datasets import load_digits
 
@@ -29,7 +29,7 @@ _cython_backend = pytest.importorskip("cymlp._cython_backend")
 from cymlp import _kernels  # noqa: E402
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
-ENV = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
+ENV = subprocess_env(PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
 
 # (parallel, average_every, average_weighting)
 STRATEGIES = [
@@ -411,7 +411,7 @@ def test_bench_strategies_quick_reports_every_strategy(tmp_path):
     out = tmp_path / "strategies.json"
     proc = subprocess.run([sys.executable, "-m", "cymlp", "bench", "--strategies", "--quick",
                            "--threads", "1,2", "--json", str(out)],
-                          capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "| strategy |" in proc.stdout and "Load average at start" in proc.stdout
     with open(out) as f:
