@@ -5,42 +5,20 @@ Every test runs on every backend that is built (``cymlp.available_backends()``).
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 
 import cymlp
-from conftest import subprocess_env
+from conftest import interrupt_training_child, subprocess_env
 
 BACKENDS = cymlp.available_backends()
 POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals and fork")
 
 ENV = subprocess_env(PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
-
-
-def _read_line_until(proc, marker, timeout):
-    """Lines from proc.stdout until one starting with ``marker``; fail after ``timeout`` s."""
-    import selectors
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        if sel.select(timeout=max(0.0, deadline - time.monotonic())):
-            line = proc.stdout.readline()
-            if not line:
-                break
-            seen.append(line)
-            if line.startswith(marker):
-                return line
-    proc.kill()
-    out, err = proc.communicate()
-    pytest.fail(f"no {marker!r} line within {timeout} s; stdout={''.join(seen) + out!r} stderr={err!r}")
 
 
 SIGINT_CHILD = textwrap.dedent("""
@@ -85,25 +63,12 @@ SIGINT_CHILD = textwrap.dedent("""
 def test_ctrl_c_stops_fit_quickly_and_keeps_weights_and_history(backend, tmp_path):
     script = tmp_path / "child.py"
     script.write_text(SIGINT_CHILD)
-    proc = subprocess.Popen([sys.executable, str(script), backend], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
-    try:
-        _read_line_until(proc, "TRAINING", timeout=60)
-        time.sleep(0.3)                       # land in the middle of an epoch
-        sent = time.time()
-        proc.send_signal(signal.SIGINT)
-        line = _read_line_until(proc, "INTERRUPTED", timeout=15)
-        proc.wait(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    report = json.loads(line.split(" ", 1)[1])
-    assert report["caught"] - sent < 1.5, f"took {report['caught'] - sent:.2f} s to return"
+    report, took = interrupt_training_child(script, backend, env=ENV)
+    assert took < 1.5, f"took {took:.2f} s to return"
     assert report["finite"] and report["changed"] and report["predicts"]
     assert report["epochs"] >= 1 and report["interrupted"]
     assert report["handler_restored"]
-    assert proc.returncode == 0
+    assert report["returncode"] == 0
 
 
 def test_fit_restores_the_sigint_handler():

@@ -12,16 +12,14 @@ a fixed one), so only their quality is compared with sync, never their weights.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 
-from conftest import subprocess_env
+from conftest import interrupt_training_child, subprocess_env
 from cymlp import Network, TrainingDiverged
 from cymlp.datasets import load_digits
 
@@ -360,46 +358,16 @@ SIGINT_CHILD = textwrap.dedent("""
 """)
 
 
-def _read_line_until(proc, marker, timeout):
-    import selectors
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sel.select(timeout=max(0.0, deadline - time.monotonic())):
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if line.startswith(marker):
-                return line
-    proc.kill()
-    out, err = proc.communicate()
-    pytest.fail(f"no {marker!r} line within {timeout} s; stdout={out!r} stderr={err!r}")
-
-
 @POSIX
 @pytest.mark.parametrize("parallel,every", [("hogwild", "none"), ("average", "end")])
 def test_ctrl_c_stops_quickly_and_keeps_finite_weights(parallel, every, tmp_path):
     script = tmp_path / "child.py"
     script.write_text(SIGINT_CHILD)
-    proc = subprocess.Popen([sys.executable, str(script), parallel, every], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
-    try:
-        _read_line_until(proc, "TRAINING", timeout=60)
-        time.sleep(0.3)
-        sent = time.time()
-        proc.send_signal(signal.SIGINT)
-        line = _read_line_until(proc, "INTERRUPTED", timeout=15)
-        proc.wait(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    report = json.loads(line.split(" ", 1)[1])
-    assert report["caught"] - sent < 1.5
+    report, took = interrupt_training_child(script, parallel, every, env=ENV)
+    assert took < 1.5
     assert report["finite"] and report["changed"] and report["predicts"]
     assert report["epochs"] >= 1 and report["interrupted"]
-    assert proc.returncode == 0
+    assert report["returncode"] == 0
 
 
 # --------------------------------------------------------------------------
