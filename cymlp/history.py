@@ -68,22 +68,16 @@ class History:
             raise ImportError("History.plot needs matplotlib: pip install 'cymlp[plot]'") from None
         has_acc = any(a is not None for a in self.accuracy)
         fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 4), squeeze=False)
-        ax = axes[0, 0]
-        ax.plot(self.epoch, self.loss, "o-", label="train")
-        if any(v is not None for v in self.val_loss):
-            ax.plot(self.epoch, _nan(self.val_loss), "s-", label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
-        ax.set_title("loss")
-        ax.legend()
+        panels = [("loss", self.loss, self.val_loss)]
         if has_acc:
-            ax = axes[0, 1]
-            ax.plot(self.epoch, _nan(self.accuracy), "o-", label="train")
-            if any(v is not None for v in self.val_accuracy):
-                ax.plot(self.epoch, _nan(self.val_accuracy), "s-", label="validation")
+            panels.append(("accuracy", self.accuracy, self.val_accuracy))
+        for ax, (name, train, val) in zip(axes[0], panels):
+            ax.plot(self.epoch, _nan(train), "o-", label="train")
+            if any(x is not None for x in val):
+                ax.plot(self.epoch, _nan(val), "s-", label="validation")
             ax.set_xlabel("epoch")
-            ax.set_ylabel("accuracy")
-            ax.set_title("accuracy")
+            ax.set_ylabel(name)
+            ax.set_title(name)
             ax.legend()
         fig.tight_layout()
         if path is not None:
