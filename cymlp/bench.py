@@ -68,7 +68,7 @@ import statistics
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -1016,8 +1016,8 @@ def run(args):
     if peaks:
         print("Large-GEMM peak (1024² matmul): " + ", ".join(
             f"{p['dtype']} {p['threads']}t {p['gflops']:.3g} GFLOP/s" for p in peaks))
-    print(f"GFLOP/s counts 2·MACs of the forward, weight-gradient and back-propagated-delta GEMMs; "
-          f"% roof = the same GEMMs timed alone in numpy.matmul / the step time.\n")
+    print("GFLOP/s counts 2·MACs of the forward, weight-gradient and back-propagated-delta GEMMs; "
+          "% roof = the same GEMMs timed alone in numpy.matmul / the step time.\n")
     print(results_markdown(rows, cases, rooflines))
     if scaling:
         print("### Thread scaling (examples/s, speed-up against the fewest threads)\n")

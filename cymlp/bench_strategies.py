@@ -23,7 +23,6 @@ the final accuracy.
     cymlp bench --strategies --strategy-case fmnist-small --json out.json
 """
 
-import math
 import os
 import statistics
 import sys
