@@ -152,7 +152,25 @@ class CythonBackend:
                                average_weighting)
 
 
-class CythonTrainer:
+class _CompiledTrainer:
+    """What every compiled trainer shares: ``run`` is one call into the kernel
+    object; ``close`` restores the BLAS thread limit set by the constructor."""
+
+    _kernel = None
+    _limits = None
+    _team = False
+
+    def run(self, order, first, stop, lr):
+        return self._kernel.run(order, first, stop, lr)
+
+    def close(self):
+        if self._limits is not None:
+            self._limits.restore_original_limits()
+            self._limits = None
+        self._team = _release_blas_for_team(self._team)
+
+
+class CythonTrainer(_CompiledTrainer):
     """Mini-batch SGD/Adam where ``run`` loops over whole batches in compiled code.
 
     Buffers are allocated here, once per ``fit``; the BLAS thread limit is set
@@ -173,15 +191,6 @@ class CythonTrainer:
         self._team = _hold_blas_for_team(self.mode == "chunked" and self.n_threads > 1)
         self.should_stop = lambda: False
 
-    def run(self, order, first, stop, lr):
-        return self._kernel.run(order, first, stop, lr)
-
-    def close(self):
-        if self._limits is not None:
-            self._limits.restore_original_limits()
-            self._limits = None
-        self._team = _release_blas_for_team(self._team)
-
 
 def _hold_blas_for_team(team):
     """Count a fit whose OpenMP team owns the cores; returns whether it was counted."""
@@ -198,7 +207,7 @@ def _release_blas_for_team(team):
     return False
 
 
-class ParallelTrainer:
+class ParallelTrainer(_CompiledTrainer):
     """``parallel="hogwild"`` or ``"average"`` on ``net.effective_n_threads`` (>= 2) workers.
 
     Worker ``w`` takes the epoch's global batches ``i`` with ``i % n_threads
@@ -233,12 +242,3 @@ class ParallelTrainer:
     def n_averages(self):
         """How many times the replicas have been averaged (0 for hogwild)."""
         return self._kernel.n_averages
-
-    def run(self, order, first, stop, lr):
-        return self._kernel.run(order, first, stop, lr)
-
-    def close(self):
-        if self._limits is not None:
-            self._limits.restore_original_limits()
-            self._limits = None
-        self._team = _release_blas_for_team(self._team)
