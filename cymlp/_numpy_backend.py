@@ -11,15 +11,18 @@ implements too:
     Mean-loss gradient and the mean loss.
 ``loss(net, X, Y) -> float``
     Mean loss.
-``trainer(net, X, Y, labels, batch_size, optimizer, parallel) -> trainer``
-    An object made once per ``fit`` whose ``run(order, first, stop, lr)``
+``trainer(net, X, Y, labels, batch_size, optimizer, parallel, average_every, average_weighting)``
+    An object made once per ``fit`` (the NumPy path runs ``parallel="sync"``
+    only; network.py rejects the others first) whose ``run(order, first, stop, lr)``
     performs the SGD steps for mini-batches ``first .. stop-1`` of the epoch
     ordering ``order`` (batch ``i`` is ``order[i*batch_size:(i+1)*batch_size]``)
     and returns ``(loss_sum, n_correct, n_seen, n_steps_done)``: the sum over
     the examples seen of their loss before the step, how many of them were
     classified correctly (0 without labels), how many examples and how many
     steps were done.  It stops early, after fewer steps, when a batch loss is
-    not finite (divergence) or when ``should_stop()`` returns True.
+    not finite (divergence) or when ``should_stop()`` returns True.  An
+    optional ``end_epoch(last_epoch)`` runs after each epoch and ``close()``
+    after the fit, on every path out.
 """
 
 import numpy as np
