@@ -21,8 +21,7 @@ implements too:
     classified correctly (0 without labels), how many examples and how many
     steps were done.  It stops early, after fewer steps, when a batch loss is
     not finite (divergence) or when ``should_stop()`` returns True.  An
-    optional ``end_epoch(last_epoch)`` runs after each epoch and ``close()``
-    after the fit, on every path out.
+    optional ``close()`` runs after the fit, on every path out.
 """
 
 import numpy as np

@@ -452,9 +452,6 @@ class Network:
                             steps_per_call = max(1, min(n_batches, int(TARGET_SECONDS_PER_CALL / max(per_step, 1e-9))))
                         if progress is not None:
                             progress(epoch, done, n_batches)
-                    if hasattr(trainer, "end_epoch"):
-                        trainer.end_epoch(last_epoch=epoch == epochs - 1)
-                        np.copyto(last_good, self._theta)
                     seconds = time.perf_counter() - t_epoch
                     if seen == 0:
                         break
