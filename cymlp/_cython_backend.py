@@ -99,30 +99,27 @@ class CythonBackend:
     name = "cython"
 
     def feedforward(self, net, X):
-        plan = _plan(net)
-        n_threads = net.effective_n_threads
-        out = np.empty((X.shape[0], net.sizes[-1]), dtype=net.dtype)
-        rows = min(X.shape[0], FORWARD_BLOCK_ROWS)
-        scratch = np.empty(rows * plan.row_width, dtype=net.dtype)
-        with _blas_limits(n_threads, rows * plan.n_params):
-            for start in range(0, X.shape[0], rows):
-                _kernels.forward(plan, net._theta, X[start:start + rows], out[start:start + rows],
-                                 scratch)
-        return out
+        return self._forward(net, X)[1]
 
-    def loss(self, net, X, Y):
+    def loss_and_output(self, net, X, Y):
+        total, out = self._forward(net, X, Y)
+        return total / X.shape[0], out
+
+    def _forward(self, net, X, Y=None):
+        """Outputs for ``X`` in blocks of rows; with ``Y``, also the summed loss."""
         plan = _plan(net)
-        n_threads = net.effective_n_threads
         out = np.empty((X.shape[0], net.sizes[-1]), dtype=net.dtype)
         rows = min(X.shape[0], FORWARD_BLOCK_ROWS)
         scratch = np.empty(rows * plan.row_width, dtype=net.dtype)
         total = 0.0
-        with _blas_limits(n_threads, rows * plan.n_params):
+        with _blas_limits(net.effective_n_threads, rows * plan.n_params):
             for start in range(0, X.shape[0], rows):
-                total += _kernels.forward(plan, net._theta, X[start:start + rows],
-                                          out[start:start + rows], scratch,
-                                          Y[start:start + rows])
-        return total / X.shape[0]
+                block = slice(start, start + rows)
+                if Y is None:
+                    _kernels.forward(plan, net._theta, X[block], out[block], scratch)
+                else:
+                    total += _kernels.forward(plan, net._theta, X[block], out[block], scratch, Y[block])
+        return total, out
 
     def backprop(self, net, X, Y):
         plan = _plan(net)

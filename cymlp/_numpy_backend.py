@@ -9,8 +9,8 @@ implements too:
     Output activations for validated ``X``.
 ``backprop(net, X, Y) -> (grads_w, grads_b, loss)``
     Mean-loss gradient and the mean loss.
-``loss(net, X, Y) -> float``
-    Mean loss.
+``loss_and_output(net, X, Y) -> (float, (n, k))``
+    Mean loss and the output activations (one forward pass for both).
 ``trainer(net, X, Y, labels, batch_size, optimizer, parallel, average_every, average_weighting)``
     An object made once per ``fit`` (the NumPy path runs ``parallel="sync"``
     only; network.py rejects the others first) whose ``run(order, first, stop, lr)``
@@ -41,9 +41,10 @@ class NumpyBackend:
             net.weights, net.biases, net.activation, net.output, net.loss_name, X, Y)
         return grads_w, grads_b, loss
 
-    def loss(self, net, X, Y):
+    def loss_and_output(self, net, X, Y):
         activations, z_out = reference.feedforward(net.weights, net.biases, net.activation, net.output, X)
-        return float(reference.loss_value(net.loss_name, net.output, z_out, activations[-1], Y))
+        loss = reference.loss_value(net.loss_name, net.output, z_out, activations[-1], Y)
+        return float(loss), activations[-1]
 
     def trainer(self, net, X, Y, labels, batch_size, optimizer, parallel="sync", average_every=None,
                 average_weighting="uniform"):

@@ -248,7 +248,7 @@ class Network:
         """Mean loss over the rows of ``X`` (no weight decay term)."""
         X, Y, _ = self._check_Xy(X, y)
         with np.errstate(over="ignore", invalid="ignore"):
-            return v.check_finite_result("loss", self._backend_loss(X, Y))
+            return v.check_finite_result("loss", self._evaluate(X, Y)[0])
 
     def score(self, X, y):
         """Accuracy for integer labels; R² (coefficient of determination) for 2-D targets."""
@@ -459,9 +459,8 @@ class Network:
                                examples_per_second=seen / seconds if seconds > 0 else float("inf"),
                                accuracy=correct / seen if labels is not None else None)
                     if X_val is not None and not interrupt.is_set():
-                        row["val_loss"] = self._backend_loss(X_val, Y_val)
+                        row["val_loss"], out = self._evaluate(X_val, Y_val)
                         if labels_val is not None:
-                            out = self._feedforward(X_val)
                             row["val_accuracy"] = float(np.mean(out.argmax(axis=1) == labels_val))
                     history.append(**row)
                     if verbose:
@@ -492,12 +491,15 @@ class Network:
                                     "completed step and net.history_ the epochs so far")
         return history
 
-    def _backend_loss(self, X, Y):
+    def _evaluate(self, X, Y):
+        """Mean loss and output activations of validated ``X``, ``Y``, in chunks of rows."""
+        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
         total = 0.0
         for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
             rows = slice(start, start + PREDICT_CHUNK_ROWS)
-            total += self._backend.loss(self, X[rows], Y[rows]) * X[rows].shape[0]
-        return total / X.shape[0]
+            loss, out[rows] = self._backend.loss_and_output(self, X[rows], Y[rows])
+            total += loss * out[rows].shape[0]
+        return total / X.shape[0], out
 
     def _diverged(self, history, epoch, on_divergence, rate):
         history.diverged = True
