@@ -54,6 +54,7 @@ import sys
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import datasets, reference
 from .network import LR_SCHEDULES, OPTIMIZERS, PARALLEL_STRATEGIES, Network, TrainingDiverged
@@ -246,21 +247,7 @@ class _EpochReporter:
             i = self.printed
             self.printed += 1
             if self.lines:
-                print(format_epoch(history, i, self.epochs), flush=True)
-
-
-def format_epoch(history, i, epochs):
-    """One line for epoch ``i`` of ``history``: loss, accuracies, speed, time."""
-    parts = [f"epoch {history.epoch[i]:>{len(str(epochs))}}/{epochs}", f"loss {history.loss[i]:.4f}"]
-    if history.accuracy[i] is not None:
-        parts.append(f"train_acc {history.accuracy[i]:.4f}")
-    if history.val_loss[i] is not None:
-        parts.append(f"val_loss {history.val_loss[i]:.4f}")
-    if history.val_accuracy[i] is not None:
-        parts.append(f"val_acc {history.val_accuracy[i]:.4f}")
-    parts.append(f"{history.examples_per_second[i]:>9,.0f} ex/s")
-    parts.append(f"{history.seconds[i]:.2f} s")
-    return "  ".join(parts)
+                print(history.format_epoch(i, self.epochs), flush=True)
 
 
 # ------------------------------------------------------------------ train
@@ -401,7 +388,7 @@ def cmd_train(args):
     interrupted = False
     t_fit = time.perf_counter()
     try:
-        with _blas_threads(args.threads):
+        with threadpool_limits(limits=args.threads, user_api="blas"):
             net.fit(X_fit, y_train, epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
                     momentum=s["momentum"], nesterov=args.nesterov, weight_decay=s["weight_decay"],
                     optimizer=s["optimizer"], lr_schedule=s["lr_schedule"],
@@ -420,7 +407,7 @@ def cmd_train(args):
 
     if mean is not None:
         _fold_standardization(net, mean, std)
-    with _blas_threads(args.threads):
+    with threadpool_limits(limits=args.threads, user_api="blas"):
         test_accuracy = net.score(X_test, y_test)
         test_loss = net.loss(X_test, y_test)
     total_seconds = time.perf_counter() - t_start
@@ -462,25 +449,6 @@ def _threads_text(net):
     return f"{net.effective_n_threads} threads"
 
 
-class _blas_threads:
-    """Limit BLAS to ``threads`` threads inside the block (no limit for None)."""
-
-    def __init__(self, threads):
-        self.threads = threads
-        self._limiter = None
-
-    def __enter__(self):
-        if self.threads is not None:
-            from threadpoolctl import threadpool_limits
-            self._limiter = threadpool_limits(limits=self.threads, user_api="blas")
-        return self
-
-    def __exit__(self, *exc):
-        if self._limiter is not None:
-            self._limiter.restore_original_limits()
-        return False
-
-
 def _version():
     from . import __version__
     return __version__
@@ -513,7 +481,7 @@ def cmd_predict(args):
     if X_test.shape[1] != net.sizes[0]:
         raise CommandError(f"{args.model} expects {net.sizes[0]} inputs but {name} has "
                            f"{X_test.shape[1]} features")
-    with _blas_threads(args.threads):
+    with threadpool_limits(limits=args.threads, user_api="blas"):
         accuracy = net.score(X_test, y_test)
         loss = net.loss(X_test, y_test)
     n_correct = int(round(accuracy * len(X_test)))

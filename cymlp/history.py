@@ -50,6 +50,18 @@ class History:
         with open(path, "w") as f:
             json.dump(self.as_dict(), f, indent=2, default=float)
 
+    def format_epoch(self, i, epochs=None):
+        """One line for epoch ``i``: loss, accuracies, speed and time (as ``verbose`` prints it)."""
+        epochs = epochs or len(self)
+        parts = [f"epoch {self.epoch[i]:>{len(str(epochs))}}/{epochs}", f"loss {self.loss[i]:.4f}"]
+        for label, values in (("train_acc", self.accuracy), ("val_loss", self.val_loss),
+                              ("val_acc", self.val_accuracy)):
+            if values[i] is not None:
+                parts.append(f"{label} {values[i]:.4f}")
+        parts.append(f"{self.examples_per_second[i]:>9,.0f} ex/s")
+        parts.append(f"{self.seconds[i]:.2f} s")
+        return "  ".join(parts)
+
     def __repr__(self):
         last = f", last loss {self.loss[-1]:.4g}" if self.loss else ""
         return f"<History {len(self)} epochs{last}>"

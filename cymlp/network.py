@@ -464,7 +464,7 @@ class Network:
                             row["val_accuracy"] = float(np.mean(out.argmax(axis=1) == labels_val))
                     history.append(**row)
                     if verbose:
-                        print(_format_epoch(row, epochs), flush=True)
+                        print(history.format_epoch(-1, epochs), flush=True)
                     if interrupt.is_set():
                         break
                     # every callback sees every completed epoch, the last one included
@@ -620,19 +620,6 @@ def _make_schedule(lr_schedule, lr, epochs):
     if lr_schedule == "cosine":
         return lambda epoch: lr * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
     return lambda epoch: lr
-
-
-def _format_epoch(row, epochs):
-    parts = [f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}", f"loss {row['loss']:.4f}"]
-    if row.get("accuracy") is not None:
-        parts.append(f"acc {row['accuracy']:.4f}")
-    if row.get("val_loss") is not None:
-        parts.append(f"val_loss {row['val_loss']:.4f}")
-    if row.get("val_accuracy") is not None:
-        parts.append(f"val_acc {row['val_accuracy']:.4f}")
-    parts.append(f"{row['examples_per_second']:,.0f} ex/s")
-    parts.append(f"{row['seconds']:.2f} s")
-    return "  ".join(parts)
 
 
 class _InterruptFlag:
