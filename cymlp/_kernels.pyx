@@ -140,6 +140,24 @@ cdef struct Opt:
     double bc2            # 1 - beta2**step
 
 
+cdef Opt _make_opt(str optimizer, double momentum, bint nesterov, double weight_decay,
+                   double beta1, double beta2, double eps):
+    """The optimizer settings of a fit (lr and Adam's bias corrections are set per step)."""
+    cdef Opt o
+    o.kind = OPT_ADAM if optimizer == "adam" else OPT_SGD
+    o.momentum, o.nesterov, o.weight_decay = momentum, nesterov, weight_decay
+    o.beta1, o.beta2, o.eps = beta1, beta2, eps
+    o.lr = 0
+    o.bc1 = o.bc2 = 1
+    return o
+
+
+cdef inline void _adam_corrections(Opt* o, double step) noexcept nogil:
+    """Adam's bias corrections 1 − β^t for step ``t`` (counted from 1)."""
+    o.bc1 = 1 - pow(o.beta1, step)
+    o.bc2 = 1 - pow(o.beta2, step)
+
+
 cdef class Plan:
     """The network's shape as C arrays, built once per call or fit."""
     cdef Shape s
@@ -804,11 +822,7 @@ cdef class SyncTrainer:
         self.state_v = np.zeros(P if optimizer == "adam" else 1, dtype=dtype)
         self.row_loss = np.zeros(batch_size, dtype=np.float64)
         self.row_correct = np.zeros(batch_size, dtype=np.uint8)
-        self.opt.kind = OPT_ADAM if optimizer == "adam" else OPT_SGD
-        self.opt.momentum = momentum
-        self.opt.nesterov = nesterov
-        self.opt.weight_decay = weight_decay
-        self.opt.beta1, self.opt.beta2, self.opt.eps = beta1, beta2, eps
+        self.opt = _make_opt(optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps)
         self.step = 0
         if labels is not None and labels.shape[0] != X.shape[0]:
             raise ValueError("labels and X differ in length")
@@ -849,8 +863,7 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
             if n <= 0:
                 break
             if o.kind == OPT_ADAM:
-                o.bc1 = 1 - pow(o.beta1, <double>(step + 1))
-                o.bc2 = 1 - pow(o.beta2, <double>(step + 1))
+                _adam_corrections(o, <double>(step + 1))
             if mode == MODE_CHUNKED:
                 out = step_chunked(s, &theta[0], &X[0, 0], &Y[0, 0], &order[start], labels, n,
                                    &scratch[0], cap, &grads[0], &m[0], &v[0],
@@ -1014,8 +1027,7 @@ cdef void worker_steps(const Shape* s, floating* theta, const floating* X, const
         if n <= 0:
             break
         if o.kind == OPT_ADAM:
-            o.bc1 = 1 - pow(o.beta1, <double>(tally[T_OPT_STEPS] + 1))
-            o.bc2 = 1 - pow(o.beta2, <double>(tally[T_OPT_STEPS] + 1))
+            _adam_corrections(&o, <double>(tally[T_OPT_STEPS] + 1))
         chunk_loss_grad(s, theta, X, Y, order + start, labels, n, scr, B, G, row_loss, row_correct)
         res = _sum_rows(row_loss, row_correct, n)
         if not res.finite:
@@ -1176,11 +1188,7 @@ cdef class ParallelTrainer:
         else:
             self.replicas = self.avg = self.weights = np.zeros(1, dtype=dtype)
             self.block_ok = np.zeros(1, dtype=np.uint8)
-        self.opt.kind = OPT_ADAM if optimizer == "adam" else OPT_SGD
-        self.opt.momentum = momentum
-        self.opt.nesterov = nesterov
-        self.opt.weight_decay = weight_decay
-        self.opt.beta1, self.opt.beta2, self.opt.eps = beta1, beta2, eps
+        self.opt = _make_opt(optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps)
         self.n_averages = 0
 
     @property
