@@ -6,6 +6,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -52,12 +53,54 @@ def read_line_until(proc, marker, timeout):
                 f"stdout={''.join(seen) + out!r} stderr={err!r}")
 
 
-def interrupt_training_child(script, *args, env):
-    """Run ``script`` (which prints TRAINING, then INTERRUPTED <json> after Ctrl-C), send it
-    SIGINT mid-training; return ``(report, seconds from the signal to the report's 'caught')``,
-    the report with the child's exit status added as ``returncode``."""
-    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=Path(script).parent)
+SIGINT_CHILD = textwrap.dedent("""
+    import json, signal, sys, time
+    import numpy as np
+    import cymlp
+
+    backend, parallel = sys.argv[1], sys.argv[2]
+    every = None if sys.argv[3] == "none" else sys.argv[3]
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4000, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 4000)
+    net = cymlp.Network([32, 128, 10], backend=backend, n_threads=2, seed=0)
+    initial = net.get_params()
+    announced = False
+
+    def progress(epoch, done, n_batches):
+        global announced
+        if epoch >= 1 and not announced:      # one full epoch is in the history
+            announced = True
+            print("TRAINING", flush=True)
+
+    try:
+        net.fit(X, y, epochs=10**6, batch_size=16, lr=0.01, progress=progress, parallel=parallel,
+                average_every=every)
+        print("FINISHED", flush=True)
+    except KeyboardInterrupt:
+        caught = time.time()
+        params = net.get_params()
+        print("INTERRUPTED " + json.dumps(dict(
+            caught=caught,
+            finite=bool(np.isfinite(params).all()),
+            changed=bool((params != initial).any()),
+            epochs=len(net.history_),
+            interrupted=net.history_.interrupted,
+            handler_restored=signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+            predicts=bool(np.isfinite(net.predict_proba(X[:5])).all()),
+        )), flush=True)
+""")
+
+
+def interrupt_training_child(folder, backend, parallel="sync", average_every="none", *, env):
+    """Train in a child process (see SIGINT_CHILD), send it SIGINT mid-training; return
+    ``(report, seconds from the signal to the report's 'caught')``, the report with the
+    child's exit status added as ``returncode``."""
+    script = Path(folder) / "sigint_child.py"
+    script.write_text(SIGINT_CHILD)
+    proc = subprocess.Popen([sys.executable, str(script), backend, parallel, str(average_every)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=folder)
     try:
         read_line_until(proc, "TRAINING", timeout=60)
         time.sleep(0.3)                       # land in the middle of an epoch

@@ -21,49 +21,10 @@ POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals and f
 ENV = subprocess_env(PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
 
 
-SIGINT_CHILD = textwrap.dedent("""
-    import json, sys, time
-    import numpy as np
-    import cymlp
-
-    backend = sys.argv[1]
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((4000, 32)).astype(np.float32)
-    y = rng.integers(0, 10, 4000)
-    net = cymlp.Network([32, 128, 10], backend=backend, n_threads=2, seed=0)
-    initial = net.get_params()
-    announced = False
-
-    def progress(epoch, done, n_batches):
-        global announced
-        if epoch >= 1 and not announced:      # one full epoch is in the history
-            announced = True
-            print("TRAINING", flush=True)
-
-    try:
-        net.fit(X, y, epochs=10**6, batch_size=16, lr=0.01, progress=progress)
-        print("FINISHED", flush=True)
-    except KeyboardInterrupt:
-        caught = time.time()
-        params = net.get_params()
-        print("INTERRUPTED " + json.dumps(dict(
-            caught=caught,
-            finite=bool(np.isfinite(params).all()),
-            changed=bool((params != initial).any()),
-            epochs=len(net.history_),
-            interrupted=net.history_.interrupted,
-            handler_restored=__import__("signal").getsignal(2) is __import__("signal").default_int_handler,
-            predicts=bool(np.isfinite(net.predict_proba(X[:5])).all()),
-        )), flush=True)
-""")
-
-
 @POSIX
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ctrl_c_stops_fit_quickly_and_keeps_weights_and_history(backend, tmp_path):
-    script = tmp_path / "child.py"
-    script.write_text(SIGINT_CHILD)
-    report, took = interrupt_training_child(script, backend, env=ENV)
+    report, took = interrupt_training_child(tmp_path, backend, env=ENV)
     assert took < 1.5, f"took {took:.2f} s to return"
     assert report["finite"] and report["changed"] and report["predicts"]
     assert report["epochs"] >= 1 and report["interrupted"]

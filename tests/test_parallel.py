@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -324,46 +323,10 @@ def test_bad_average_weighting_is_rejected_before_training():
 # Ctrl-C (in a subprocess, as in test_interrupts.py)
 # --------------------------------------------------------------------------
 
-SIGINT_CHILD = textwrap.dedent("""
-    import json, sys, time
-    import numpy as np
-    import cymlp
-
-    parallel, every = sys.argv[1], (None if sys.argv[2] == "none" else sys.argv[2])
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((4000, 32)).astype(np.float32)
-    y = rng.integers(0, 10, 4000)
-    net = cymlp.Network([32, 128, 10], n_threads=2, seed=0)
-    initial = net.get_params()
-    announced = False
-
-    def progress(epoch, done, n_batches):
-        global announced
-        if epoch >= 1 and not announced:
-            announced = True
-            print("TRAINING", flush=True)
-
-    try:
-        net.fit(X, y, epochs=10**6, batch_size=16, lr=0.01, progress=progress, parallel=parallel,
-                average_every=every)
-        print("FINISHED", flush=True)
-    except KeyboardInterrupt:
-        caught = time.time()
-        params = net.get_params()
-        print("INTERRUPTED " + json.dumps(dict(
-            caught=caught, finite=bool(np.isfinite(params).all()),
-            changed=bool((params != initial).any()), epochs=len(net.history_),
-            interrupted=net.history_.interrupted,
-            predicts=bool(np.isfinite(net.predict_proba(X[:5])).all()))), flush=True)
-""")
-
-
 @POSIX
 @pytest.mark.parametrize("parallel,every", [("hogwild", "none"), ("average", "end")])
 def test_ctrl_c_stops_quickly_and_keeps_finite_weights(parallel, every, tmp_path):
-    script = tmp_path / "child.py"
-    script.write_text(SIGINT_CHILD)
-    report, took = interrupt_training_child(script, parallel, every, env=ENV)
+    report, took = interrupt_training_child(tmp_path, "cython", parallel, every, env=ENV)
     assert took < 1.5
     assert report["finite"] and report["changed"] and report["predicts"]
     assert report["epochs"] >= 1 and report["interrupted"]
