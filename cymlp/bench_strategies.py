@@ -25,12 +25,13 @@ the final accuracy.
 
 import os
 import statistics
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from . import bench
 
 __all__ = ["StrategyCase", "CASES", "STRATEGIES", "add_arguments", "run"]
 
@@ -133,20 +134,13 @@ def _summarise(runs):
                 accuracy_by_epoch=per_epoch, diverged=any(r["diverged"] for r in runs))
 
 
-def _fmt_seconds(s):
-    if s is None:
-        return "–"
-    return f"{s:.2f} s" if s >= 1 else f"{s * 1e3:.3g} ms"
-
-
 def _table(rows, case):
-    from .bench import markdown_table
     columns = [
         ("strategy", "label", "l"),
         ("threads", "threads", "r"),
         ("examples/s", lambda r: f"{r['examples_per_second']:,.0f}", "r"),
         ("× sync 1 thr", lambda r: f"{r['speedup']:.2f}×", "r"),
-        (f"time to {case.target:.2f}", lambda r: _fmt_seconds(r["time_to_target"]), "r"),
+        (f"time to {case.target:.2f}", lambda r: "–" if r["time_to_target"] is None else bench._fmt_time(r["time_to_target"]), "r"),
         ("epochs to it", lambda r: "–" if r["epochs_to_target"] is None else f"{r['epochs_to_target']:g}", "r"),
         ("reached", "reached", "r"),
         ("final test acc (range)", lambda r: f"{r['final_accuracy']:.4f}" + (
@@ -154,11 +148,7 @@ def _table(rows, case):
          "r"),
         ("test acc by epoch (median)", lambda r: " ".join(f"{a:.3f}" for a in r["accuracy_by_epoch"]), "l"),
     ]
-    return markdown_table(rows, columns)
-
-
-def _log(message):
-    print(message, file=sys.stderr, flush=True)
+    return bench.markdown_table(rows, columns)
 
 
 def _select(args):
@@ -173,7 +163,6 @@ def _select(args):
 
 def run(args):
     """Run the strategies benchmark for parsed ``cymlp bench`` arguments; returns the payload."""
-    from . import bench
     from .network import Network, available_backends
     if "cython" not in available_backends():
         raise SystemExit("cymlp bench --strategies needs the compiled extension (backend='cython')")
@@ -194,7 +183,7 @@ def run(args):
         data = _load(case)
         if data is None:
             skipped[case.name] = "Fashion-MNIST not installed (see cymlp.datasets.load_fashion_mnist)"
-            _log(f"bench: skipping {case.name}: {skipped[case.name]}")
+            bench._log(f"bench: skipping {case.name}: {skipped[case.name]}")
             continue
         epochs = max(2, case.epochs // 2) if args.quick else case.epochs
         repeats = args.repeats or (1 if args.quick else case.repeats)
@@ -206,7 +195,7 @@ def run(args):
         for rep in range(repeats):                     # interleaved: drifts hit every row alike
             for key in plan:
                 label, parallel, every, t = key
-                _log(f"bench: {case.name} {label} {t} thread(s), run {rep + 1}/{repeats} ...")
+                bench._log(f"bench: {case.name} {label} {t} thread(s), run {rep + 1}/{repeats} ...")
                 loads[key].append(os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"))
                 runs[key].append(_train(case, data, theta, parallel, every, t, epochs))
         rows = []
@@ -238,5 +227,5 @@ def run(args):
                    results=results)
     if args.json:
         bench.write_json(args.json, payload)
-        _log(f"bench: wrote {args.json}")
+        bench._log(f"bench: wrote {args.json}")
     return payload
