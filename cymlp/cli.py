@@ -141,8 +141,8 @@ def _load_npz(path, dtype):
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in ("X_train", "y_train", "X_test", "y_test") if key in data}
-    except (ValueError, OSError) as exc:
-        raise CommandError(f"{path}: not a readable .npz file ({exc})") from None
+    except Exception as exc:  # a damaged archive raises BadZipFile, zlib.error, TokenError, MemoryError...
+        raise CommandError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     missing = {"X_train", "y_train", "X_test", "y_test"} - set(arrays)
     if missing:
         raise CommandError(f"{path}: missing arrays {', '.join(sorted(missing))}; the .npz needs "
@@ -155,6 +155,12 @@ def _load_npz(path, dtype):
                                f"per row; got shapes {X.shape} and {y.shape}")
         if y.dtype.kind not in "iu":
             raise CommandError(f"{path}: y_{part} must hold integer class labels, got {y.dtype}")
+        if X.dtype.kind not in "biuf":
+            raise CommandError(f"{path}: X_{part} must hold real numbers (bool, integer or float), "
+                               f"got {X.dtype}")
+        if len(X) == 0 or X[0].size == 0:
+            raise CommandError(f"{path}: X_{part} is empty (shape {X.shape}); each split needs at least "
+                               f"one row and one feature")
         scale = X.dtype == np.uint8
         X = X.reshape(len(X), -1).astype(dtype)
         if scale:
@@ -165,11 +171,36 @@ def _load_npz(path, dtype):
     return tuple(out)
 
 
-def _n_classes(*label_arrays):
+# More output units than this is almost always a labelling mistake (e.g. ids used as labels).
+MAX_CLASSES = 10_000
+
+
+def _n_classes(y_train, *other_labels):
+    """The number of classes k, given labels 0..k-1; CommandError for labels the CLI cannot train on."""
+    label_arrays = (y_train, *other_labels)
     low = min(int(y.min()) for y in label_arrays)
     if low < 0:
         raise CommandError(f"class labels must be 0..k-1; found {low}")
-    return max(int(y.max()) for y in label_arrays) + 1
+    high = max(int(y.max()) for y in label_arrays)
+    if high >= MAX_CLASSES:
+        raise CommandError(f"class labels must be 0..k-1 with k at most {MAX_CLASSES:,} (one output unit "
+                           f"per class); found the label {high:,}. Map your labels to 0..k-1 first, "
+                           f"e.g. with numpy.unique(y, return_inverse=True)")
+    if len(np.unique(y_train)) < 2:
+        raise CommandError(f"the training labels hold a single class ({int(y_train[0])}); a classifier "
+                           f"needs examples of at least two classes: check the data set's y_train")
+    return high + 1
+
+
+def _check_output_path(option, path):
+    """Fail before training, not after, when ``path`` cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CommandError(f"{option} {path}: is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise CommandError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CommandError(f"{option} {path}: the folder {folder} is not writable")
 
 
 def _fold_standardization(net, mean, std):
@@ -345,6 +376,10 @@ def cmd_train(args):
             import matplotlib  # noqa: F401
         except ImportError:
             raise CommandError("--plot needs matplotlib: pip install 'cymlp[plot]'") from None
+
+    for option, path in (("--save", args.save), ("--json", args.json), ("--plot", args.plot)):
+        if path:
+            _check_output_path(option, path)
 
     name, X_train, y_train, X_test, y_test = load_dataset(args.dataset, args.dtype, args.seed)
     if args.train_size is not None:
@@ -549,4 +584,8 @@ def main(argv=None):
         return EXIT_INTERRUPTED
     except (CommandError, TrainingDiverged, ValueError, OSError) as exc:
         print(f"cymlp {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        print(f"cymlp {args.command}: error: out of memory; try a smaller network, batch or data set",
+              file=sys.stderr)
         return EXIT_ERROR
