@@ -88,8 +88,8 @@ def derivative(name, a):
 # Losses: value and the output error δ^L (BP1)
 # --------------------------------------------------------------------------
 
-def loss_value(loss, output, z_out, a_out, Y):
-    """Mean loss over the rows of the batch.
+def loss_value(loss, output, z_out, a_out, Y, sample_weight=None):
+    """Mean loss over the rows of the batch (the weighted mean with ``sample_weight``).
 
     Parameters
     ----------
@@ -102,7 +102,13 @@ def loss_value(loss, output, z_out, a_out, Y):
         stays finite when an activation rounds to exactly 0 or 1.
     Y : ndarray (n, k)
         Targets (one-hot rows for classification).
+    sample_weight : ndarray (n,) or None
+        Non-negative row weights with a positive sum: the loss is then
+        Σ_x w_x C_x / Σ_x w_x.  ``None`` is the plain mean.
     """
+    if sample_weight is not None:
+        per_row = row_losses(loss, output, z_out, a_out, Y)
+        return np.dot(sample_weight, per_row) / np.sum(sample_weight)
     n = Y.shape[0]
     if loss == "quadratic":
         # C = (1/n) Σ_x ½‖a(x) − y(x)‖²
@@ -115,6 +121,17 @@ def loss_value(loss, output, z_out, a_out, Y):
     # sigmoid outputs: binary cross-entropy summed over the outputs,
     # −[y log σ(z) + (1−y) log(1−σ(z))] = max(z, 0) − z·y + log(1 + e^−|z|)
     return np.sum(np.maximum(z_out, 0) - z_out * Y + np.log1p(np.exp(-np.abs(z_out)))) / n
+
+
+def row_losses(loss, output, z_out, a_out, Y):
+    """C_x for every row x of the batch, shape (n,): the terms :func:`loss_value` averages."""
+    if loss == "quadratic":
+        return 0.5 * np.sum((a_out - Y) ** 2, axis=1)
+    if output == "softmax":
+        shifted = z_out - z_out.max(axis=1, keepdims=True)
+        log_a = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return -np.sum(Y * log_a, axis=1)
+    return np.sum(np.maximum(z_out, 0) - z_out * Y + np.log1p(np.exp(-np.abs(z_out))), axis=1)
 
 
 def output_error(loss, output, a_out, Y):
@@ -137,42 +154,129 @@ def output_error(loss, output, a_out, Y):
 # The two passes
 # --------------------------------------------------------------------------
 
-def feedforward(weights, biases, hidden, output, X):
+def feedforward(weights, biases, hidden, output, X, masks=None):
     """Activations of every layer for the batch ``X`` (n, sizes[0]).
 
     Returns ``(activations, z_out)``: ``activations[0]`` is ``X`` itself,
     ``activations[-1]`` the network's output, and ``z_out`` the output layer's
     weighted input (needed by the cross-entropy).
+
+    ``masks`` (training with dropout only) holds one (n, sizes[l]) multiplier
+    per hidden layer, 0 for a dropped unit and 1/(1-p) for a kept one (see
+    :func:`dropout_masks`); the next layer then sees ã^l = a^l ⊙ m^l.  The
+    returned ``activations`` are the unmasked a^l, from which σ' is computed.
     """
     activations = [X]
     z = X
+    layer_input = X
     for l, (W, b) in enumerate(zip(weights, biases)):
-        z = activations[-1] @ W.T + b                   # z^l = a^{l-1} W^lᵀ + b^l
+        z = layer_input @ W.T + b                       # z^l = ã^{l-1} W^lᵀ + b^l
         name = output if l == len(weights) - 1 else hidden
         activations.append(activate(name, z))           # a^l = σ(z^l)
+        layer_input = activations[-1]
+        if masks is not None and l < len(weights) - 1:
+            layer_input = layer_input * masks[l]        # ã^l = a^l ⊙ m^l (dropout)
     return activations, z
 
 
-def backprop(weights, biases, hidden, output, loss, X, Y):
+def backprop(weights, biases, hidden, output, loss, X, Y, sample_weight=None, masks=None):
     """Gradient of the mean loss over the rows of ``X``.
 
     Returns ``(grads_w, grads_b, cost, output)`` where ``grads_w[l]`` has the
     shape of ``weights[l]``, ``grads_b[l]`` that of ``biases[l]``, ``cost`` is
     the mean loss and ``output`` the output activations (n, sizes[-1]).
+
+    With ``sample_weight`` (n,) the cost is the weighted mean Σ w_x C_x / Σ w_x,
+    so each row's error enters BP3/BP4 scaled by w_x / Σ w instead of 1/n.
+    With dropout ``masks`` (see :func:`feedforward`) a dropped unit passes no
+    signal forward and no error backward: BP2 gains a factor m^l and BP4 uses
+    the masked activations ã^l.
     """
     n = X.shape[0]
-    activations, z_out = feedforward(weights, biases, hidden, output, X)
+    activations, z_out = feedforward(weights, biases, hidden, output, X, masks)
     grads_w = [None] * len(weights)
     grads_b = [None] * len(biases)
 
     delta = output_error(loss, output, activations[-1], Y)              # BP1
+    if sample_weight is not None:
+        # n / Σw is exactly 1 for all-ones weights, so they reproduce the unweighted bits
+        delta = delta * (sample_weight * (n / np.sum(sample_weight)))[:, None].astype(delta.dtype)
     for l in range(len(weights) - 1, -1, -1):
+        layer_input = activations[l]
+        if masks is not None and 0 < l:
+            layer_input = layer_input * masks[l - 1]                    # ã^{l}
         grads_b[l] = delta.sum(axis=0) / n                              # BP3
-        grads_w[l] = delta.T @ activations[l] / n                       # BP4
+        grads_w[l] = delta.T @ layer_input / n                          # BP4
         if l > 0:
             delta = (delta @ weights[l]) * derivative(hidden, activations[l])  # BP2
-    cost = loss_value(loss, output, z_out, activations[-1], Y)
+            if masks is not None:
+                delta = delta * masks[l - 1]
+    cost = loss_value(loss, output, z_out, activations[-1], Y, sample_weight)
     return grads_w, grads_b, cost, activations[-1]
+
+
+# --------------------------------------------------------------------------
+# Dropout masks from a counter-based generator
+# --------------------------------------------------------------------------
+# A dropout mask must be the same on both paths and for every thread count,
+# so it is not drawn from a stream (whose state depends on who drew what
+# before) but hashed from its coordinates: unit j of row r of hidden layer l
+# at optimizer step t of epoch e under seed s keeps its value when
+# u(s, e, t, l, r, j) >= p, where u is a splitmix64 hash mapped to [0, 1).
+# The compiled path evaluates the same hash in C (cymlp/_random.pxd).
+
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def mix64(x):
+    """splitmix64's finaliser: a bijection of uint64 that scrambles every bit."""
+    x = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):             # multiplication modulo 2**64 is the point
+        x = (x ^ (x >> np.uint64(30))) * _MIX1
+        x = (x ^ (x >> np.uint64(27))) * _MIX2
+    return x ^ (x >> np.uint64(31))
+
+
+def dropout_key(seed, epoch, step, layer):
+    """The hash of a mask's coordinates above the (row, unit) grid (a uint64)."""
+    key = mix64(np.uint64(seed))
+    for part in (epoch, step, layer):
+        key = mix64(key ^ np.uint64(part))
+    return key
+
+
+def dropout_masks(seed, epoch, step, sizes, n_rows, rates, dtype):
+    """Inverted-dropout multipliers for each hidden layer of one mini-batch.
+
+    ``sizes`` are the network's layer sizes and ``rates[l]`` the drop
+    probability of hidden layer ``l + 1``.  Returns a list of arrays
+    (n_rows, sizes[l + 1]) holding 0 (dropped) or 1/(1-p) (kept); a layer
+    with p = 0 gets all ones.
+    """
+    masks = []
+    rows = np.arange(n_rows, dtype=np.uint64)[:, None] << np.uint64(32)
+    for l, p in enumerate(rates):
+        if p == 0:
+            masks.append(np.ones((n_rows, sizes[l + 1]), dtype=dtype))
+            continue
+        units = np.arange(sizes[l + 1], dtype=np.uint64)[None, :]
+        bits = mix64(dropout_key(seed, epoch, step, l) ^ (rows | units))
+        uniform = (bits >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+        masks.append(np.where(uniform >= p, 1.0 / (1.0 - p), 0.0).astype(dtype))
+    return masks
+
+
+def clip_by_global_norm(grads, max_norm):
+    """Scale the gradient arrays in place so that their joint L2 norm is at most ``max_norm``.
+
+    Returns the norm before clipping.  ``g ← g · min(1, max_norm / ‖g‖)``.
+    """
+    norm = float(np.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads)))
+    if norm > max_norm:
+        scale = max_norm / norm
+        for g in grads:
+            g *= g.dtype.type(scale)
+    return norm
 
 
 # --------------------------------------------------------------------------
