@@ -79,7 +79,9 @@ def check_real(name, value, *, low=None, high=None, low_open=False, high_open=Fa
     return value
 
 
-def _as_float_array(name, data, dtype, *, finite=True):
+def _as_float_array(name, data, dtype, *, finite=True,
+                    too_large_hint="scale the data, or use dtype='float64'",
+                    non_finite_hint="clean or impute the data first"):
     """Convert array-likes of numbers to a C-contiguous ``dtype`` array.
 
     Integers, booleans, float16 and big-endian data are converted; object
@@ -102,11 +104,7 @@ def _as_float_array(name, data, dtype, *, finite=True):
     if arr.dtype.kind == "O":
         if arr.ndim == 0:
             raise TypeError(f"{name} must be an array of numbers, got {type(data).__name__}")
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} is an object array holding non-numbers (text?); "
-                            f"pass numbers only, converting text or categories yourself") from None
+        arr = _object_to_float64(name, arr)
     if arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} has dtype {arr.dtype}, which is not a real number type; "
@@ -120,9 +118,42 @@ def _as_float_array(name, data, dtype, *, finite=True):
         if arr.dtype.kind == "f" and np.isfinite(arr).all():
             raise ValueError(
                 f"{name} holds values too large for {np.dtype(dtype).name} (largest magnitude "
-                f"{float(np.max(np.abs(arr))):g}); scale the data, or use dtype='float64'")
-        raise ValueError(f"{name} contains NaN or infinity; clean or impute the data first")
+                f"{float(np.max(np.abs(arr))):g}); {too_large_hint}")
+        raise ValueError(f"{name} contains NaN or infinity; {non_finite_hint}")
     return out
+
+
+def _object_to_float64(name, arr, text_message=None):
+    """Convert an object array whose every element is a real number to float64.
+
+    Text (``'0'``, ``'1.5'``), missing values (``None``, ``pandas.NA``,
+    ``NaT``) and other non-numbers are rejected with a message naming what
+    was found, and integers too large for float64 (``10**400``) with a
+    ValueError rather than Python's OverflowError.
+    """
+    for item in arr.flat:
+        if isinstance(item, (bool, np.bool_, numbers.Real)) or (
+                isinstance(item, numbers.Number) and not isinstance(item, numbers.Complex)):
+            continue                      # Decimal is a Number but not registered as Real
+        if item is None or type(item).__name__ in ("NAType", "NaTType"):
+            raise ValueError(
+                f"{name} has missing values ({item!r}); fill them or drop those rows first "
+                f"(with pandas: .fillna(value) or .dropna())")
+        if isinstance(item, (str, bytes)):
+            raise TypeError(text_message or
+                            f"{name} holds text ({item!r}); pass numbers only, converting text "
+                            f"or categories yourself")
+        if isinstance(item, numbers.Complex):
+            raise TypeError(f"{name} holds complex numbers ({item!r}); pass real numbers only")
+        raise TypeError(f"{name} is an object array holding {type(item).__name__} values "
+                        f"such as {item!r}; pass real numbers only")
+    try:
+        return arr.astype(np.float64)
+    except OverflowError:
+        raise ValueError(f"{name} holds an integer too large for float64 (larger than about "
+                         f"1.8e308); scale the data first") from None
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} could not be converted to numbers: {exc}") from None
 
 
 def check_X(X, n_features, dtype, name="X"):
@@ -148,12 +179,15 @@ def check_X(X, n_features, dtype, name="X"):
     return out
 
 
-def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y"):
+def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y", x_name="X"):
     """Validate targets; return ``(Y, labels)``.
 
     ``y`` as 1-D integer labels means classification: ``Y`` is their one-hot
     encoding and ``labels`` the labels.  ``y`` as a 2-D float array is used
-    directly as ``Y`` and ``labels`` is None.
+    directly as ``Y`` and ``labels`` is None.  Text labels are rejected
+    (whatever their dtype: ``<U``, object or pandas strings), and so are
+    quadratic-loss targets so large that their squared errors could overflow
+    ``dtype`` (see :func:`max_quadratic_target`).
     """
     if isinstance(y, (str, bytes)):
         raise TypeError(f"{name} must be an array of labels or targets, got a string")
@@ -163,19 +197,20 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y"):
         arr = np.asarray(y)
     except Exception as exc:
         raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    text_labels = (f"{name} holds text labels; Network needs integer class labels 0..k-1 (or "
+                   f"float targets): map them first, e.g. classes, {name} = "
+                   f"np.unique({name}, return_inverse=True)")
     if arr.dtype.kind == "O" and arr.ndim > 0:
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} is an object array holding non-numbers; pass integer labels "
-                            "(encode text classes as 0..k-1 yourself) or float targets") from None
+        arr = _object_to_float64(name, arr, text_message=text_labels)
+    if arr.dtype.kind in "US":
+        raise TypeError(text_labels)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {arr.dtype}; pass integer labels 0..k-1 or float targets "
                         "(encode text classes as integers yourself)")
     if arr.ndim == 0 or arr.ndim > 2:
         raise ValueError(f"{name} must be 1-D labels or a 2-D target matrix; got shape {arr.shape}")
     if arr.shape[0] != n_rows:
-        raise ValueError(f"{name} has {arr.shape[0]} rows but X has {n_rows}; they must match")
+        raise ValueError(f"{name} has {arr.shape[0]} rows but {x_name} has {n_rows}; they must match")
     if arr.ndim == 1:
         if arr.dtype.kind == "f":
             if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
@@ -202,6 +237,15 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y"):
         raise ValueError(
             f"{name} has {arr.shape[1]} columns but the network has {n_outputs} outputs{hint}")
     Y = _as_float_array(name, arr, dtype)
+    if loss == "quadratic":
+        limit = max_quadratic_target(dtype)
+        largest = float(np.max(np.abs(Y)))
+        if largest > limit:
+            raise ValueError(
+                f"{name} holds targets up to {largest:.3g} in magnitude; with loss='quadratic' in "
+                f"{np.dtype(dtype).name} the squared errors of targets above {limit:.3g} can "
+                f"overflow. Scale the targets (e.g. divide by their standard deviation) or use "
+                f"dtype='float64'")
     if loss == "cross_entropy":
         if Y.min() < 0 or Y.max() > 1:
             raise ValueError(f"cross_entropy needs targets in [0, 1]; {name} ranges over "
@@ -210,6 +254,49 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y"):
             raise ValueError(f"softmax with cross_entropy needs each row of {name} to sum to 1 "
                              "(a probability distribution); pass 1-D labels or one-hot rows")
     return Y, None
+
+
+def max_quadratic_target(dtype):
+    """Largest target magnitude accepted with the quadratic loss in ``dtype``.
+
+    ``sqrt(finfo.max) / 10**4``: a squared error of such a target is at most
+    ``finfo.max / 10**8``, so sums of up to 10**8 of them (a batch's loss,
+    its gradients) cannot overflow on either backend, whatever the order of
+    summation.  Below the limit both backends train the same (training is
+    equivariant to the scale of the targets, up to rounding); above it,
+    whether a sum overflows would depend on the backend.  float32: about
+    1.8e15; float64: about 1.3e150.
+    """
+    return float(np.sqrt(np.finfo(dtype).max)) * 1e-4
+
+
+def check_backend(name, available):
+    """The backend name to use: ``None`` means the first of ``available``.
+
+    Raises a ValueError naming the ``backend`` argument for an unknown name,
+    or for ``"cython"`` when the compiled extension is not built.
+    """
+    if name is None:
+        return available[0]
+    check_choice("backend", name, ("cython", "numpy"))
+    if name not in available:
+        raise ValueError(
+            f"backend={name!r} is not available: the compiled extension was not built. "
+            f"Reinstall with `pip install .` and a C compiler, or use backend='numpy'")
+    return name
+
+
+def check_finite_params(what, theta, dtype):
+    """``theta`` cast to ``dtype`` (C-contiguous); finite *after* the cast.
+
+    A float64 value of 1e300 is finite but becomes inf in float32; the check
+    runs on the cast values and names the overflow.
+    """
+    return _as_float_array(
+        what, theta, dtype,
+        too_large_hint=f"they cannot be stored in a {np.dtype(dtype).name} network; keep "
+                       "dtype='float64' or scale the parameters",
+        non_finite_hint="parameters must be finite numbers")
 
 
 def check_seed(seed):

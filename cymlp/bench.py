@@ -180,7 +180,7 @@ def _load_data(case, dtype):
         reps = -(-case.n_train // X.shape[0])
         return (np.tile(X, (reps, 1))[:case.n_train].copy(), np.tile(y, reps)[:case.n_train].copy(),
                 "UCI digits (bundled)")
-    X, y = datasets.make_classification(case.n_train, n_in, n_out, seed=0, dtype=dtype)
+    X, y = datasets.make_random_classification(case.n_train, n_in, n_out, seed=0, dtype=dtype)
     return X, y, "random uniform inputs, random labels"
 
 
@@ -193,7 +193,7 @@ def make_problem(case, dtype):
     Y[np.arange(X.shape[0]), labels] = 1
     net = Network(list(case.sizes), case.activation, case.output, case.loss, dtype=dtype.name,
                   backend="numpy", seed=0)
-    return Problem(case, dtype, np.ascontiguousarray(X), labels, Y, net.get_params(),
+    return Problem(case, dtype, np.ascontiguousarray(X), labels, Y, net.get_flat_params(),
                    [W.copy() for W in net.weights], [b.copy() for b in net.biases], source)
 
 
@@ -300,7 +300,7 @@ def _prepare_cymlp(backend):
         case = problem.case
         net = Network(list(case.sizes), case.activation, case.output, case.loss,
                       dtype=problem.dtype.name, backend=backend, n_threads=threads, seed=0)
-        net.set_params(problem.theta)
+        net.set_flat_params(problem.theta)
 
         def run_blocks(n_steps, n_blocks):
             rows = n_steps * case.batch_size

@@ -103,7 +103,7 @@ def _train(case, data, theta, parallel, average_every, threads, epochs):
     from .network import Network
     X, y, Xt, yt = data[:4]
     net = Network(list(case.sizes), dtype="float32", backend="cython", n_threads=threads, seed=0)
-    net.set_params(theta)
+    net.set_flat_params(theta)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         history = net.fit(X, y, epochs=epochs, batch_size=case.batch_size, lr=case.lr,
@@ -187,7 +187,7 @@ def run(args):
             continue
         epochs = max(2, case.epochs // 2) if args.quick else case.epochs
         repeats = args.repeats or (1 if args.quick else case.repeats)
-        theta = Network(list(case.sizes), dtype="float32", seed=0).get_params()
+        theta = Network(list(case.sizes), dtype="float32", seed=0).get_flat_params()
         plan = [(label, parallel, every, t) for t in threads for label, parallel, every in STRATEGIES
                 if t > 1 or parallel == "sync"]
         runs = {key: [] for key in plan}

@@ -13,8 +13,14 @@ load_fashion_mnist
     10 classes, MIT license (https://github.com/zalandoresearch/fashion-mnist).
     Not shipped: install the Debian/Ubuntu package ``dataset-fashion-mnist``
     or point ``$CYMLP_DATA`` / ``path=`` at a folder holding the four IDX files.
-make_classification
+make_random_classification
     Uniform random inputs with random labels, for timing benchmarks only.
+
+Deprecated names (they warn and will be removed in the next release):
+``make_classification`` (now ``make_random_classification``: nothing like
+scikit-learn's function of that name) and ``train_test_split`` (now
+``split_train_test``: it returns ``(X_train, y_train, X_test, y_test)``,
+not scikit-learn's ``(X_train, X_test, y_train, y_test)``).
 
 Every loader returns ``(X_train, y_train, X_test, y_test)`` (or ``(X, y)``)
 with ``X`` a C-contiguous float array of shape (n_samples, n_features) and
@@ -31,6 +37,7 @@ values in big-endian C order. Files may be gzipped.
 import gzip
 import math
 import os
+import warnings
 import zlib
 from importlib import resources
 from pathlib import Path
@@ -42,10 +49,10 @@ __all__ = [
     "write_idx",
     "load_digits",
     "load_fashion_mnist",
-    "make_classification",
+    "make_random_classification",
     "scale_to_unit",
     "standardize",
-    "train_test_split",
+    "split_train_test",
     "one_hot",
 ]
 
@@ -199,7 +206,7 @@ def load_digits(*, dtype="float64", scale=True, return_split=False, test_fractio
     return_split : bool, default False
         Return a stratified train/test split instead of the whole set.
     test_fraction, seed
-        Passed to `train_test_split` when `return_split` is true.
+        Passed to `split_train_test` when `return_split` is true.
 
     Returns
     -------
@@ -222,7 +229,7 @@ def load_digits(*, dtype="float64", scale=True, return_split=False, test_fractio
     if scale:
         X /= 16
     if return_split:
-        return train_test_split(X, y, test_fraction, seed=seed, stratify=True)
+        return split_train_test(X, y, test_fraction, seed=seed, stratify=True)
     return X, y
 
 
@@ -337,12 +344,12 @@ def _read_image_split(images_path, labels_path, dtype, scale):
     return X, labels.astype(np.int64)
 
 
-def make_classification(n_samples, n_features, n_classes=10, *, seed=0, dtype="float64"):
+def make_random_classification(n_samples, n_features, n_classes=10, *, seed=0, dtype="float64"):
     """Random inputs with random labels, for timing benchmarks.
 
     Nothing links `X` to `y`, so no model can beat chance on held-out data;
-    use it to measure speed, not accuracy. (Unlike scikit-learn's function of
-    the same name, there are no informative features.)
+    use it to measure speed, not accuracy. (Unlike scikit-learn's
+    ``make_classification``, there are no informative features.)
 
     Parameters
     ----------
@@ -436,11 +443,12 @@ def standardize(X_train, X_other=None):
     return X_train_std, ((X_other - mean) / std).astype(X_other.dtype, copy=False)
 
 
-def train_test_split(X, y, test_fraction=0.2, *, seed=0, stratify=True):
+def split_train_test(X, y, test_fraction=0.2, *, seed=0, stratify=True):
     """Split rows of `X` and `y` at random into a training and a test part.
 
     Note the order of the result, ``(X_train, y_train, X_test, y_test)``,
-    the same as the loaders (scikit-learn's function orders it differently).
+    the same as the loaders (scikit-learn's ``train_test_split`` returns
+    ``(X_train, X_test, y_train, y_test)``, hence the different name).
 
     Parameters
     ----------
@@ -492,6 +500,23 @@ def train_test_split(X, y, test_fraction=0.2, *, seed=0, stratify=True):
         order = rng.permutation(n_samples)
         test_rows, train_rows = order[:n_test], order[n_test:]
     return X[train_rows], y[train_rows], X[test_rows], y[test_rows]
+
+
+def make_classification(n_samples, n_features, n_classes=10, *, seed=0, dtype="float64"):
+    """Deprecated: use :func:`make_random_classification` (the same function)."""
+    warnings.warn("cymlp.datasets.make_classification is deprecated and will be removed in the "
+                  "next release; use make_random_classification (random labels, unlike "
+                  "scikit-learn's make_classification)", DeprecationWarning, stacklevel=2)
+    return make_random_classification(n_samples, n_features, n_classes, seed=seed, dtype=dtype)
+
+
+def train_test_split(X, y, test_fraction=0.2, *, seed=0, stratify=True):
+    """Deprecated: use :func:`split_train_test` (the same function and order)."""
+    warnings.warn("cymlp.datasets.train_test_split is deprecated and will be removed in the next "
+                  "release; use split_train_test, which returns the same (X_train, y_train, "
+                  "X_test, y_test) (scikit-learn's train_test_split returns X_train, X_test, "
+                  "y_train, y_test)", DeprecationWarning, stacklevel=2)
+    return split_train_test(X, y, test_fraction, seed=seed, stratify=stratify)
 
 
 def one_hot(y, n_classes=None, dtype="float64"):

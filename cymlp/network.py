@@ -2,7 +2,9 @@
 
 A network owns its parameters in one flat buffer; ``weights[l]`` and
 ``biases[l]`` are views into it, so writing into them changes the network and
-both backends see the same memory.  The backend (``"cython"`` or ``"numpy"``)
+both backends see the same memory (``net.weights[l] = W`` copies ``W`` into
+that view).  The architecture (``sizes``, ``activation``, ``output``,
+``loss_name``, ``dtype``) is fixed when the network is built.  The backend (``"cython"`` or ``"numpy"``)
 supplies only the passes: forward, backward and a trainer that runs SGD steps.
 Validation, the epoch loop, schedules, early stopping, divergence and
 interrupt handling, and saving are shared here.
@@ -17,6 +19,7 @@ import threading
 import time
 import warnings
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +84,98 @@ def _init_scale(activation, n_in, n_out):
     return math.sqrt(2.0 / (n_in + n_out))
 
 
+class _Fixed:
+    """A read-only attribute of the architecture, stored as ``_<name>``.
+
+    The parameter buffer and the compiled plans are sized from the
+    architecture, so changing it on a built network would leave them
+    inconsistent; assignment raises an AttributeError that says what to do.
+    """
+
+    def __init__(self, doc, advice="build a new Network with the architecture you want"):
+        self.__doc__ = doc
+        self.advice = advice
+
+    def __set_name__(self, owner, name):
+        self.name = name
+        self.private = "_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        return getattr(obj, self.private)
+
+    def __set__(self, obj, value):
+        raise AttributeError(f"Network.{self.name} is fixed when the network is built "
+                             f"(its parameter buffer is sized from it); {self.advice}")
+
+    def __delete__(self, obj):
+        self.__set__(obj, None)
+
+
+class LayerParams(Sequence):
+    """The per-layer views ``weights`` or ``biases`` of a network's flat buffer.
+
+    Reads give the views themselves (writing into ``net.weights[l][...]``
+    changes the network).  ``net.weights[l] = W`` copies ``W`` into the
+    view after checking its shape, that it converts to the network's dtype
+    and that it is finite there; the buffer, and so every backend, sees the
+    change.  Layers cannot be added, removed or replaced by other arrays.
+    """
+
+    __slots__ = ("_dtype", "_kind", "_views")
+
+    def __init__(self, views, kind, dtype):
+        self._views = tuple(views)
+        self._kind = kind
+        self._dtype = dtype
+
+    def __len__(self):
+        return len(self._views)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(self._views[index])
+        return self._views[index]
+
+    def __setitem__(self, index, value):
+        if isinstance(index, slice):
+            raise TypeError(f"assign {self._kind} one layer at a time: "
+                            f"net.{self._kind}[l] = array")
+        try:
+            view = self._views[index]
+        except TypeError:
+            raise TypeError(f"{self._kind} indices must be integers; got {index!r}") from None
+        except IndexError:
+            raise IndexError(f"the network has {len(self)} layers of {self._kind}; "
+                             f"got index {index}") from None
+        name = f"{self._kind}[{index}]"
+        value = v.check_finite_params(name, value, self._dtype)
+        if value.shape != view.shape:
+            hint = (" (transposed? weights[l] has shape (n_out, n_in))"
+                    if value.shape == view.shape[::-1] else "")
+            raise ValueError(f"{name} has shape {view.shape}; got an array of shape "
+                             f"{value.shape}{hint}")
+        view[...] = value
+
+    def __delitem__(self, index):
+        raise TypeError("the layers of a network cannot be removed; build a new Network")
+
+    def __add__(self, other):
+        return list(self) + list(other)
+
+    def __radd__(self, other):
+        return list(other) + list(self)
+
+    def __eq__(self, other):
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self):
+        return repr(list(self._views))
+
+
 class Network:
     """A fully connected feed-forward network trained by mini-batch SGD.
 
@@ -108,24 +203,28 @@ class Network:
 
     Attributes
     ----------
-    weights : list of ndarray
-        ``weights[l]`` has shape ``(sizes[l+1], sizes[l])``: z = W a + b.
-    biases : list of ndarray
-        ``biases[l]`` has shape ``(sizes[l+1],)``.
+    sizes : tuple of int
+        Read-only, like ``activation``, ``output``, ``loss_name`` and
+        ``dtype``: build a new network (or ``copy(dtype=...)``) to change them.
+    weights : sequence of ndarray
+        ``weights[l]`` has shape ``(sizes[l+1], sizes[l])``: z = W a + b.  A
+        view into the parameter buffer; ``net.weights[l] = W`` copies ``W`` in.
+    biases : sequence of ndarray
+        ``biases[l]`` has shape ``(sizes[l+1],)``; assigned the same way.
     history_ : History or None
         The history of the last (possibly interrupted) ``fit``.
     """
 
+    sizes = _Fixed("Units per layer, inputs first (a tuple).")
+    activation = _Fixed("Activation of the hidden layers.")
+    output = _Fixed("Activation of the output layer.")
+    loss_name = _Fixed("Name of the loss.")
+    dtype = _Fixed("The numpy dtype of the parameters and of all computation.",
+                   advice="use net.copy(dtype=...) for a copy in another dtype")
+
     def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
                  dtype="float32", backend=None, n_threads=None, seed=0):
-        self.sizes = v.check_sizes(sizes)
-        self.activation = v.check_choice("activation", activation, reference.HIDDEN_ACTIVATIONS)
-        self.output = v.check_choice("output", output, reference.OUTPUT_ACTIVATIONS)
-        self.loss_name = v.check_choice("loss", loss, reference.LOSSES)
-        if self.loss_name == "cross_entropy" and self.output == "identity":
-            raise ValueError("loss='cross_entropy' needs output='softmax' or 'sigmoid'; "
-                             "use loss='quadratic' with output='identity' for regression")
-        self.dtype = v.check_dtype(dtype)
+        self._set_architecture(sizes, activation, output, loss, dtype)
         self.backend = backend
         self.n_threads = n_threads
         self.seed = v.check_seed(seed)
@@ -139,18 +238,51 @@ class Network:
 
     # -- parameters ------------------------------------------------------
 
+    def _set_architecture(self, sizes, activation, output, loss, dtype):
+        """Validate and store the read-only architecture (before any buffer exists)."""
+        self._sizes = tuple(v.check_sizes(sizes))
+        self._activation = v.check_choice("activation", activation, reference.HIDDEN_ACTIVATIONS)
+        self._output = v.check_choice("output", output, reference.OUTPUT_ACTIVATIONS)
+        self._loss_name = v.check_choice("loss", loss, reference.LOSSES)
+        if self._loss_name == "cross_entropy" and self._output == "identity":
+            raise ValueError("loss='cross_entropy' needs output='softmax' or 'sigmoid'; "
+                             "use loss='quadratic' with output='identity' for regression")
+        self._dtype = v.check_dtype(dtype)
+
     def _allocate(self, theta=None):
         """Create the flat parameter buffer and the per-layer views into it."""
         shapes = list(zip(self.sizes[1:], self.sizes[:-1]))
         total = sum(n_out * n_in + n_out for n_out, n_in in shapes)
         self._theta = np.zeros(total, dtype=self.dtype) if theta is None else theta
-        self.weights, self.biases = [], []
+        weights, biases = [], []
         offset = 0
         for n_out, n_in in shapes:
-            self.weights.append(self._theta[offset:offset + n_out * n_in].reshape(n_out, n_in))
+            weights.append(self._theta[offset:offset + n_out * n_in].reshape(n_out, n_in))
             offset += n_out * n_in
-            self.biases.append(self._theta[offset:offset + n_out])
+            biases.append(self._theta[offset:offset + n_out])
             offset += n_out
+        self._weights = LayerParams(weights, "weights", self.dtype)
+        self._biases = LayerParams(biases, "biases", self.dtype)
+
+    @property
+    def weights(self):
+        """``weights[l]``, shape ``(sizes[l+1], sizes[l])``: views into the parameter buffer."""
+        return self._weights
+
+    @weights.setter
+    def weights(self, value):
+        raise AttributeError("net.weights cannot be replaced; assign layer by layer "
+                             "(net.weights[l] = W) or all at once with net.set_flat_params(theta)")
+
+    @property
+    def biases(self):
+        """``biases[l]``, shape ``(sizes[l+1],)``: views into the parameter buffer."""
+        return self._biases
+
+    @biases.setter
+    def biases(self, value):
+        raise AttributeError("net.biases cannot be replaced; assign layer by layer "
+                             "(net.biases[l] = b) or all at once with net.set_flat_params(theta)")
 
     @property
     def backend(self):
@@ -159,10 +291,7 @@ class Network:
 
     @backend.setter
     def backend(self, name):
-        if name is None:
-            name = available_backends()[0]
-        v.check_choice("backend", name, ("cython", "numpy"))
-        self._backend = _get_backend(name)
+        self._backend = _get_backend(v.check_backend(name, available_backends()))
 
     @property
     def n_threads(self):
@@ -182,21 +311,49 @@ class Network:
     def n_params(self):
         return self._theta.size
 
-    def get_params(self):
+    def get_flat_params(self):
         """A copy of all parameters as one flat array (the internal layout)."""
         return self._theta.copy()
 
-    def set_params(self, theta):
-        """Overwrite all parameters from a flat array made by :meth:`get_params`."""
-        theta = np.asarray(theta)
+    def set_flat_params(self, theta):
+        """Overwrite all parameters from a flat array made by :meth:`get_flat_params`.
+
+        ``theta`` is cast to the network's dtype and must be finite after the
+        cast (1e300 does not fit in float32); on error nothing changes.
+        """
+        if not hasattr(theta, "shape"):
+            theta = np.asarray(theta)
         if theta.shape != self._theta.shape:
             raise ValueError(f"expected {self._theta.size} parameters, got shape {theta.shape}")
-        if not np.isfinite(theta).all():
-            raise ValueError("parameters contain NaN or infinity")
-        self._theta[...] = theta
+        self._theta[...] = v.check_finite_params("theta", theta, self.dtype)
+
+    def get_params(self):
+        """Deprecated alias of :meth:`get_flat_params` (removed in the next release)."""
+        warnings.warn("Network.get_params() is deprecated and will be removed in the next "
+                      "release; use get_flat_params() (get_params is scikit-learn's name for "
+                      "hyper-parameters)", DeprecationWarning, stacklevel=2)
+        return self.get_flat_params()
+
+    def set_params(self, theta):
+        """Deprecated alias of :meth:`set_flat_params` (removed in the next release)."""
+        warnings.warn("Network.set_params() is deprecated and will be removed in the next "
+                      "release; use set_flat_params() (set_params is scikit-learn's name for "
+                      "hyper-parameters)", DeprecationWarning, stacklevel=2)
+        return self.set_flat_params(theta)
+
+    def _check_params_finite(self):
+        """Refuse to train from parameters that are NaN or infinite (written in from outside)."""
+        if not np.isfinite(self._theta).all():
+            bad = [f"{kind}[{l}]" for kind, params in (("weights", self.weights), ("biases", self.biases))
+                   for l, p in enumerate(params) if not np.isfinite(p).all()]
+            raise ValueError(
+                f"the network's parameters contain NaN or infinity (in {', '.join(bad)}), so "
+                f"training cannot start from them; they were written in from outside fit. "
+                f"Set finite values (net.set_flat_params(theta), net.weights[l] = W) or build a "
+                f"new Network")
 
     def __repr__(self):
-        return (f"Network({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
+        return (f"Network({list(self.sizes)}, activation={self.activation!r}, output={self.output!r}, "
                 f"loss={self.loss_name!r}, dtype={self.dtype.name!r}, backend={self.backend!r})")
 
     # -- validation helpers -----------------------------------------------
@@ -204,10 +361,11 @@ class Network:
     def _check_X(self, X, name="X"):
         return v.check_X(X, self.sizes[0], self.dtype, name=name)
 
-    def _check_Xy(self, X, y):
-        X = self._check_X(X)
+    def _check_Xy(self, X, y, x_name="X", y_name="y"):
+        X = self._check_X(X, name=x_name)
         Y, labels = v.check_targets(y, X.shape[0], self.sizes[-1], self.dtype,
-                                    loss=self.loss_name, output=self.output)
+                                    loss=self.loss_name, output=self.output,
+                                    name=y_name, x_name=x_name)
         return X, Y, labels
 
     @property
@@ -351,6 +509,7 @@ class Network:
             averaging (after Cheng et al.); they differ when shards are unequal.
         """
         # ---- validate everything before touching the network
+        self._check_params_finite()
         X, Y, labels = self._check_Xy(X, y)
         epochs = v.check_positive_int("epochs", epochs, minimum=0)
         lr = v.check_real("lr", lr, low=0, low_open=True)
@@ -381,7 +540,7 @@ class Network:
                 X_val, y_val = validation_data
             except (TypeError, ValueError):
                 raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-            X_val, Y_val, labels_val = self._check_Xy(X_val, y_val)
+            X_val, Y_val, labels_val = self._check_Xy(X_val, y_val, "validation X", "validation y")
         elif validation_fraction is not None:
             fraction = v.check_real("validation_fraction", validation_fraction, low=0, high=1,
                                     low_open=True, high_open=True)
@@ -550,6 +709,7 @@ class Network:
     @classmethod
     def load(cls, path, backend=None, n_threads=None):
         """Load a network saved by :meth:`save` (never executes code from the file)."""
+        _check_runtime_args(backend, n_threads)     # blame the arguments, not the file
         try:
             data = np.load(path, allow_pickle=False)
             if not isinstance(data, np.lib.npyio.NpzFile):      # a bare .npy array
@@ -582,9 +742,9 @@ class Network:
         return state
 
     def __setstate__(self, state):
-        self.sizes = state["sizes"]
-        self.activation, self.output = state["activation"], state["output"]
-        self.loss_name, self.dtype, self.seed = state["loss"], np.dtype(state["dtype"]), state["seed"]
+        self._set_architecture(state["sizes"], state["activation"], state["output"], state["loss"],
+                               state["dtype"])
+        self.seed = state["seed"]
         try:
             self.backend = state["backend"]
         except ValueError:       # unpickled where the extension is not built
@@ -600,11 +760,20 @@ class Network:
         net = Network.__new__(Network)
         state = self.__getstate__()
         if dtype is not None:
-            state["dtype"] = v.check_dtype(dtype).name
+            dtype = v.check_dtype(dtype)
+            state["dtype"] = dtype.name
+            state["theta"] = v.check_finite_params(f"copy(dtype={dtype.name!r}): the parameter buffer",
+                                                   state["theta"], dtype)
         if backend is not None:
             state["backend"] = backend
         net.__setstate__(state)
         return net
+
+
+def _check_runtime_args(backend, n_threads):
+    """Validate ``backend`` and ``n_threads`` as arguments (for ``load`` and friends)."""
+    v.check_backend(backend, available_backends())
+    v.effective_n_threads(n_threads)
 
 
 def _make_schedule(lr_schedule, lr, epochs):

@@ -64,7 +64,7 @@ SIGINT_CHILD = textwrap.dedent("""
     X = rng.standard_normal((4000, 32)).astype(np.float32)
     y = rng.integers(0, 10, 4000)
     net = cymlp.Network([32, 128, 10], backend=backend, n_threads=2, seed=0)
-    initial = net.get_params()
+    initial = net.get_flat_params()
     announced = False
 
     def progress(epoch, done, n_batches):
@@ -79,7 +79,7 @@ SIGINT_CHILD = textwrap.dedent("""
         print("FINISHED", flush=True)
     except KeyboardInterrupt:
         caught = time.time()
-        params = net.get_params()
+        params = net.get_flat_params()
         print("INTERRUPTED " + json.dumps(dict(
             caught=caught,
             finite=bool(np.isfinite(params).all()),

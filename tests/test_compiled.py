@@ -62,7 +62,7 @@ def numpy_fit(act, out, loss, dtype, batch_size, opt_items, epochs=2):
     net, _ = make_pair(act, out, loss, dtype)
     X, y = data(out)
     history = net.fit(X, y, epochs=epochs, batch_size=batch_size, lr=0.05, **dict(opt_items))
-    return net.get_params(), history["loss"], history["accuracy"]
+    return net.get_flat_params(), history["loss"], history["accuracy"]
 
 
 def compiled_fit(act, out, loss, dtype, batch_size, opt_items, mode, n_threads, epochs=2):
@@ -71,7 +71,7 @@ def compiled_fit(act, out, loss, dtype, batch_size, opt_items, mode, n_threads, 
     net.n_threads = n_threads
     X, y = data(out)
     history = net.fit(X, y, epochs=epochs, batch_size=batch_size, lr=0.05, **dict(opt_items))
-    return net.get_params(), history["loss"], history["accuracy"]
+    return net.get_flat_params(), history["loss"], history["accuracy"]
 
 
 # --------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_extreme_weighted_inputs_stay_finite_like_numpy():
     ref, net = make_pair("sigmoid", "sigmoid", "cross_entropy", "float64")
     for W in ref.weights:
         W *= 400
-    net.set_params(ref.get_params())
+    net.set_flat_params(ref.get_flat_params())
     X, y = data("sigmoid")
     np.testing.assert_allclose(net.feedforward(X), ref.feedforward(X), rtol=1e-12)
     assert np.isfinite(net.loss(X, y))
@@ -190,7 +190,7 @@ def test_batch_sizes_that_do_not_fill_chunks(batch_size, mode):
         net._cython_mode = mode
         net.n_threads = n_threads
         h_got = net.fit(X, y, epochs=2, batch_size=batch_size, lr=0.05, momentum=0.5)
-        np.testing.assert_allclose(net.get_params(), want.get_params(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(net.get_flat_params(), want.get_flat_params(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(h_got["loss"], h_want["loss"], rtol=1e-10)
         np.testing.assert_allclose(h_got["accuracy"], h_want["accuracy"], atol=1 / n_rows + 1e-12)
 
@@ -208,7 +208,7 @@ def test_large_batch_caps_the_number_of_chunks(mode):
     net.n_threads = 2
     for m in (ref, net):
         m.fit(X, y, epochs=2, batch_size=n - 30, lr=0.1)
-    np.testing.assert_allclose(net.get_params(), ref.get_params(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(net.get_flat_params(), ref.get_flat_params(), rtol=1e-10, atol=1e-12)
 
 
 # --------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def _weights_after_fit(mode, n_threads, dtype, sizes=(20, 33, 17, 5), batch_size
                   n_threads=n_threads, seed=4)
     net._cython_mode = mode
     net.fit(X, y, epochs=3, batch_size=batch_size, lr=0.1, momentum=0.9)
-    return net.get_params()
+    return net.get_flat_params()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -279,7 +279,7 @@ def test_read_only_fortran_and_strided_inputs_give_the_same_results():
         np.testing.assert_array_equal(base.feedforward(Xl), want_out, err_msg=name)
         net = base.copy()
         net.fit(Xl, y, epochs=2, batch_size=8, lr=0.1)
-        np.testing.assert_array_equal(net.get_params(), want.get_params(), err_msg=name)
+        np.testing.assert_array_equal(net.get_flat_params(), want.get_flat_params(), err_msg=name)
 
 
 # --------------------------------------------------------------------------
@@ -310,7 +310,7 @@ def test_run_reports_loss_correct_seen_and_steps_like_numpy(mode, labels):
             got = ct.run(order, first, stop, 0.3)
             assert got[1:] == want[1:]
             assert got[0] == pytest.approx(want[0], rel=1e-12)
-        np.testing.assert_allclose(net.get_params(), ref.get_params(), rtol=1e-12)
+        np.testing.assert_allclose(net.get_flat_params(), ref.get_flat_params(), rtol=1e-12)
     finally:
         ct.close()
 
@@ -325,13 +325,13 @@ def test_run_stops_before_updating_when_the_loss_is_not_finite(mode):
     Y = np.zeros((12, 2))
     from cymlp.network import OptimizerConfig
     trainer = net._backend.trainer(net, X, Y, None, 4, OptimizerConfig())
-    before = net.get_params()
+    before = net.get_flat_params()
     try:
         loss_sum, correct, seen, steps = trainer.run(np.arange(12, dtype=np.intp), 0, 3, 0.1)
     finally:
         trainer.close()
     assert (steps, seen, correct) == (0, 0, 0)
-    np.testing.assert_array_equal(net.get_params(), before)
+    np.testing.assert_array_equal(net.get_flat_params(), before)
 
 
 def test_divergence_is_reported_like_numpy():
@@ -341,7 +341,7 @@ def test_divergence_is_reported_like_numpy():
         with pytest.raises(TrainingDiverged):
             net.fit(X * 1e3, y * 1e3, epochs=5, batch_size=8, lr=1e3, momentum=0.9)
         assert net.history_.diverged
-        assert np.isfinite(net.get_params()).all()
+        assert np.isfinite(net.get_flat_params()).all()
 
 
 def test_blas_thread_limit_is_restored_after_fit():

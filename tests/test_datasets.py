@@ -9,12 +9,12 @@ from cymlp import datasets
 from cymlp.datasets import (
     load_digits,
     load_fashion_mnist,
-    make_classification,
+    make_random_classification,
     one_hot,
     read_idx,
     scale_to_unit,
+    split_train_test,
     standardize,
-    train_test_split,
     write_idx,
 )
 
@@ -275,29 +275,29 @@ def test_real_fashion_mnist_shapes_labels_and_range(fashion_mnist):
 # ---------------------------------------------------------------- helpers
 
 
-def test_make_classification_is_seeded_with_requested_shape_and_dtype():
-    X, y = make_classification(50, 7, 3, seed=4, dtype="float32")
+def test_make_random_classification_is_seeded_with_requested_shape_and_dtype():
+    X, y = make_random_classification(50, 7, 3, seed=4, dtype="float32")
     assert X.shape == (50, 7) and X.dtype == np.float32
     assert y.shape == (50,) and y.dtype == np.int64
     assert 0 <= X.min() and X.max() < 1 and set(np.unique(y)) <= {0, 1, 2}
-    X2, y2 = make_classification(50, 7, 3, seed=4, dtype="float32")
+    X2, y2 = make_random_classification(50, 7, 3, seed=4, dtype="float32")
     np.testing.assert_array_equal(X, X2)
     np.testing.assert_array_equal(y, y2)
-    assert not np.array_equal(X, make_classification(50, 7, 3, seed=5, dtype="float32")[0])
+    assert not np.array_equal(X, make_random_classification(50, 7, 3, seed=5, dtype="float32")[0])
 
 
 @pytest.mark.parametrize("args", [(0, 5), (5, 0), (5, 5, 1), (5.0, 5), (True, 5)])
-def test_make_classification_rejects_bad_sizes(args):
+def test_make_random_classification_rejects_bad_sizes(args):
     with pytest.raises(ValueError, match="must be an integer"):
-        make_classification(*args)
+        make_random_classification(*args)
 
 
 @pytest.mark.parametrize("stratify", [True, False])
-def test_train_test_split_is_reproducible_and_partitions_rows(stratify):
+def test_split_train_test_is_reproducible_and_partitions_rows(stratify):
     X = np.arange(200, dtype=np.float64).reshape(100, 2)
     y = np.repeat(np.arange(4), 25)
-    first = train_test_split(X, y, 0.3, seed=7, stratify=stratify)
-    second = train_test_split(X, y, 0.3, seed=7, stratify=stratify)
+    first = split_train_test(X, y, 0.3, seed=7, stratify=stratify)
+    second = split_train_test(X, y, 0.3, seed=7, stratify=stratify)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
     X_train, y_train, X_test, y_test = first
@@ -305,22 +305,22 @@ def test_train_test_split_is_reproducible_and_partitions_rows(stratify):
     rows = np.concatenate([X_train[:, 0], X_test[:, 0]]) // 2
     np.testing.assert_array_equal(np.sort(rows), np.arange(100))
     np.testing.assert_array_equal(y_train, y[(X_train[:, 0] // 2).astype(int)])
-    other_seed = train_test_split(X, y, 0.3, seed=8, stratify=stratify)[2]
+    other_seed = split_train_test(X, y, 0.3, seed=8, stratify=stratify)[2]
     assert not np.array_equal(X_test, other_seed)
 
 
-def test_train_test_split_stratified_keeps_class_shares():
+def test_split_train_test_stratified_keeps_class_shares():
     y = np.array([0] * 50 + [1] * 30 + [2] * 20)
     X = np.zeros((100, 1))
     for seed in range(5):
-        _, y_train, _, y_test = train_test_split(X, y, 0.2, seed=seed)
+        _, y_train, _, y_test = split_train_test(X, y, 0.2, seed=seed)
         np.testing.assert_array_equal(np.bincount(y_test), [10, 6, 4])
         np.testing.assert_array_equal(np.bincount(y_train), [40, 24, 16])
 
 
-def test_train_test_split_stratified_total_is_exact_with_uneven_classes():
+def test_split_train_test_stratified_total_is_exact_with_uneven_classes():
     y = np.array([0] * 7 + [1] * 5 + [2] * 3)
-    _, _, _, y_test = train_test_split(np.zeros((15, 2)), y, 0.5, seed=0)
+    _, _, _, y_test = split_train_test(np.zeros((15, 2)), y, 0.5, seed=0)
     assert len(y_test) == round(0.5 * 15)
     np.testing.assert_allclose(np.bincount(y_test), [3.5, 2.5, 1.5], atol=1)
 
@@ -335,9 +335,29 @@ def test_train_test_split_stratified_total_is_exact_with_uneven_classes():
         (np.zeros((4, 2)), np.zeros((4, 1)), 0.5, "1-D y"),
     ],
 )
-def test_train_test_split_rejects_bad_arguments(X, y, fraction, message):
+def test_split_train_test_rejects_bad_arguments(X, y, fraction, message):
     with pytest.raises(ValueError, match=message):
-        train_test_split(X, y, fraction)
+        split_train_test(X, y, fraction)
+
+
+def test_old_dataset_names_warn_and_behave_as_before():
+    """train_test_split / make_classification: deprecated aliases, same results, same order."""
+    X = np.arange(40, dtype=np.float64).reshape(20, 2)
+    y = np.repeat(np.arange(2), 10)
+    with pytest.warns(DeprecationWarning, match="use split_train_test"):
+        old = datasets.train_test_split(X, y, 0.25, seed=3, stratify=False)
+    for a, b in zip(old, split_train_test(X, y, 0.25, seed=3, stratify=False)):
+        np.testing.assert_array_equal(a, b)
+    assert [len(part) for part in old] == [15, 15, 5, 5]     # (X_train, y_train, X_test, y_test)
+    with pytest.warns(DeprecationWarning, match="use make_random_classification"):
+        old = datasets.make_classification(30, 4, 3, seed=2, dtype="float32")
+    for a, b in zip(old, make_random_classification(30, 4, 3, seed=2, dtype="float32")):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_public_names_shared_with_scikit_learn_are_gone_from_all():
+    assert "train_test_split" not in datasets.__all__
+    assert "make_classification" not in datasets.__all__
 
 
 def test_scale_to_unit_per_dataset_and_per_feature():

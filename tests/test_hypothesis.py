@@ -123,15 +123,15 @@ def targets(draw, n_rows, n_outputs):
 def _call(config, backend, method, X, y, theta):
     net = Network(backend=backend, **config)
     if theta is not None:
-        net.set_params(theta)
-    before = net.get_params()
+        net.set_flat_params(theta)
+    before = net.get_flat_params()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)      # batch_size clipped
             warnings.simplefilter("error", RuntimeWarning)    # numpy overflow must not leak out
             if method == "fit":
                 net.fit(X, y, epochs=2, batch_size=4, lr=0.1)
-                result = net.get_params()
+                result = net.get_flat_params()
             elif method in ("predict", "predict_proba"):
                 result = getattr(net, method)(X)
             elif method == "backprop":
@@ -140,7 +140,7 @@ def _call(config, backend, method, X, y, theta):
             else:
                 result = getattr(net, method)(X, y)
     except DOCUMENTED as exc:
-        after = net.get_params()
+        after = net.get_flat_params()
         assert np.isfinite(after).all()
         if method != "fit" or not isinstance(exc, TrainingDiverged):
             np.testing.assert_array_equal(after, before)       # rejected input changes nothing
@@ -158,7 +158,7 @@ def test_public_api_gives_a_documented_error_or_finite_results_equal_across_back
     n_rows = np.shape(X)[0] if np.ndim(X) >= 1 else 0
     y = data.draw(targets(n_rows, config["sizes"][-1]))
     method = data.draw(st.sampled_from(["fit", "predict", "predict_proba", "score", "loss", "backprop"]))
-    theta = Network(**config, backend="numpy").get_params()
+    theta = Network(**config, backend="numpy").get_flat_params()
     results = {backend: _call(config, backend, method, X, y, theta) for backend in BACKENDS}
     kinds = {b: r if isinstance(r, type) else "ok" for b, r in results.items()}
     hypothesis.event(f"{method}: {'finite result' if 'ok' in kinds.values() else 'documented error'}")

@@ -56,18 +56,18 @@ FORK_CHILD = textwrap.dedent("""
     def work(queue, backend, theta):
         X, y = data()
         net = cymlp.Network([32, 64, 4], backend=backend, n_threads=4, seed=0)
-        net.set_params(theta)
+        net.set_flat_params(theta)
         net.fit(X, y, epochs=2, batch_size=32)
         queue.put(dict(forked=v.in_forked_child(), threads_none=v.effective_n_threads(None),
                        threads_4=net.effective_n_threads, score=float(net.score(X, y)),
-                       params=net.get_params().tolist()))
+                       params=net.get_flat_params().tolist()))
 
     if __name__ == "__main__":
         method, backend = sys.argv[1], sys.argv[2]
         X, y = data()
         parent = cymlp.Network([32, 64, 4], backend=backend, n_threads=4, seed=0)
         parent.fit(X, y, epochs=2, batch_size=32)      # the parent has run OpenMP regions
-        theta = parent.get_params()
+        theta = parent.get_flat_params()
         ctx = mp.get_context(method)
         queue = ctx.Queue()
         procs = [ctx.Process(target=work, args=(queue, backend, theta)) for _ in range(2)]
@@ -78,13 +78,13 @@ FORK_CHILD = textwrap.dedent("""
             p.join(timeout=30)
         # the parent keeps its threads and still works after forking
         here = cymlp.Network([32, 64, 4], backend=backend, n_threads=4, seed=0)
-        here.set_params(theta)
+        here.set_flat_params(theta)
         here.fit(X, y, epochs=2, batch_size=32)
         print("RESULT " + json.dumps(dict(
             children=[{k: r[k] for k in ("forked", "threads_none", "threads_4", "score")} for r in results],
             exitcodes=[p.exitcode for p in procs],
             parent_threads=here.effective_n_threads,
-            same_as_parent=[bool(np.allclose(r["params"], here.get_params(), rtol=1e-4, atol=1e-5))
+            same_as_parent=[bool(np.allclose(r["params"], here.get_flat_params(), rtol=1e-4, atol=1e-5))
                             for r in results])), flush=True)
 """)
 

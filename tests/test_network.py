@@ -198,7 +198,7 @@ def _train(**kwargs):
     net = cymlp.Network([6, 5, 3], "sigmoid", "softmax", "cross_entropy", dtype="float64",
                         backend=kwargs.pop("backend", "numpy"), seed=kwargs.pop("seed", 0))
     net.fit(X, y, epochs=3, batch_size=8, lr=0.1, **kwargs)
-    return net.get_params()
+    return net.get_flat_params()
 
 
 def test_hyperparameters_act_and_seeds_reproduce():
@@ -223,9 +223,9 @@ def test_fit_continues_from_current_weights():
     X, y = _data([6, 5, 3], n=40, seed=4)
     net = cymlp.Network([6, 5, 3], "sigmoid", dtype="float64", backend="numpy")
     net.fit(X, y, epochs=1, batch_size=8, lr=0.1)
-    middle = net.get_params()
+    middle = net.get_flat_params()
     net.fit(X, y, epochs=1, batch_size=8, lr=0.1)
-    assert not np.allclose(middle, net.get_params())
+    assert not np.allclose(middle, net.get_flat_params())
 
 
 # ---------------------------------------------------------------- the parameters are live

@@ -73,7 +73,7 @@ def test_average_is_deterministic_for_a_fixed_thread_count(strategy):
     for _ in range(2):
         net = Network([10, 16, 3], dtype="float64", n_threads=2, seed=0)
         net.fit(X, y, epochs=3, batch_size=16, lr=0.05, momentum=0.9, **fit_kwargs(strategy))
-        params.append(net.get_params())
+        params.append(net.get_flat_params())
     np.testing.assert_array_equal(params[0], params[1])
 
 
@@ -104,7 +104,7 @@ def test_one_thread_is_sync_bit_for_bit(strategy, opt, dtype):
     for kwargs in (dict(parallel="sync"), fit_kwargs(strategy)):
         net = Network([12, 16, 4], dtype=dtype, n_threads=1, seed=3)
         history = net.fit(X, y, epochs=3, batch_size=20, **settings, **kwargs)
-        nets.append((net.get_params(), history["loss"]))
+        nets.append((net.get_flat_params(), history["loss"]))
     np.testing.assert_array_equal(nets[0][0], nets[1][0])
     assert nets[0][1] == nets[1][1]
 
@@ -174,7 +174,7 @@ def test_epoch_end_leaves_the_average_in_the_network_and_in_every_replica(digits
     replicas = np.stack([kernel.replica(w) for w in range(2)])
     assert not np.array_equal(replicas[0], replicas[1])
     np.testing.assert_array_equal(kernel.examples_since_sync, [15 * 16, 14 * 16])
-    before = net.get_params()
+    before = net.get_flat_params()
     trainer.run(order, 29, 30, 0.1)                      # the last batch: worker 1's 15th
     replicas = np.stack([kernel.replica(w) for w in range(2)])
     assert trainer.n_averages == 1
@@ -190,7 +190,7 @@ def test_average_every_k_averages_after_every_k_rounds_and_at_epoch_end(digits):
     net = Network([64, 16, 10], n_threads=2, seed=0)
     trainer = _trainer(net, X[:200], y[:200], 16, "average", every=2)   # 13 batches, period 4
     order = np.arange(200, dtype=np.intp)
-    before = net.get_params()
+    before = net.get_flat_params()
     trainer.run(order, 0, 3, 0.1)
     np.testing.assert_array_equal(net._theta, before)   # between averagings: the last average
     trainer.run(order, 3, 13, 0.1)
@@ -226,10 +226,10 @@ def test_divergence_restores_finite_weights_and_raises(strategy):
     X = rng.standard_normal((640, 20)) * 50
     y = rng.integers(0, 5, 640)
     net = Network([20, 32, 5], activation="relu", n_threads=2, seed=0)
-    initial = net.get_params()
+    initial = net.get_flat_params()
     with pytest.raises(TrainingDiverged):
         net.fit(X, y, epochs=5, batch_size=16, lr=1e6, momentum=0.9, **fit_kwargs(strategy))
-    params = net.get_params()
+    params = net.get_flat_params()
     assert np.isfinite(params).all()
     assert net.history_.diverged
     if strategy[0] == "average":
@@ -246,7 +246,7 @@ def test_divergence_warns_when_asked():
     with pytest.warns(RuntimeWarning, match="diverged"):
         history = net.fit(X, y, epochs=5, batch_size=16, lr=1e6, momentum=0.9, parallel="hogwild",
                           on_divergence="warn")
-    assert history.diverged and np.isfinite(net.get_params()).all()
+    assert history.diverged and np.isfinite(net.get_flat_params()).all()
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=IDS)
@@ -257,7 +257,7 @@ def test_more_threads_than_batches(strategy, n_rows, batch_size):
     y = rng.integers(0, 3, n_rows)
     net = Network([6, 8, 3], n_threads=8, seed=0)      # 8 workers, 1 to 3 batches: empty shards
     history = net.fit(X, y, epochs=3, batch_size=batch_size, lr=0.05, **fit_kwargs(strategy))
-    assert len(history) == 3 and np.isfinite(net.get_params()).all()
+    assert len(history) == 3 and np.isfinite(net.get_flat_params()).all()
     assert history["loss"][-1] < history["loss"][0] or n_rows == 1
 
 
@@ -269,7 +269,7 @@ def test_unequal_shards_make_the_weightings_differ():
     for weighting in ("uniform", "examples"):
         net = Network([6, 8, 3], n_threads=2, seed=0)
         net.fit(X, y, epochs=1, batch_size=16, lr=0.1, parallel="average", average_weighting=weighting)
-        params[weighting] = net.get_params()
+        params[weighting] = net.get_flat_params()
     assert not np.array_equal(params["uniform"], params["examples"])
 
 
@@ -313,10 +313,10 @@ def test_numpy_backend_rejects_the_parallel_strategies():
 
 def test_bad_average_weighting_is_rejected_before_training():
     net = Network([3, 4, 2])
-    before = net.get_params()
+    before = net.get_flat_params()
     with pytest.raises(ValueError, match="average_weighting"):
         net.fit(np.eye(3), [0, 1, 0], parallel="average", average_weighting="speed")
-    np.testing.assert_array_equal(net.get_params(), before)
+    np.testing.assert_array_equal(net.get_flat_params(), before)
 
 
 # --------------------------------------------------------------------------

@@ -41,13 +41,13 @@ def fitted(backend, dtype="float32", **kw):
 
 
 def snapshot(net):
-    return (net.get_params(), pickle.dumps(net._rng.bit_generator.state), net.history_,
+    return (net.get_flat_params(), pickle.dumps(net._rng.bit_generator.state), net.history_,
             len(net.history_) if net.history_ is not None else None)
 
 
 def assert_same(net, snap):
     params, rng, history, n_epochs = snap
-    np.testing.assert_array_equal(net.get_params(), params)
+    np.testing.assert_array_equal(net.get_flat_params(), params)
     assert pickle.dumps(net._rng.bit_generator.state) == rng
     assert net.history_ is history
     assert (len(net.history_) if net.history_ is not None else None) == n_epochs
@@ -239,7 +239,7 @@ def test_layouts_and_array_likes_match_the_c_contiguous_copy(backend, dtype, cas
     a, b = Network(ref.sizes, backend=backend, dtype=dtype), Network(ref.sizes, backend=backend, dtype=dtype)
     a.fit(LAYOUT_BASE, Y_GOOD, epochs=2, batch_size=8)
     b.fit(X, Y_GOOD, epochs=2, batch_size=8)
-    np.testing.assert_array_equal(a.get_params(), b.get_params())
+    np.testing.assert_array_equal(a.get_flat_params(), b.get_flat_params())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -253,7 +253,7 @@ def test_memmap_read_only_matches_in_memory(backend, tmp_path):
     a, b = Network(net.sizes, backend=backend), Network(net.sizes, backend=backend)
     a.fit(X, Y_GOOD, epochs=2, batch_size=8)
     b.fit(mm, Y_GOOD, epochs=2, batch_size=8)
-    np.testing.assert_array_equal(a.get_params(), b.get_params())
+    np.testing.assert_array_equal(a.get_flat_params(), b.get_flat_params())
     del mm
 
 
@@ -377,7 +377,7 @@ def test_batch_larger_than_data_is_clipped_with_a_warning(backend):
         net.fit(X_GOOD, Y_GOOD, epochs=1, batch_size=1000)
     ref = Network([N_FEATURES, 5, N_CLASSES], backend=backend)
     ref.fit(X_GOOD, Y_GOOD, epochs=1, batch_size=len(X_GOOD))
-    np.testing.assert_array_equal(net.get_params(), ref.get_params())
+    np.testing.assert_array_equal(net.get_flat_params(), ref.get_flat_params())
 
 
 def test_parallel_strategies_need_the_compiled_path():
@@ -402,10 +402,10 @@ def test_huge_learning_rate_raises_and_restores_finite_weights(backend, optimize
         warnings.simplefilter("error")      # numpy overflow inside a step must not leak out
         with pytest.raises(TrainingDiverged, match="smaller lr"):
             net.fit(X, y, epochs=20, batch_size=16, lr=1e30, optimizer=optimizer, momentum=0.9)
-    assert np.isfinite(net.get_params()).all()
+    assert np.isfinite(net.get_flat_params()).all()
     assert net.history_.diverged
     net.save(tmp_path / "after.npz")          # restored weights save and load
-    assert np.isfinite(Network.load(tmp_path / "after.npz").get_params()).all()
+    assert np.isfinite(Network.load(tmp_path / "after.npz").get_flat_params()).all()
     try:                                      # the last finite weights may be huge
         assert np.isfinite(net.predict_proba(X)).all()
     except ValueError as exc:
@@ -421,7 +421,7 @@ def test_divergence_can_warn_instead(backend):
         history = net.fit(X, 1e150 * np.ones((200, 1)), epochs=5, batch_size=10, lr=1.0,
                           on_divergence="warn")
     assert history.diverged and history is net.history_
-    assert np.isfinite(net.get_params()).all()
+    assert np.isfinite(net.get_flat_params()).all()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -433,7 +433,7 @@ def test_inputs_near_1e300_diverge_or_stay_finite(backend):
         net.fit(X, y, epochs=3, batch_size=8)
     except TrainingDiverged:
         pass
-    assert np.isfinite(net.get_params()).all()
+    assert np.isfinite(net.get_flat_params()).all()
     for method in ("predict_proba", "loss", "backprop", "score"):
         try:
             out = CALLS[method](net, np.full((4, N_FEATURES), 1e308), y[:4])
@@ -454,7 +454,7 @@ def test_nothing_nan_is_ever_saved(tmp_path):
         net.save(path)
     assert path.read_bytes() == before
     with pytest.raises(ValueError):
-        net.set_params(np.full(net.n_params, np.inf))
+        net.set_flat_params(np.full(net.n_params, np.inf))
     assert sorted(os.listdir(tmp_path)) == ["good.npz"]
 
 
@@ -479,7 +479,7 @@ def test_a_crash_mid_save_keeps_the_old_model(where, tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["model.npz"]            # no temporary left behind
-    np.testing.assert_array_equal(Network.load(path).get_params(), good.get_params())
+    np.testing.assert_array_equal(Network.load(path).get_flat_params(), good.get_flat_params())
 
 
 def _corrupt_files(tmp_path, good_bytes):
@@ -584,7 +584,7 @@ def test_load_never_unpickles(tmp_path, monkeypatch):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_same_seed_same_weights(backend):
     a, b = fitted(backend), fitted(backend)
-    np.testing.assert_array_equal(a.get_params(), b.get_params())
+    np.testing.assert_array_equal(a.get_flat_params(), b.get_flat_params())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -13,7 +13,7 @@ import pytest
 
 import cymlp
 from cymlp import Network
-from cymlp.datasets import load_digits, make_classification, standardize
+from cymlp.datasets import load_digits, make_random_classification, standardize
 
 BACKENDS = cymlp.available_backends()
 
@@ -38,7 +38,7 @@ class WeightRecorder:
 
     def __call__(self, history):
         assert len(history) == len(self.params) + 1
-        self.params.append(self.net.get_params())
+        self.params.append(self.net.get_flat_params())
 
 
 # ---------------------------------------------------------------- optimizers and schedules
@@ -72,7 +72,7 @@ def test_optimizers_schedules_and_options_change_the_result(digits, backend):
     for name, kw in variants.items():
         net = _net(backend)
         net.fit(X, y, **{"epochs": 4, "batch_size": 32, "lr": 0.05, **kw})
-        params[name] = net.get_params()
+        params[name] = net.get_flat_params()
     names = list(params)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -128,7 +128,7 @@ def test_validation_data_is_evaluated_after_every_epoch(digits, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_validation_fraction_holds_out_rows(backend):
-    X, y = make_classification(100, 8, 3, seed=1)
+    X, y = make_random_classification(100, 8, 3, seed=1)
     seen = []
     net = _net(backend, sizes=(8, 16, 3))
     history = net.fit(X, y, epochs=2, batch_size=10, validation_fraction=0.2,
@@ -139,7 +139,7 @@ def test_validation_fraction_holds_out_rows(backend):
 
 
 def test_validation_fraction_that_leaves_nothing_is_rejected():
-    X, y = make_classification(10, 4, 2, seed=0)
+    X, y = make_random_classification(10, 4, 2, seed=0)
     with pytest.raises(ValueError, match="validation_fraction"):
         _net("numpy", sizes=(4, 3, 2)).fit(X, y, validation_fraction=0.01)
     with pytest.raises(ValueError, match="not both"):
@@ -153,7 +153,7 @@ def test_validation_fraction_that_leaves_nothing_is_rejected():
 def test_early_stopping_restores_the_best_epochs_weights(backend):
     # Random labels: the network memorises the training rows and the
     # validation loss soon rises, so early stopping must trigger.
-    X, y = make_classification(300, 20, 4, seed=3)
+    X, y = make_random_classification(300, 20, 4, seed=3)
     net = _net(backend, sizes=(20, 64, 4), seed=1)
     recorder = WeightRecorder(net)
     history = net.fit(X, y, epochs=60, batch_size=16, lr=0.1, validation_fraction=0.3,
@@ -162,8 +162,8 @@ def test_early_stopping_restores_the_best_epochs_weights(backend):
     assert history.stopped_early
     assert history.best_epoch == best
     assert len(history) == best + 3 < 60
-    np.testing.assert_array_equal(net.get_params(), recorder.params[best - 1])
-    assert not np.array_equal(net.get_params(), recorder.params[-1])
+    np.testing.assert_array_equal(net.get_flat_params(), recorder.params[best - 1])
+    assert not np.array_equal(net.get_flat_params(), recorder.params[-1])
 
 
 def test_early_stopping_without_validation_watches_the_training_loss(digits):
