@@ -97,6 +97,7 @@ def _as_float_array(name, data, dtype, *, finite=True,
     if isinstance(data, np.ma.MaskedArray) and np.ma.is_masked(data):
         raise ValueError(f"{name} is a masked array with masked entries; fill them first "
                          f"(e.g. {name}.filled(value)) or drop those rows")
+    _check_pandas_missing(name, data)
     try:
         arr = np.asarray(data)
     except Exception as exc:  # ragged lists and the like
@@ -123,6 +124,23 @@ def _as_float_array(name, data, dtype, *, finite=True,
     return out
 
 
+def _missing_values_message(name, what):
+    return (f"{name} has missing values ({what}); fill them or drop those rows first "
+            f"(with pandas: .fillna(value) or .dropna())")
+
+
+def _check_pandas_missing(name, data):
+    """Name missing values in a pandas object before NumPy turns them into NaN or objects."""
+    if isinstance(data, np.ndarray) or not callable(getattr(data, "isna", None)):
+        return
+    try:
+        missing = bool(np.asarray(data.isna()).any())
+    except (TypeError, ValueError, AttributeError):
+        return
+    if missing:
+        raise ValueError(_missing_values_message(name, "NaN, None or pandas.NA"))
+
+
 def _object_to_float64(name, arr, text_message=None):
     """Convert an object array whose every element is a real number to float64.
 
@@ -136,9 +154,7 @@ def _object_to_float64(name, arr, text_message=None):
                 isinstance(item, numbers.Number) and not isinstance(item, numbers.Complex)):
             continue                      # Decimal is a Number but not registered as Real
         if item is None or type(item).__name__ in ("NAType", "NaTType"):
-            raise ValueError(
-                f"{name} has missing values ({item!r}); fill them or drop those rows first "
-                f"(with pandas: .fillna(value) or .dropna())")
+            raise ValueError(_missing_values_message(name, repr(item)))
         if isinstance(item, (str, bytes)):
             raise TypeError(text_message or
                             f"{name} holds text ({item!r}); pass numbers only, converting text "
@@ -193,6 +209,7 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y", x_name
         raise TypeError(f"{name} must be an array of labels or targets, got a string")
     if isinstance(y, np.ma.MaskedArray) and np.ma.is_masked(y):
         raise ValueError(f"{name} is a masked array with masked entries; drop those rows first")
+    _check_pandas_missing(name, y)
     try:
         arr = np.asarray(y)
     except Exception as exc:

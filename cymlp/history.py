@@ -37,6 +37,10 @@ class History:
         return len(self.epoch)
 
     def __getitem__(self, name):
+        """``history["loss"]`` is ``history.loss``; only the per-epoch columns are keys."""
+        if not isinstance(name, str) or name not in _COLUMNS:
+            raise KeyError(f"History is indexed by column name, one of {', '.join(_COLUMNS)}; "
+                           f"got {name!r} (for epoch i use e.g. history.loss[i])")
         return getattr(self, name)
 
     def as_dict(self):

@@ -288,3 +288,54 @@ def test_wrong_shapes_raise_helpful_errors():
         cymlp.Network([3])
     with pytest.raises(ValueError, match="cross_entropy' needs output"):
         cymlp.Network([3, 2], output="identity", loss="cross_entropy")
+
+
+# ---------------------------------------------------------------- the public API
+
+def test_weights_and_biases_are_sequences_of_views_into_the_flat_buffer():
+    net = cymlp.Network([3, 4, 2], dtype="float64", backend="numpy")
+    assert len(net.weights) == len(net.biases) == 2
+    assert [W.shape for W in net.weights] == [(4, 3), (2, 4)]
+    assert [b.shape for b in net.biases] == [(4,), (2,)]
+    assert net.weights[-1] is net.weights[1] and net.weights[:1][0] is net.weights[0]
+    for p in list(net.weights) + list(net.biases):
+        assert np.shares_memory(p, net._theta)
+    assert len(net.weights + net.biases) == 4 and isinstance(net.weights + net.biases, list)
+    assert len([] + net.biases) == 2
+    net.weights[0][0, 0] = 7.0                       # writing into a view changes the network
+    assert net.get_flat_params()[0] == 7.0
+    net.biases[0] = [1, 2, 3, 4]                     # assigning a layer copies into the buffer
+    np.testing.assert_array_equal(net.get_flat_params()[12:16], [1, 2, 3, 4])
+    assert repr(net).startswith("Network([3, 4, 2], ")
+
+
+def test_get_and_set_params_are_deprecated_aliases():
+    net = cymlp.Network([3, 4, 2], dtype="float64", backend="numpy")
+    with pytest.warns(DeprecationWarning, match="get_flat_params"):
+        theta = net.get_params()
+    np.testing.assert_array_equal(theta, net.get_flat_params())
+    with pytest.warns(DeprecationWarning, match="set_flat_params"):
+        net.set_params(np.zeros_like(theta))
+    assert not net.get_flat_params().any()
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="expected 26 parameters"):
+        net.set_params(np.zeros(3))
+
+
+def test_set_flat_params_round_trips_and_casts():
+    net = cymlp.Network([3, 4, 2], dtype="float32", backend="numpy")
+    theta = np.arange(net.n_params, dtype=np.float64) / 10
+    net.set_flat_params(theta)
+    out = net.get_flat_params()
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, theta, rtol=1e-7)
+    out[0] = 99                                      # a copy: the network is unchanged
+    assert net.get_flat_params()[0] == 0
+
+
+def test_history_is_indexed_by_column_name_only():
+    history = cymlp.History()
+    history.append(epoch=1, loss=0.5)
+    assert history["loss"] == [0.5]
+    for key in (0, "stopped_early", "append", "nonsense"):
+        with pytest.raises(KeyError, match="indexed by column name"):
+            history[key]

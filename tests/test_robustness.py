@@ -77,6 +77,12 @@ def _with(value, row=3, col=1):
 
 _OBJECT_TEXT = np.array(X_GOOD.tolist(), dtype=object)
 _OBJECT_TEXT[0, 0] = "a"
+_OBJECT_HUGE_INT = np.array(X_GOOD.tolist(), dtype=object)
+_OBJECT_HUGE_INT[0, 0] = 10**400
+_OBJECT_NONE = np.array(X_GOOD.tolist(), dtype=object)
+_OBJECT_NONE[0, 0] = None
+_OBJECT_DIGIT_TEXT = np.array(X_GOOD.tolist(), dtype=object)
+_OBJECT_DIGIT_TEXT[0, 0] = "1.5"                 # converts with astype(float): must still be text
 
 # (id, X) -- each is rejected by every method
 BAD_X = [
@@ -94,6 +100,9 @@ BAD_X = [
     ("too-narrow", X_GOOD[:, :2]),
     ("complex", X_GOOD.astype(complex)),
     ("object-text", _OBJECT_TEXT),
+    ("object-digit-text", _OBJECT_DIGIT_TEXT),
+    ("object-int-10**400", _OBJECT_HUGE_INT),
+    ("object-None", _OBJECT_NONE),
     ("datetime", np.zeros(X_GOOD.shape, dtype="datetime64[s]")),
     ("timedelta", np.zeros(X_GOOD.shape, dtype="timedelta64[s]")),
     ("unicode", X_GOOD.astype(str)),
@@ -125,6 +134,10 @@ BAD_Y = [
     ("None", None),
     ("text-labels", np.array(["a", "b", "c"])[Y_GOOD]),
     ("object-text", np.array(["a", 1] * (_n // 2), dtype=object)),
+    ("object-digit-text-labels", np.array(["0", "1", "2"], dtype=object)[Y_GOOD]),
+    ("unicode-digit-labels", np.array(["0", "1", "2"])[Y_GOOD]),
+    ("object-int-10**400", np.array([10**400] + [0] * (_n - 1), dtype=object)),
+    ("object-None-label", np.array([None] + [0] * (_n - 1), dtype=object)),
     ("complex", Y_GOOD.astype(complex)),
     ("datetime", np.zeros(_n, dtype="datetime64[D]")),
     ("targets-outside-0-1", 2.0 * np.eye(N_CLASSES)[Y_GOOD]),
@@ -679,3 +692,259 @@ def test_repeated_fit_predict_and_failures_do_not_grow_memory(backend):
     if rss0 is not None:
         assert rss1 - rss0 < 4 * 2**20, f"RSS grew by {(rss1 - rss0) / 2**20:.1f} MiB"
 
+
+
+# ---- issue 11: the architecture, layer assignment, casts, messages ----------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_architecture_is_read_only(backend):
+    """Case 1: net.sizes[1] = 200000 used to reach the compiled trainer (SIGSEGV)."""
+    net = Network([8, 16, 3], dtype="float64", backend=backend)
+    before = net.get_flat_params()
+    assert net.sizes == (8, 16, 3)
+    with pytest.raises(TypeError):
+        net.sizes[1] = 200000                       # a tuple: no item assignment
+    for name, value in (("sizes", [8, 200000, 3]), ("activation", "tanh"), ("output", "sigmoid"),
+                        ("loss_name", "quadratic")):
+        with pytest.raises(AttributeError, match="build a new Network"):
+            setattr(net, name, value)
+    with pytest.raises(AttributeError, match=r"copy\(dtype="):
+        net.dtype = np.float32
+    with pytest.raises(AttributeError, match="fixed"):
+        del net.sizes
+    with pytest.raises(AttributeError, match=r"weights\[l\] = W"):
+        net.weights = [np.zeros((16, 8)), np.zeros((3, 16))]
+    with pytest.raises(AttributeError, match=r"biases\[l\] = b"):
+        net.biases = [np.zeros(16), np.zeros(3)]
+    assert (net.sizes, net.activation, net.output, net.loss_name, net.dtype) == (
+        (8, 16, 3), "relu", "softmax", "cross_entropy", np.float64)
+    np.testing.assert_array_equal(net.get_flat_params(), before)
+    X = np.random.default_rng(0).random((64, 8))
+    net.fit(X, np.arange(64) % 3, epochs=3)         # trains the network it was built as
+    assert np.isfinite(net.get_flat_params()).all()
+
+
+@pytest.mark.parametrize("how", ["unpickle", "copy", "copy-float32", "load"])
+def test_the_architecture_stays_read_only_after_copy_pickle_and_load(how, tmp_path):
+    net = Network([N_FEATURES, 5, N_CLASSES], backend=BACKENDS[0])
+    if how == "unpickle":
+        net = pickle.loads(pickle.dumps(net))
+    elif how == "load":
+        net.save(tmp_path / "m.npz")
+        net = Network.load(tmp_path / "m.npz")
+    else:
+        net = net.copy(dtype="float32" if how == "copy-float32" else None)
+    assert net.sizes == (N_FEATURES, 5, N_CLASSES)
+    with pytest.raises(AttributeError):
+        net.sizes = (N_FEATURES, 50, N_CLASSES)
+    with pytest.raises(TypeError):
+        net.sizes[1] = 50
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_assigning_a_layer_copies_it_into_the_parameter_buffer(backend, tmp_path):
+    """Case 6: net.weights[l] = W used to reach the NumPy path and save() only."""
+    net = Network([N_FEATURES, 5, N_CLASSES], backend=backend, dtype="float64", seed=1)
+    rng = np.random.default_rng(7)
+    W0, b1 = rng.standard_normal((5, N_FEATURES)), rng.standard_normal(N_CLASSES)
+    net.weights[0] = W0
+    net.biases[1] = b1.tolist()                                  # any array-like
+    net.weights[-1] = np.arange(5 * N_CLASSES, dtype=np.int32).reshape(N_CLASSES, 5) / 10
+    flat = net.get_flat_params()
+    np.testing.assert_array_equal(flat[:W0.size], W0.ravel())     # in the buffer...
+    np.testing.assert_array_equal(net.weights[0], W0)
+    np.testing.assert_array_equal(flat[-N_CLASSES:], b1)
+    assert np.shares_memory(net.weights[0], net.get_flat_params()) is False   # a copy out
+    # ...so every backend, save/load and a copy see the same model
+    other = Network([N_FEATURES, 5, N_CLASSES], backend="numpy", dtype="float64")
+    other.set_flat_params(flat)
+    np.testing.assert_allclose(net.predict_proba(X_GOOD), other.predict_proba(X_GOOD), rtol=1e-12)
+    net.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(Network.load(tmp_path / "m.npz").get_flat_params(), flat)
+    np.testing.assert_array_equal(net.copy().get_flat_params(), flat)
+    net.fit(X_GOOD, Y_GOOD, epochs=2, batch_size=8, shuffle=False)
+    other.fit(X_GOOD, Y_GOOD, epochs=2, batch_size=8, shuffle=False)
+    np.testing.assert_allclose(net.get_flat_params(), other.get_flat_params(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bad_layer_assignments_are_rejected_and_the_network_is_unchanged(backend, dtype):
+    net = fitted(backend, dtype=dtype)
+    snap = snapshot(net)
+    W = np.ones((5, N_FEATURES))
+    cases = [
+        (lambda: net.weights.__setitem__(0, W.T), ValueError, "transposed"),
+        (lambda: net.weights.__setitem__(0, W[:, :2]), ValueError, "has shape"),
+        (lambda: net.biases.__setitem__(1, 0.0), ValueError, "has shape"),
+        (lambda: net.weights.__setitem__(0, np.where(W > 0, np.nan, W)), ValueError, "NaN"),
+        (lambda: net.biases.__setitem__(0, np.full(5, np.inf)), ValueError, "NaN or infinity"),
+        (lambda: net.weights.__setitem__(0, W.astype(str)), TypeError, "dtype"),
+        (lambda: net.weights.__setitem__(0, W.astype(complex)), TypeError, "dtype"),
+        (lambda: net.weights.__setitem__(2, W), IndexError, "2 layers"),
+        (lambda: net.weights.__setitem__("0", W), TypeError, "integers"),
+        (lambda: net.weights.__setitem__(slice(0, 1), [W]), TypeError, "one layer at a time"),
+        (lambda: net.weights.__delitem__(0), TypeError, "cannot be removed"),
+    ]
+    if dtype == "float32":
+        cases.append((lambda: net.weights.__setitem__(0, np.full(W.shape, 1e300)), ValueError,
+                      "too large for float32"))
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+        assert_same(net, snap)
+    assert len(net.weights) == 2 and len(net.biases) == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parameters_are_checked_for_finiteness_after_the_cast(backend):
+    """Case 8: 1e300 is finite in float64 and inf in float32."""
+    net = fitted(backend, dtype="float32")
+    snap = snapshot(net)
+    with pytest.raises(ValueError, match="too large for float32"):
+        net.set_flat_params(np.full(net.n_params, 1e300))
+    assert_same(net, snap)
+    if np.finfo(np.longdouble).max > 1e4000:
+        with pytest.raises(ValueError, match="too large for float32"):
+            net.set_flat_params(np.full(net.n_params, np.longdouble("1e4000")))
+        assert_same(net, snap)
+    with pytest.raises(ValueError, match="expected"):
+        net.set_flat_params(np.zeros(net.n_params + 1))
+    net64 = fitted(backend, dtype="float64")
+    net64.weights[0][0, 0] = 1e300
+    before = net64.get_flat_params()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")            # no overflow RuntimeWarning on the way
+        with pytest.raises(ValueError, match=r"copy\(dtype='float32'\).*too large for float32"):
+            net64.copy(dtype="float32")
+    np.testing.assert_array_equal(net64.get_flat_params(), before)
+    assert net64.copy(dtype="float64").weights[0][0, 0] == 1e300
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_validation_data_is_named_as_such(backend):
+    """Case 11: the messages said "X has 3 features" / "y has 9 rows" for the validation set."""
+    net = fitted(backend)
+    snap = snapshot(net)
+    with pytest.raises(ValueError, match="^validation X has 3 features"):
+        net.fit(X_GOOD, Y_GOOD, epochs=1, validation_data=(X_GOOD[:, :3], Y_GOOD))
+    with pytest.raises(ValueError, match="^validation y has 9 rows but validation X has 24"):
+        net.fit(X_GOOD, Y_GOOD, epochs=1, validation_data=(X_GOOD, Y_GOOD[:9]))
+    with pytest.raises(ValueError, match="^validation X contains NaN"):
+        net.fit(X_GOOD, Y_GOOD, epochs=1, validation_data=(_with(np.nan), Y_GOOD))
+    with pytest.raises(ValueError, match="^validation y holds labels"):
+        net.fit(X_GOOD, Y_GOOD, epochs=1, validation_data=(X_GOOD, Y_GOOD + N_CLASSES))
+    assert_same(net, snap)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(n_threads=0), "n_threads"), (dict(n_threads="4"), "n_threads"),
+    (dict(backend="gpu"), "backend"), (dict(backend=1), "backend")])
+def test_load_blames_bad_arguments_not_the_file(kwargs, message, tmp_path):
+    """Case 11: Network.load(path, n_threads=0) said the file had an invalid configuration."""
+    path = tmp_path / "m.npz"
+    fitted(BACKENDS[0]).save(path)
+    with pytest.raises((ValueError, TypeError), match=message) as info:
+        Network.load(path, **kwargs)
+    assert str(path) not in str(info.value) and "configuration" not in str(info.value)
+    with pytest.raises((ValueError, TypeError), match=message):
+        Network.load(tmp_path / "missing.npz", **kwargs)      # before the file is even opened
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("where", ["weights", "biases"])
+def test_fit_refuses_parameters_that_are_already_nan(backend, where):
+    """Case 11: NaN written into the weights gave TrainingDiverged "last finite weights restored"."""
+    net = fitted(backend)
+    getattr(net, where)[1][0, ...] = np.nan             # written into the view, bypassing checks
+    snap = snapshot(net)
+    with pytest.raises(ValueError, match=rf"parameters contain NaN or infinity \(in {where}\[1\]\)"):
+        net.fit(X_GOOD, Y_GOOD, epochs=1)
+    assert_same(net, snap)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pandas_missing_values_are_named(backend):
+    """Case 11: pd.NA was reported as "object array holding non-numbers (text?)"."""
+    pd = pytest.importorskip("pandas")
+    net = fitted(backend)
+    snap = snapshot(net)
+    X = pd.DataFrame(X_GOOD).astype("Float64")
+    X.iloc[2, 1] = pd.NA
+    with pytest.raises(ValueError, match="X has missing values"):
+        net.fit(X, Y_GOOD, epochs=1)
+    with pytest.raises(ValueError, match="X has missing values"):
+        net.predict(X)
+    y = pd.Series(Y_GOOD).astype("Int64")
+    y.iloc[0] = pd.NA
+    with pytest.raises(ValueError, match="y has missing values"):
+        net.fit(X_GOOD, y, epochs=1)
+    assert_same(net, snap)
+    net.fit(pd.DataFrame(X_GOOD), pd.Series(Y_GOOD), epochs=1, batch_size=8)   # complete data trains
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_huge_python_ints_are_a_value_error(backend):
+    """Case 14: an int 10**400 in X or y gave OverflowError."""
+    net = fitted(backend)
+    with pytest.raises(ValueError, match="too large for float64"):
+        net.fit(_OBJECT_HUGE_INT, Y_GOOD, epochs=1)
+    with pytest.raises(ValueError, match="too large for float64"):
+        net.predict([[10**400] * N_FEATURES])
+    with pytest.raises(ValueError, match="too large for float64"):
+        net.fit(X_GOOD, [10**400] + [0] * (len(Y_GOOD) - 1), epochs=1)
+
+
+def _text_labels():
+    labels = [("unicode", np.array(["0", "1", "2"])[Y_GOOD]),
+              ("object", np.array(["0", "1", "2"], dtype=object)[Y_GOOD]),
+              ("list", [str(k) for k in Y_GOOD]),
+              ("bytes", np.array([b"0", b"1", b"2"])[Y_GOOD])]
+    try:
+        import pandas as pd
+    except ImportError:
+        return labels
+    return labels + [("pandas-object", pd.Series([str(k) for k in Y_GOOD])),
+                     ("pandas-string", pd.Series([str(k) for k in Y_GOOD], dtype="string"))]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", _text_labels(), ids=lambda case: case[0])
+def test_text_labels_are_rejected_whatever_their_dtype(backend, case):
+    """Case 14: object/pandas labels '0','1' were accepted while <U labels were rejected."""
+    net = fitted(backend)
+    snap = snapshot(net)
+    for call in (lambda: net.fit(X_GOOD, case[1], epochs=1), lambda: net.score(X_GOOD, case[1])):
+        with pytest.raises(TypeError, match=r"text labels.*integer class labels 0..k-1.*np.unique"):
+            call()
+    assert_same(net, snap)
+
+
+@pytest.mark.parametrize("scale", [1e18, 1e19, 1e30])
+def test_quadratic_targets_that_could_overflow_are_rejected_on_every_backend(scale):
+    """Case 14: float32 targets of 1e18-1e19 raised on one backend and trained on the other."""
+    Y = scale * np.sin(X_GOOD[:, :1])
+    for backend in BACKENDS:
+        net = Network([N_FEATURES, 5, 1], output="identity", loss="quadratic", dtype="float32",
+                      backend=backend)
+        snap = snapshot(net)
+        for method in ("fit", "loss", "score", "backprop"):
+            with pytest.raises(ValueError, match="squared errors.*can overflow.*Scale the targets"):
+                getattr(net, method)(X_GOOD, Y)
+        assert_same(net, snap)
+        wide = Network([N_FEATURES, 5, 1], output="identity", loss="quadratic", dtype="float64",
+                       backend=backend)
+        assert np.isfinite(wide.loss(X_GOOD, Y))           # float64 has room for them
+
+
+def test_quadratic_targets_below_the_limit_train_alike_on_every_backend():
+    limit = 1.8e15                                       # just below sqrt(float32 max) / 1e4
+    Y = limit * np.sin(3 * X_GOOD[:, :2])
+    losses = []
+    for backend in BACKENDS:
+        net = Network([N_FEATURES, 6, 2], "tanh", output="identity", loss="quadratic",
+                      dtype="float32", backend=backend, seed=3)
+        losses.append(net.fit(X_GOOD, Y, epochs=3, batch_size=8, lr=1e-3).loss)
+    for other in losses[1:]:
+        np.testing.assert_allclose(other, losses[0], rtol=1e-3)
+    assert np.isfinite(losses[0]).all()
