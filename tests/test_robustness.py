@@ -838,8 +838,8 @@ def test_bad_validation_data_is_named_as_such(backend):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(n_threads=0), "n_threads"), (dict(n_threads="4"), "n_threads"),
-    (dict(backend="gpu"), "backend"), (dict(backend=1), "backend")])
+    ({"n_threads": 0}, "n_threads"), ({"n_threads": "4"}, "n_threads"),
+    ({"backend": "gpu"}, "backend"), ({"backend": 1}, "backend")])
 def test_load_blames_bad_arguments_not_the_file(kwargs, message, tmp_path):
     """Case 11: Network.load(path, n_threads=0) said the file had an invalid configuration."""
     path = tmp_path / "m.npz"
