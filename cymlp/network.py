@@ -133,6 +133,9 @@ class LayerParams(Sequence):
     def __len__(self):
         return len(self._views)
 
+    def __iter__(self):
+        return iter(self._views)
+
     def __getitem__(self, index):
         if isinstance(index, slice):
             return list(self._views[index])
