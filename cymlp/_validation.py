@@ -6,7 +6,6 @@ columns.  The compiled kernels rely on it (they run without bounds checks).
 Messages say what is wrong and what to do about it.
 """
 
-import json
 import numbers
 import os
 import warnings
@@ -422,44 +421,6 @@ def effective_n_threads(n_threads):
         raise ValueError(f"n_threads={n_threads} is absurd for this machine ({usable} usable cores); "
                          f"use at most {limit}, or None for all cores")
     return 1 if _in_forked_child else n_threads
-
-
-def check_model_file(files, path, format_version):
-    """Validate the arrays read from a saved model; return its configuration dict.
-
-    Checks, before anything is allocated: the format version, the JSON
-    configuration, and that every ``W{l}``/``b{l}`` is a finite real array of
-    the shape the configuration implies (so a hostile file cannot make
-    ``load`` allocate more than the file holds).
-    """
-    if "format_version" not in files or "config" not in files:
-        raise ValueError(f"{path!r} is not a cymlp model file (no format_version/config)")
-    version = files["format_version"]
-    if version.shape != () or version.dtype.kind not in "iu":
-        raise ValueError(f"{path!r} is not a cymlp model file (format_version is not an integer)")
-    if int(version) != format_version:
-        raise ValueError(f"{path!r} has model format version {int(version)}; this cymlp reads "
-                         f"version {format_version}; save it again with a matching cymlp version")
-    config = files["config"]
-    if config.shape != () or config.dtype.kind != "U":
-        raise ValueError(f"{path!r} is not a cymlp model file (config is not a JSON string)")
-    try:
-        config = json.loads(str(config))
-        sizes = check_sizes(config["sizes"])
-        for key in ("activation", "output", "loss", "dtype"):
-            if not isinstance(config[key], str):
-                raise TypeError(f"{key} is not a string")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path!r} has an invalid cymlp configuration ({exc})") from None
-    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        for name, shape in ((f"W{l}", (n_out, n_in)), (f"b{l}", (n_out,))):
-            arr = files.get(name)
-            if arr is None or arr.shape != shape:
-                raise ValueError(f"{path!r} is corrupted: {name} is missing or does not have "
-                                 f"shape {shape}")
-            if arr.dtype.kind not in "f" or not np.isfinite(arr).all():
-                raise ValueError(f"{path!r} is corrupted: {name} is not a finite float array")
-    return config
 
 
 def clip_batch_size(batch_size, n_rows):

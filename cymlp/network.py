@@ -10,25 +10,20 @@ Validation, the epoch loop, schedules, early stopping, divergence and
 interrupt handling, and saving are shared here.
 """
 
-import json
 import math
-import os
 import signal
-import tempfile
 import threading
 import time
 import warnings
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import _persistence, reference
 from . import _validation as v
-from . import reference
 from .history import History
 
-FORMAT_VERSION = 1
 PREDICT_CHUNK_ROWS = 8192          # feedforward works through large inputs in chunks of this many rows
 TARGET_SECONDS_PER_CALL = 0.2      # the trainer returns to Python about this often
 
@@ -673,90 +668,34 @@ class Network:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
         return history
 
-    # -- persistence -------------------------------------------------------------
-
-    def _config(self):
-        return dict(sizes=self.sizes, activation=self.activation, output=self.output,
-                    loss=self.loss_name, dtype=self.dtype.name, seed=self.seed)
+    # -- persistence (cymlp/_persistence.py) ---------------------------------------
 
     def save(self, path):
         """Save architecture, dtype and parameters to a ``.npz`` file, atomically.
 
-        The file is written to a temporary name beside ``path`` and renamed, so
-        an interrupted save never leaves a broken model where a good one was.
+        The file is written to ``PATH.cymlp-tmp-XXXXXXXX`` beside ``path``,
+        ``fsync``ed and renamed over it, so an interrupted save never leaves a
+        broken model where a good one was.  Re-saving keeps the file's mode; a
+        symlink ``path`` is followed (its target is replaced).
         """
-        if not np.isfinite(self._theta).all():
-            raise ValueError("refusing to save a network whose parameters contain NaN or infinity")
-        path = os.fspath(path)
-        arrays = {"format_version": np.array(FORMAT_VERSION),
-                  "config": np.array(json.dumps(self._config()))}
-        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
-            arrays[f"W{l}"] = W
-            arrays[f"b{l}"] = b
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".cymlp-", suffix=".npz.tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)        # mkstemp made it 0600; use the usual mode
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        _persistence.save(self, path)
 
     @classmethod
     def load(cls, path, backend=None, n_threads=None):
-        """Load a network saved by :meth:`save` (never executes code from the file)."""
+        """Load a network saved by :meth:`save` (never executes code from the file).
+
+        A damaged, truncated or hostile file raises ``ValueError`` naming the
+        path; nothing large is decompressed or allocated before the file is
+        checked against its own configuration.
+        """
         _check_runtime_args(backend, n_threads)     # blame the arguments, not the file
-        try:
-            data = np.load(path, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):      # a bare .npy array
-                raise ValueError("it holds a single array, not a saved model")
-            with data:
-                files = {k: data[k] for k in data.files}
-        except FileNotFoundError:
-            raise
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-            raise ValueError(f"{path!r} is not a readable cymlp model file ({exc})") from None
-        config = v.check_model_file(files, path, FORMAT_VERSION)
-        try:
-            net = cls(config["sizes"], config["activation"], config["output"], config["loss"],
-                      config["dtype"], backend=backend, n_threads=n_threads, seed=config.get("seed"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path!r} has an invalid cymlp configuration ({exc})") from None
-        for l, (W, b) in enumerate(zip(net.weights, net.biases)):
-            for name, target in ((f"W{l}", W), (f"b{l}", b)):
-                if name not in files or files[name].shape != target.shape:
-                    raise ValueError(f"{path!r} is corrupted: {name} is missing or has the wrong shape")
-                if not np.isfinite(files[name]).all():
-                    raise ValueError(f"{path!r} is corrupted: {name} contains NaN or infinity")
-                target[...] = files[name]
-        return net
+        return _persistence.load(cls, path, backend=backend, n_threads=n_threads)
 
     def __getstate__(self):
-        state = self._config()
-        state.update(theta=self._theta.copy(), backend=self.backend, n_threads=self._n_threads,
-                     rng=self._rng.bit_generator.state, history=self.history_)
-        return state
+        return _persistence.get_state(self)
 
     def __setstate__(self, state):
-        self._set_architecture(state["sizes"], state["activation"], state["output"], state["loss"],
-                               state["dtype"])
-        self.seed = state["seed"]
-        try:
-            self.backend = state["backend"]
-        except ValueError:       # unpickled where the extension is not built
-            self.backend = "numpy"
-        self._n_threads = state["n_threads"]
-        self._rng = np.random.default_rng()
-        self._rng.bit_generator.state = state["rng"]
-        self._allocate(np.array(state["theta"], dtype=self.dtype))
-        self.history_ = state["history"]
+        _persistence.set_state(self, state)
 
     def copy(self, dtype=None, backend=None):
         """An independent copy, optionally in another dtype or backend."""

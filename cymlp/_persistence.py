@@ -1,0 +1,407 @@
+"""Model files and pickling: ``Network.save``, ``Network.load``, ``__getstate__``/``__setstate__``.
+
+A model file is an uncompressed ``.npz`` (a zip archive of ``.npy`` members)
+holding ``format_version``, ``config`` (the architecture as a JSON string) and
+one member per parameter array (``W0``, ``b0``, ``W1``, ...).  The parameter
+members a file must hold, and their shapes, follow from the configuration
+(:func:`member_table`); a later format adds optional members there.
+
+Loading treats the file as hostile.  Everything that sizes an allocation is
+checked before anything large is decompressed or allocated, in this order:
+
+1. the zip directory: every member is a ``NAME.npy`` with a known name, stored
+   or deflated, not encrypted, at most once, and its sizes fit in the file
+   (a deflated member cannot claim more than deflate can expand to);
+2. ``format_version`` and ``config`` (small, with capped sizes), then the
+   configuration itself, checked as ``Network(...)`` would check it;
+3. the member names against the table the configuration implies (missing or
+   unknown members are rejected), and each member's ``.npy`` header (at most
+   :data:`MAX_NPY_HEADER` bytes, parsed as a literal) against the shape in the
+   table and the size in the zip directory.
+
+Only then is the network built, once, with its parameters read chunk by chunk
+straight into its buffer: memory stays near what the model needs, however the
+file lies.  Values are cast to the configured dtype and checked finite *after*
+the cast (1e300 does not fit in float32).  Every problem with the file's
+contents raises ``ValueError`` naming the path; ``np.load``/``pickle`` are
+never used, so no code from the file runs.
+"""
+
+import ast
+import itertools
+import json
+import os
+import re
+import stat
+import struct
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _validation as v
+from . import reference
+
+FORMAT_VERSION = 1
+MAX_CONFIG_BYTES = 64 * 1024        # the config member, header included (a real one is ~200 bytes)
+MAX_SMALL_MEMBER_BYTES = 1024       # format_version
+MAX_NPY_HEADER = 10_000             # numpy's own limit on a .npy header
+MAX_DEFLATE_RATIO = 1032            # deflate cannot expand more than this (zlib's technical notes)
+READ_CHUNK_BYTES = 1 << 20          # parameters are read (and cast) this much at a time
+TEMP_INFIX = ".cymlp-tmp-"          # save writes PATH.cymlp-tmp-XXXXXXXX, then renames it to PATH
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+_ALLOWED_FLAGS = 0x0008 | 0x0800    # data descriptor, UTF-8 names; anything else (encryption...) is refused
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_CONFIG_KEYS = {"sizes", "activation", "output", "loss", "dtype", "seed"}
+_FLOAT_DESCR = re.compile(r"[<>|=]?f(2|4|8|10|12|16)")
+_INT_DESCR = re.compile(r"[<>|=]?[iu][1248]")
+_UNICODE_DESCR = re.compile(r"[<>|=]?U([0-9]{1,6})")
+# What a damaged file can make zipfile, zlib or the header parser raise.  Turned into ValueError
+# naming the path.  (MemoryError is not here: the checks above make it impossible, not caught.)
+_DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
+            NotImplementedError, RuntimeError, ValueError, struct.error, OverflowError,
+            LookupError, SyntaxError, TypeError)
+
+
+class _Damaged(Exception):
+    """A specific problem with the file; ``load`` words it as a ValueError naming the path."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """An array a model file may hold: its shape and the dtype kinds accepted."""
+    shape: tuple
+    kinds: str
+    required: bool = True
+    max_bytes: int = None          # cap on the member (header included); None: from shape and dtype
+
+
+HEADER_MEMBERS = {
+    "format_version": Member((), "iu", max_bytes=MAX_SMALL_MEMBER_BYTES),
+    "config": Member((), "U", max_bytes=MAX_CONFIG_BYTES),
+}
+
+
+def member_table(sizes):
+    """The parameter members a file of this architecture holds, in the order of the flat buffer.
+
+    ``W{l}`` is ``(sizes[l+1], sizes[l])`` and ``b{l}`` is ``(sizes[l+1],)``.
+    Optional members (``required=False``) may be added here by later formats.
+    """
+    table = {}
+    for l, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        table[f"W{l}"] = Member((n_out, n_in), "f")
+        table[f"b{l}"] = Member((n_out,), "f")
+    return table
+
+
+def _member_name_pattern():
+    """Names that can appear in some member table (checked before the config is read)."""
+    return re.compile(r"(format_version|config|[Wb](0|[1-9][0-9]{0,5}))\.npy")
+
+
+# ---------------------------------------------------------------- state and pickling
+
+def config_of(net):
+    """The JSON-able configuration of ``net``: what ``Network(...)`` needs to rebuild it."""
+    return {"sizes": list(net.sizes), "activation": net.activation, "output": net.output,
+            "loss": net.loss_name, "dtype": net.dtype.name, "seed": net.seed}
+
+
+def get_state(net):
+    """``Network.__getstate__``: the configuration, a copy of the parameters, rng and history."""
+    state = config_of(net)
+    state.update(theta=net._theta.copy(), backend=net.backend, n_threads=net._n_threads,
+                 rng=net._rng.bit_generator.state, history=net.history_)
+    return state
+
+
+def set_state(net, state, *, strict_backend=False):
+    """``Network.__setstate__``, and the constructor ``load`` uses (no random initialisation).
+
+    ``state["theta"]`` becomes the parameter buffer (converted to the dtype,
+    copied only when it has to be); ``None`` allocates zeros for the caller to
+    fill.  ``state["rng"]`` None seeds a fresh generator from ``seed``.  An
+    unavailable backend falls back to NumPy unless ``strict_backend``.
+    """
+    net._set_architecture(state["sizes"], state["activation"], state["output"], state["loss"],
+                          state["dtype"])
+    net.seed = state["seed"]
+    try:
+        net.backend = state["backend"]
+    except ValueError:       # unpickled where the extension is not built
+        if strict_backend:
+            raise
+        net.backend = "numpy"
+    net._n_threads = state["n_threads"]
+    if state.get("rng") is None:
+        net._rng = np.random.default_rng(net.seed)
+    else:
+        net._rng = np.random.default_rng()
+        net._rng.bit_generator.state = state["rng"]
+    theta = state["theta"]
+    if theta is not None:
+        theta = np.require(theta, dtype=net.dtype, requirements=("C", "W", "O"))
+        theta = theta.reshape(-1)
+    net._allocate(theta)
+    net.history_ = state.get("history")
+    return net
+
+
+# ---------------------------------------------------------------- save
+
+def save(net, path):
+    """Write ``net`` to ``path`` atomically (see ``Network.save``)."""
+    if not np.isfinite(net._theta).all():
+        raise ValueError("refusing to save a network whose parameters contain NaN or infinity")
+    target = os.path.realpath(os.fspath(path))       # a symlink: write its target, as open() would
+    arrays = {"format_version": np.array(FORMAT_VERSION), "config": np.array(json.dumps(config_of(net)))}
+    for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+        arrays[f"W{l}"] = W
+        arrays[f"b{l}"] = b
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)  # re-saving keeps the file's permissions
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    directory, name = os.path.split(target)
+    fd, tmp = tempfile.mkstemp(prefix=name + TEMP_INFIX, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)                   # mkstemp made it 0600
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask():
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+# ---------------------------------------------------------------- load
+
+def load(cls, path, backend=None, n_threads=None):
+    """Read a model file written by :func:`save` (see the module docstring)."""
+    # the arguments first, so that a bad argument is never blamed on the file
+    if backend is not None:
+        v.check_choice("backend", backend, ("cython", "numpy"))
+    v.effective_n_threads(n_threads)
+    name = os.fspath(path)
+    with open(name, "rb") as f:          # a missing file: FileNotFoundError, as open() gives
+        try:
+            return _read(cls, f, backend, n_threads)
+        except _Damaged as exc:
+            raise ValueError(f"{name!r} is not a valid cymlp model file: {exc}") from None
+        except _DAMAGED as exc:
+            raise ValueError(f"{name!r} is not a readable cymlp model file: it is damaged "
+                             f"({type(exc).__name__}: {exc}); save the model again") from None
+
+
+def _read(cls, f, backend, n_threads):
+    head = f.read(6)
+    if head == _NPY_MAGIC:
+        raise _Damaged("it holds a single .npy array, not a saved model (Network.save writes .npz)")
+    if head[:4] not in _ZIP_MAGICS:
+        raise _Damaged("it is not a zip (.npz) archive; Network.save writes .npz files")
+    f.seek(0)
+    file_size = os.fstat(f.fileno()).st_size
+    with zipfile.ZipFile(f) as archive:
+        infos = _check_directory(archive, file_size)
+        version = _read_small(archive, infos, "format_version")
+        if int(version) != FORMAT_VERSION:
+            raise _Damaged(f"it has model format version {int(version)}; this cymlp reads version "
+                           f"{FORMAT_VERSION}; save it again with a matching cymlp version")
+        config = _check_config(_read_small(archive, infos, "config"))
+        table = member_table(config["sizes"])
+        unknown = sorted(set(infos) - set(table) - set(HEADER_MEMBERS))
+        missing = [name for name, m in table.items() if m.required and name not in infos]
+        if unknown or missing:
+            raise _Damaged(f"it does not match its configuration {config['sizes']}: "
+                           + "; ".join(filter(None, [unknown and f"unknown members {unknown}",
+                                                     missing and f"missing members {missing}"])))
+        headers = {name: _check_member(archive, infos[name], name, table[name])
+                   for name in table if name in infos}
+        # everything checked: build the network once, reading straight into its buffer
+        state = dict(config, seed=config.get("seed"), theta=None, backend=backend,
+                     n_threads=n_threads, rng=None, history=None)
+        net = set_state(cls.__new__(cls), state, strict_backend=True)
+        views = {}
+        for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+            views[f"W{l}"], views[f"b{l}"] = W, b
+        for name, header in headers.items():
+            _read_into(archive, infos[name], name, header, views[name])
+    return net
+
+
+def _check_directory(archive, file_size):
+    """Check the zip directory entries; return ``{member name without .npy: ZipInfo}``."""
+    pattern = _member_name_pattern()
+    infos = {}
+    for info in archive.infolist():
+        name = info.filename
+        if not pattern.fullmatch(name):
+            raise _Damaged(f"unexpected member {name[:80]!r} (a model file holds only "
+                           "format_version.npy, config.npy, W<l>.npy and b<l>.npy)")
+        key = name[:-len(".npy")]
+        if key in infos:
+            raise _Damaged(f"member {name!r} appears twice")
+        if info.flag_bits & ~_ALLOWED_FLAGS:
+            raise _Damaged(f"member {name!r} is encrypted or uses unsupported zip features "
+                           f"(flags {info.flag_bits:#06x})")
+        if info.compress_type not in _METHODS:
+            raise _Damaged(f"member {name!r} uses zip compression method {info.compress_type}; "
+                           "only stored and deflated members can be read")
+        if info.header_offset < 0 or info.header_offset + info.compress_size > file_size:
+            raise _Damaged(f"member {name!r} lies beyond the end of the file (truncated?)")
+        if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+            raise _Damaged(f"member {name!r} has inconsistent sizes in the zip directory")
+        if info.file_size > MAX_DEFLATE_RATIO * info.compress_size + 1024:
+            raise _Damaged(f"member {name!r} claims to inflate to {info.file_size:,} bytes from "
+                           f"{info.compress_size:,}, more than deflate can (a zip bomb?)")
+        infos[key] = info
+    return infos
+
+
+def _read_small(archive, infos, name):
+    """Read and check ``format_version`` or ``config``; return the value as a 0-d array."""
+    member = HEADER_MEMBERS[name]
+    info = infos.get(name)
+    if info is None:
+        raise _Damaged(f"it has no {name} member (not a cymlp model file)")
+    if info.file_size > member.max_bytes:
+        raise _Damaged(f"its {name} member has {info.file_size:,} bytes, more than the "
+                       f"{member.max_bytes:,} a model file needs")
+    with archive.open(info) as f:
+        header = _read_header(f, name, info)
+        _check_header(name, header, member, info)
+        dtype, _, _ = header[:3]
+        data = f.read(dtype.itemsize)
+        if len(data) != dtype.itemsize or f.read(1):
+            raise _Damaged(f"its {name} member is truncated or too long")
+    value = np.frombuffer(data, dtype=dtype)[0]
+    return np.asarray(value)
+
+
+def _check_config(value):
+    """Parse and check the configuration JSON exactly as ``Network(...)`` checks its arguments."""
+    try:
+        config = json.loads(str(value))
+    except (ValueError, RecursionError) as exc:
+        raise _Damaged(f"its configuration is not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(config, dict):
+        raise _Damaged("its configuration is not a JSON object")
+    missing = {"sizes", "activation", "output", "loss", "dtype"} - set(config)
+    unknown = set(config) - _CONFIG_KEYS
+    if missing or unknown:
+        raise _Damaged(f"its configuration has missing keys {sorted(missing)} or unknown keys "
+                       f"{sorted(unknown)[:5]}")
+    try:
+        if not isinstance(config["sizes"], list):
+            raise TypeError("sizes is not a list")
+        config["sizes"] = v.check_sizes(config["sizes"])
+        v.check_choice("activation", config["activation"], reference.HIDDEN_ACTIVATIONS)
+        v.check_choice("output", config["output"], reference.OUTPUT_ACTIVATIONS)
+        v.check_choice("loss", config["loss"], reference.LOSSES)
+        if config["loss"] == "cross_entropy" and config["output"] == "identity":
+            raise ValueError("loss='cross_entropy' with output='identity'")
+        v.check_choice("dtype", config["dtype"], ("float32", "float64"))
+        config["seed"] = v.check_seed(config.get("seed"))
+    except (TypeError, ValueError) as exc:
+        raise _Damaged(f"its configuration is invalid ({exc})") from None
+    return config
+
+
+def _read_header(f, name, info):
+    """Read a member's ``.npy`` header: ``(dtype, fortran_order, shape, header_bytes)``."""
+    magic = f.read(8)
+    if len(magic) != 8 or magic[:6] != _NPY_MAGIC or magic[6] not in (1, 2, 3) or magic[7] != 0:
+        raise _Damaged(f"member {name!r} is not a .npy array")
+    major = magic[6]
+    size_bytes = f.read(2 if major == 1 else 4)
+    if len(size_bytes) != (2 if major == 1 else 4):
+        raise _Damaged(f"member {name!r} is truncated")
+    (length,) = struct.unpack("<H" if major == 1 else "<I", size_bytes)
+    if length > MAX_NPY_HEADER:
+        raise _Damaged(f"member {name!r} has a {length:,}-byte .npy header (at most "
+                       f"{MAX_NPY_HEADER:,} allowed)")
+    text = f.read(length)
+    if len(text) != length:
+        raise _Damaged(f"member {name!r} is truncated")
+    try:
+        header = ast.literal_eval(text.decode("utf8" if major == 3 else "latin1"))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, UnicodeDecodeError):
+        raise _Damaged(f"member {name!r} has a malformed .npy header") from None
+    if (not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}
+            or not isinstance(header["descr"], str) or not isinstance(header["fortran_order"], bool)
+            or not isinstance(header["shape"], tuple)
+            or not all(type(n) is int and n >= 0 for n in header["shape"])):
+        raise _Damaged(f"member {name!r} has a malformed .npy header")
+    descr = header["descr"]
+    if not (_FLOAT_DESCR.fullmatch(descr) or _INT_DESCR.fullmatch(descr)
+            or _UNICODE_DESCR.fullmatch(descr)):
+        raise _Damaged(f"member {name!r} has dtype {descr[:40]!r}; expected a real number array")
+    try:
+        dtype = np.dtype(descr)
+    except TypeError:        # e.g. '<f16' where long double is not 16 bytes
+        raise _Damaged(f"member {name!r} has dtype {descr!r}, which this machine cannot read") from None
+    return dtype, header["fortran_order"], header["shape"], 8 + len(size_bytes) + length
+
+
+def _check_header(name, header, member, info):
+    """The dtype kind and shape the table expects; the size the zip directory declares."""
+    dtype, _, shape, header_bytes = header
+    if dtype.kind not in member.kinds:
+        raise _Damaged(f"member {name!r} has dtype {dtype}; expected "
+                       + {"f": "a float array", "iu": "an integer", "U": "a string"}[member.kinds])
+    if shape != member.shape:
+        raise _Damaged(f"member {name!r} has shape {shape}; its configuration implies {member.shape}")
+    expected = header_bytes + dtype.itemsize * int(np.prod(shape, dtype=object))
+    if info.file_size != expected:
+        raise _Damaged(f"member {name!r} has {info.file_size:,} bytes in the zip directory; its "
+                       f".npy header implies {expected:,}")
+
+
+def _check_member(archive, info, name, member):
+    """Open a parameter member and check its header; return the header (nothing else is read)."""
+    with archive.open(info) as f:
+        header = _read_header(f, name, info)
+    _check_header(name, header, member, info)
+    return header
+
+
+def _read_into(archive, info, name, header, out):
+    """Read a checked member into ``out`` chunk by chunk, casting and checking finiteness."""
+    dtype, fortran_order, _, header_bytes = header
+    dest = out if not fortran_order or out.ndim < 2 else np.empty(out.shape[::-1], out.dtype)
+    flat = dest.reshape(-1)
+    step = max(1, READ_CHUNK_BYTES // dtype.itemsize)
+    with archive.open(info) as f:
+        f.read(header_bytes)
+        for start in range(0, flat.size, step):
+            count = min(step, flat.size - start)
+            data = f.read(count * dtype.itemsize)
+            if len(data) != count * dtype.itemsize:
+                raise _Damaged(f"member {name!r} is truncated")
+            values = np.frombuffer(data, dtype=dtype)
+            part = flat[start:start + count]
+            with np.errstate(over="ignore", invalid="ignore"):
+                part[...] = values
+            if not np.isfinite(part).all():           # after the cast: 1e300 is inf in float32
+                if np.isfinite(values).all():
+                    raise _Damaged(f"member {name!r} holds values too large for {out.dtype} "
+                                   f"(the dtype in its configuration)")
+                raise _Damaged(f"member {name!r} contains NaN or infinity")
+        if f.read(1):                  # also makes zipfile check the CRC of the whole member
+            raise _Damaged(f"member {name!r} is longer than its header says")
+    if dest is not out:
+        out[...] = dest.T
