@@ -28,6 +28,7 @@ never used, so no code from the file runs.
 """
 
 import ast
+import contextlib
 import itertools
 import json
 import os
@@ -54,7 +55,7 @@ TEMP_INFIX = ".cymlp-tmp-"          # save writes PATH.cymlp-tmp-XXXXXXXX, then 
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
-_ALLOWED_FLAGS = 0x0008 | 0x0800    # data descriptor, UTF-8 names; anything else (encryption...) is refused
+_ALLOWED_FLAGS = 0x0006 | 0x0008 | 0x0800    # deflate level, data descriptor, UTF-8 names; anything else (encryption...) is refused
 _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _CONFIG_KEYS = {"sizes", "activation", "output", "loss", "dtype", "seed"}
 _FLOAT_DESCR = re.compile(r"[<>|=]?f(2|4|8|10|12|16)")
@@ -195,19 +196,39 @@ def load(cls, path, backend=None, n_threads=None):
     # the arguments first, so that a bad argument is never blamed on the file
     if backend is not None:
         v.check_choice("backend", backend, ("cython", "numpy"))
+        from .network import _get_backend
+        _get_backend(backend)            # raises when the compiled extension is not built
     v.effective_n_threads(n_threads)
     name = os.fspath(path)
     with open(name, "rb") as f:          # a missing file: FileNotFoundError, as open() gives
-        try:
-            return _read(cls, f, backend, n_threads)
-        except _Damaged as exc:
-            raise ValueError(f"{name!r} is not a valid cymlp model file: {exc}") from None
-        except _DAMAGED as exc:
-            raise ValueError(f"{name!r} is not a readable cymlp model file: it is damaged "
-                             f"({type(exc).__name__}: {exc}); save the model again") from None
+        with _reworded(name):
+            archive, config, infos, headers = _check(f)
+        # everything checked: build the network once, then read straight into its buffer
+        state = dict(config, theta=None, backend=backend, n_threads=n_threads, rng=None, history=None)
+        net = set_state(cls.__new__(cls), state, strict_backend=True)
+        views = {}
+        for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+            views[f"W{l}"], views[f"b{l}"] = W, b
+        with _reworded(name), archive:
+            for member, header in headers.items():
+                _read_into(archive, infos[member], member, header, views[member])
+    return net
 
 
-def _read(cls, f, backend, n_threads):
+@contextlib.contextmanager
+def _reworded(name):
+    """Turn whatever a damaged file makes the readers raise into a ValueError naming it."""
+    try:
+        yield
+    except _Damaged as exc:
+        raise ValueError(f"{name!r} is not a valid cymlp model file: {exc}") from None
+    except _DAMAGED as exc:
+        raise ValueError(f"{name!r} is not a readable cymlp model file: it is damaged "
+                         f"({type(exc).__name__}: {exc}); save the model again") from None
+
+
+def _check(f):
+    """Check the file's structure and headers; return ``(archive, config, infos, headers)``."""
     head = f.read(6)
     if head == _NPY_MAGIC:
         raise _Damaged("it holds a single .npy array, not a saved model (Network.save writes .npz)")
@@ -215,32 +236,23 @@ def _read(cls, f, backend, n_threads):
         raise _Damaged("it is not a zip (.npz) archive; Network.save writes .npz files")
     f.seek(0)
     file_size = os.fstat(f.fileno()).st_size
-    with zipfile.ZipFile(f) as archive:
-        infos = _check_directory(archive, file_size)
-        version = _read_small(archive, infos, "format_version")
-        if int(version) != FORMAT_VERSION:
-            raise _Damaged(f"it has model format version {int(version)}; this cymlp reads version "
-                           f"{FORMAT_VERSION}; save it again with a matching cymlp version")
-        config = _check_config(_read_small(archive, infos, "config"))
-        table = member_table(config["sizes"])
-        unknown = sorted(set(infos) - set(table) - set(HEADER_MEMBERS))
-        missing = [name for name, m in table.items() if m.required and name not in infos]
-        if unknown or missing:
-            raise _Damaged(f"it does not match its configuration {config['sizes']}: "
-                           + "; ".join(filter(None, [unknown and f"unknown members {unknown}",
-                                                     missing and f"missing members {missing}"])))
-        headers = {name: _check_member(archive, infos[name], name, table[name])
-                   for name in table if name in infos}
-        # everything checked: build the network once, reading straight into its buffer
-        state = dict(config, seed=config.get("seed"), theta=None, backend=backend,
-                     n_threads=n_threads, rng=None, history=None)
-        net = set_state(cls.__new__(cls), state, strict_backend=True)
-        views = {}
-        for l, (W, b) in enumerate(zip(net.weights, net.biases)):
-            views[f"W{l}"], views[f"b{l}"] = W, b
-        for name, header in headers.items():
-            _read_into(archive, infos[name], name, header, views[name])
-    return net
+    archive = zipfile.ZipFile(f)
+    infos = _check_directory(archive, file_size)
+    version = _read_small(archive, infos, "format_version")
+    if int(version) != FORMAT_VERSION:
+        raise _Damaged(f"it has model format version {int(version)}; this cymlp reads version "
+                       f"{FORMAT_VERSION}; save it again with a matching cymlp version")
+    config = _check_config(_read_small(archive, infos, "config"))
+    table = member_table(config["sizes"])
+    unknown = sorted(set(infos) - set(table) - set(HEADER_MEMBERS))
+    missing = [name for name, m in table.items() if m.required and name not in infos]
+    if unknown or missing:
+        raise _Damaged(f"it does not match its configuration {config['sizes']}: "
+                       + "; ".join(filter(None, [unknown and f"unknown members {unknown}",
+                                                 missing and f"missing members {missing}"])))
+    headers = {name: _check_member(archive, infos[name], name, table[name])
+               for name in table if name in infos}
+    return archive, config, infos, headers
 
 
 def _check_directory(archive, file_size):

@@ -510,7 +510,10 @@ def add_predict_parser(subparsers):
 
 def cmd_predict(args):
     t0 = time.perf_counter()
-    net = Network.load(args.model, backend=args.backend, n_threads=args.threads)
+    try:
+        net = Network.load(args.model, backend=args.backend, n_threads=args.threads)
+    except (ValueError, OSError) as exc:       # a damaged model file: one line, no traceback
+        raise CommandError(" ".join(f"cannot load the model: {exc}".split())) from None
     seed = args.seed if args.seed is not None else net.seed
     name, _, _, X_test, y_test = load_dataset(args.dataset, net.dtype.name, seed)
     if X_test.shape[1] != net.sizes[0]:
