@@ -9,9 +9,9 @@ members a file must hold, and their shapes, follow from the configuration
 Loading treats the file as hostile.  Everything that sizes an allocation is
 checked before anything large is decompressed or allocated, in this order:
 
-1. the zip directory: every member is a ``NAME.npy`` with a known name, stored
-   or deflated, not encrypted, at most once, and its sizes fit in the file
-   (a deflated member cannot claim more than deflate can expand to);
+1. the zip directory: every member is a ``NAME.npy``, stored or deflated, not
+   encrypted, present at most once, and its sizes fit in the file (a deflated
+   member cannot claim more than deflate can expand to);
 2. ``format_version`` and ``config`` (small, with capped sizes), then the
    configuration itself, checked as ``Network(...)`` would check it;
 3. the member names against the table the configuration implies (missing or
@@ -91,18 +91,14 @@ def member_table(sizes):
     """The parameter members a file of this architecture holds, in the order of the flat buffer.
 
     ``W{l}`` is ``(sizes[l+1], sizes[l])`` and ``b{l}`` is ``(sizes[l+1],)``.
-    Optional members (``required=False``) may be added here by later formats.
+    Optional members (``required=False``) may be added here by later formats;
+    this table is the only list of parameter member names ``load`` accepts.
     """
     table = {}
     for l, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         table[f"W{l}"] = Member((n_out, n_in), "f")
         table[f"b{l}"] = Member((n_out,), "f")
     return table
-
-
-def _member_name_pattern():
-    """Names that can appear in some member table (checked before the config is read)."""
-    return re.compile(r"(format_version|config|[Wb](0|[1-9][0-9]{0,5}))\.npy")
 
 
 # ---------------------------------------------------------------- state and pickling
@@ -248,7 +244,7 @@ def _check(f):
     missing = [name for name, m in table.items() if m.required and name not in infos]
     if unknown or missing:
         raise _Damaged(f"it does not match its configuration {config['sizes']}: "
-                       + "; ".join(filter(None, [unknown and f"unknown members {unknown}",
+                       + "; ".join(filter(None, [unknown and f"unknown members {unknown[:5]}",
                                                  missing and f"missing members {missing}"])))
     headers = {name: _check_member(archive, infos[name], name, table[name])
                for name in table if name in infos}
@@ -257,13 +253,12 @@ def _check(f):
 
 def _check_directory(archive, file_size):
     """Check the zip directory entries; return ``{member name without .npy: ZipInfo}``."""
-    pattern = _member_name_pattern()
     infos = {}
     for info in archive.infolist():
         name = info.filename
-        if not pattern.fullmatch(name):
-            raise _Damaged(f"unexpected member {name[:80]!r} (a model file holds only "
-                           "format_version.npy, config.npy, W<l>.npy and b<l>.npy)")
+        if not name.endswith(".npy") or len(name) > 100:     # known names: checked after the config
+            raise _Damaged(f"unexpected member {name[:100]!r} (a model file holds only .npy "
+                           "members: format_version, config, W<l> and b<l>)")
         key = name[:-len(".npy")]
         if key in infos:
             raise _Damaged(f"member {name!r} appears twice")

@@ -192,6 +192,17 @@ def test_a_loaded_network_draws_from_its_saved_seed(tmp_path):
     assert Network.load(path)._rng.bit_generator.state == np.random.default_rng(11).bit_generator.state
 
 
+def test_load_never_uses_pickle_or_np_load(tmp_path, monkeypatch):
+    net, path = saved(tmp_path)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("load must not call pickle or np.load")
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(np, "load", forbidden)
+    np.testing.assert_array_equal(Network.load(path).get_params(), net.get_params())
+
+
 def test_a_directory_raises_os_error(tmp_path):
     with pytest.raises(OSError):
         Network.load(tmp_path)
