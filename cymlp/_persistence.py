@@ -188,13 +188,11 @@ def _umask():
 # ---------------------------------------------------------------- load
 
 def load(cls, path, backend=None, n_threads=None):
-    """Read a model file written by :func:`save` (see the module docstring)."""
-    # the arguments first, so that a bad argument is never blamed on the file
-    if backend is not None:
-        v.check_choice("backend", backend, ("cython", "numpy"))
-        from .network import _get_backend
-        _get_backend(backend)            # raises when the compiled extension is not built
-    v.effective_n_threads(n_threads)
+    """Read a model file written by :func:`save` (see the module docstring).
+
+    ``backend`` and ``n_threads`` are checked by the caller (``Network.load``)
+    first, so that a bad argument is never blamed on the file.
+    """
     name = os.fspath(path)
     with open(name, "rb") as f:          # a missing file: FileNotFoundError, as open() gives
         with _reworded(name):

@@ -157,7 +157,7 @@ def test_save_load_round_trip_is_exact(tmp_path, backend, dtype):
     assert (loaded.sizes, loaded.activation, loaded.output, loaded.loss_name, loaded.dtype,
             loaded.seed, loaded.backend) == (net.sizes, net.activation, net.output, net.loss_name,
                                              net.dtype, net.seed, backend)
-    np.testing.assert_array_equal(loaded.get_params(), net.get_params())
+    np.testing.assert_array_equal(loaded.get_flat_params(), net.get_flat_params())
     assert loaded._theta.flags.c_contiguous and loaded._theta.flags.owndata
     assert np.shares_memory(loaded.weights[0], loaded._theta)
     X = np.random.default_rng(0).standard_normal((5, SIZES[0]))
@@ -169,7 +169,7 @@ def test_pickle_and_copy_round_trip(tmp_path):
     net.n_threads = 1
     net.fit(np.random.default_rng(0).standard_normal((12, 4)), np.arange(12) % 3, epochs=1, batch_size=4)
     for clone in (pickle.loads(pickle.dumps(net)), net.copy()):
-        np.testing.assert_array_equal(clone.get_params(), net.get_params())
+        np.testing.assert_array_equal(clone.get_flat_params(), net.get_flat_params())
         assert clone._rng.bit_generator.state == net._rng.bit_generator.state
         assert len(clone.history_) == 1
         assert (clone.backend, clone.n_threads) == (net.backend, 1)
@@ -184,7 +184,7 @@ def test_load_does_not_initialise_a_network_randomly(tmp_path, monkeypatch):
     def no_init(*args, **kwargs):
         raise AssertionError("load called Network.__init__")
     monkeypatch.setattr(Network, "__init__", no_init)
-    np.testing.assert_array_equal(Network.load(path).get_params(), net.get_params())
+    np.testing.assert_array_equal(Network.load(path).get_flat_params(), net.get_flat_params())
 
 
 def test_a_loaded_network_draws_from_its_saved_seed(tmp_path):
@@ -200,7 +200,7 @@ def test_load_never_uses_pickle_or_np_load(tmp_path, monkeypatch):
     monkeypatch.setattr(pickle, "loads", forbidden)
     monkeypatch.setattr(pickle, "load", forbidden)
     monkeypatch.setattr(np, "load", forbidden)
-    np.testing.assert_array_equal(Network.load(path).get_params(), net.get_params())
+    np.testing.assert_array_equal(Network.load(path).get_flat_params(), net.get_flat_params())
 
 
 def test_a_directory_raises_os_error(tmp_path):
@@ -212,11 +212,11 @@ def test_deflated_and_fortran_order_files_load_equal(tmp_path):
     net, path = saved(tmp_path, "float64")
     content = members(path.read_bytes())
     (tmp_path / "deflated.npz").write_bytes(rezip(content, zipfile.ZIP_DEFLATED))
-    np.testing.assert_array_equal(Network.load(tmp_path / "deflated.npz").get_params(), net.get_params())
+    np.testing.assert_array_equal(Network.load(tmp_path / "deflated.npz").get_flat_params(), net.get_flat_params())
     content["W0.npy"] = npy(np.asfortranarray(net.weights[0]))
     assert b"'fortran_order': True" in content["W0.npy"]
     (tmp_path / "fortran.npz").write_bytes(rezip(content))
-    np.testing.assert_array_equal(Network.load(tmp_path / "fortran.npz").get_params(), net.get_params())
+    np.testing.assert_array_equal(Network.load(tmp_path / "fortran.npz").get_flat_params(), net.get_flat_params())
 
 
 def test_bad_load_arguments_are_not_blamed_on_the_file(tmp_path):
@@ -444,9 +444,9 @@ def check_load(path, expected):
         assert str(path) in str(exc), str(exc)
         return "rejected"
     assert net.sizes == expected.sizes
-    assert net.get_params().shape == expected.get_params().shape
-    assert np.isfinite(net.get_params()).all()
-    same = np.array_equal(net.get_params().astype(np.float64), expected.get_params().astype(np.float64))
+    assert net.get_flat_params().shape == expected.get_flat_params().shape
+    assert np.isfinite(net.get_flat_params()).all()
+    same = np.array_equal(net.get_flat_params().astype(np.float64), expected.get_flat_params().astype(np.float64))
     return "equal" if same else "loaded"
 
 
@@ -564,7 +564,7 @@ def test_case8_wider_arrays_that_fit_are_cast_to_the_configured_dtype(tmp_path):
     path.write_bytes(rezip(content))
     loaded = Network.load(path)
     assert loaded.dtype == np.float32
-    np.testing.assert_array_equal(loaded.get_params(), net.get_params())
+    np.testing.assert_array_equal(loaded.get_flat_params(), net.get_flat_params())
 
 
 def test_case8_nan_in_a_file_is_rejected(tmp_path):
@@ -605,8 +605,8 @@ def test_case12_saving_to_a_symlink_writes_its_target(tmp_path):
     new = Network(SIZES, backend="numpy", seed=7)
     new.save(link)
     assert link.is_symlink() and os.readlink(link) == str(target)
-    np.testing.assert_array_equal(Network.load(target).get_params(), new.get_params())
-    assert not np.array_equal(new.get_params(), old.get_params())
+    np.testing.assert_array_equal(Network.load(target).get_flat_params(), new.get_flat_params())
+    assert not np.array_equal(new.get_flat_params(), old.get_flat_params())
     assert sorted(os.listdir(tmp_path)) == ["link.npz", "real"]
     assert os.listdir(tmp_path / "real") == ["model.npz"]
     dangling = tmp_path / "dangling.npz"                 # a link to a file not yet there: created
