@@ -21,7 +21,6 @@ Nothing here changes environment variables.
 import contextlib
 import os
 import threading
-import time
 
 from ._validation import operator_index
 
@@ -247,8 +246,11 @@ class AdaptiveThreads:
     scheduler time slice at every barrier whenever one of its threads is
     descheduled, while libgomp's waiting threads spin on the cores the others
     need: two [64, 32, 10] fits at once took 70x longer than one.  So the
-    trainer times short probes of a few steps on each count, runs on the
-    faster for about :attr:`RUN_SECONDS`, then probes again.
+    trainer times short probes of a few steps on each count and runs on the
+    faster for a while, then probes again.  While one thread keeps winning,
+    the team is probed with a single step and ever less often (the interval
+    doubles up to :attr:`MAX_RUN_SECONDS`), so a busy machine pays little
+    for the probes.
 
     Only for modes whose arithmetic does not depend on the thread count
     (chunked sync): the choice changes the speed, never the weights.
@@ -257,16 +259,17 @@ class AdaptiveThreads:
     PROBE_SECONDS = 0.002      # each probe: at least this long ...
     PROBE_PIECE = 4            # ... in kernel calls of this many steps
     PROBE_MAX_STEPS = 64       # ... and at most this many steps
-    RUN_SECONDS = 0.25         # then run on the faster count this long
+    RUN_SECONDS = 0.25         # then run on the faster count this long,
+    MAX_RUN_SECONDS = 4.0      # doubling up to this while one thread keeps winning
     TEAM_MARGIN = 0.9          # the team must be 10% faster to be chosen
 
-    def __init__(self, n_threads, clock=time.perf_counter):
+    def __init__(self, n_threads):
         self.n_threads = n_threads
-        self.clock = clock
         self.per_step = {}              # threads -> seconds per step in the last probe
         self.choice = n_threads
         self._queue = [n_threads, 1]    # counts still to probe
         self._probe = [0, 0.0]          # steps, seconds of the probe under way
+        self._interval = self.RUN_SECONDS
         self._run_left = 0.0
         self.probes = 0
 
@@ -275,7 +278,9 @@ class AdaptiveThreads:
         if not self._queue and self._run_left <= 0:
             self._queue = [self.n_threads, 1]
         if self._queue:
-            return self._queue[0], min(remaining, self.PROBE_PIECE)
+            threads = self._queue[0]
+            piece = 1 if threads > 1 and self.choice == 1 else self.PROBE_PIECE
+            return threads, min(remaining, piece)
         per_step = self.per_step.get(self.choice) or 1e-6
         return self.choice, max(1, min(remaining, int(self._run_left / per_step) + 1))
 
@@ -297,5 +302,9 @@ class AdaptiveThreads:
             self.probes += 1
             team = self.per_step.get(self.n_threads, float("inf"))
             alone = self.per_step.get(1, float("inf"))
-            self.choice = self.n_threads if team < self.TEAM_MARGIN * alone else 1
-            self._run_left = self.RUN_SECONDS
+            previous, self.choice = self.choice, (self.n_threads if team < self.TEAM_MARGIN * alone else 1)
+            if self.choice == 1 and previous == 1:
+                self._interval = min(2 * self._interval, self.MAX_RUN_SECONDS)
+            else:
+                self._interval = self.RUN_SECONDS
+            self._run_left = self._interval
