@@ -11,9 +11,9 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import interrupt_training_child, subprocess_env
 
 import cymlp
-from conftest import interrupt_training_child, subprocess_env
 
 BACKENDS = cymlp.available_backends()
 POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals and fork")

@@ -135,7 +135,7 @@ def test_adaptive_default_gives_the_same_weights_as_one_thread():
         net = Network([64, 32, 10], n_threads=n_threads, seed=0)
         net._cython_mode = "chunked"
         net.fit(X, y, epochs=3, batch_size=64)
-        nets[n_threads] = net.get_params()
+        nets[n_threads] = net.get_flat_params()
     np.testing.assert_array_equal(nets[None], nets[1])
     np.testing.assert_array_equal(nets[None], nets[2])
 
@@ -186,6 +186,13 @@ def test_two_fits_at_once_finish_within_4x_of_one_alone(tmp_path):
     script.write_text(CONTENTION_CHILD)
     env = subprocess_env()
     env.pop("OMP_NUM_THREADS", None)
-    alone = max(timed_fits(script, 1, env)[0], timed_fits(script, 1, env)[0])
-    together = max(timed_fits(script, 2, env))
-    assert together < 4 * alone, f"alone {alone:.3f} s, two at once {together:.3f} s"
+    # Other processes on a shared machine (CI, other test runs) add noise: allow three
+    # attempts.  The collapse this guards against (70x) fails every one of them.
+    tries = []
+    for _ in range(3):
+        alone = max(timed_fits(script, 1, env)[0], timed_fits(script, 1, env)[0])
+        together = max(timed_fits(script, 2, env))
+        tries.append(f"alone {alone:.3f} s, two at once {together:.3f} s")
+        if together < 4 * alone:
+            return
+    pytest.fail("two fits at once took more than 4x one alone: " + "; ".join(tries))

@@ -248,18 +248,18 @@ def test_divergence_with_early_stopping_restores_the_best_epochs_weights(digits,
                     history = net.fit(X * 100, y, epochs=10, lr=0.05, lr_schedule=blow_up,
                                       validation_data=(X_val * 100, y_val), early_stopping=True,
                                       patience=10, on_divergence="warn",
-                                      callbacks=[lambda h: snapshots.update({len(h): net.get_params()})])
+                                      callbacks=[lambda h: snapshots.update({len(h): net.get_flat_params()})])
             else:
                 with pytest.raises(cymlp.TrainingDiverged, match="best epoch"):
                     net.fit(X * 100, y, epochs=10, lr=0.05, lr_schedule=blow_up,
                             validation_data=(X_val * 100, y_val), early_stopping=True, patience=10,
-                            callbacks=[lambda h: snapshots.update({len(h): net.get_params()})])
+                            callbacks=[lambda h: snapshots.update({len(h): net.get_flat_params()})])
         finally:
             history = net.history_
     assert history.diverged
     best = min(range(len(history)), key=lambda i: history.val_loss[i]) + 1
     assert history.best_epoch == best
-    np.testing.assert_array_equal(net.get_params(), snapshots[best])
+    np.testing.assert_array_equal(net.get_flat_params(), snapshots[best])
 
 
 # --------------------------------------------------------------------------
@@ -280,11 +280,11 @@ def test_a_bad_lr_schedule_result_is_rejected_before_anything_changes(digits, ba
     X, y, _, _ = digits
     net = _net(backend)
     net.fit(X, y, epochs=1)
-    history, params, rng = net.history_, net.get_params(), net._rng.bit_generator.state
+    history, params, rng = net.history_, net.get_flat_params(), net._rng.bit_generator.state
     with pytest.raises((ValueError, TypeError, RuntimeError)):
         net.fit(X, y, epochs=3, lr_schedule=_schedule_returning(bad), validation_fraction=0.2)
     assert net.history_ is history
-    np.testing.assert_array_equal(net.get_params(), params)
+    np.testing.assert_array_equal(net.get_flat_params(), params)
     assert net._rng.bit_generator.state == rng
 
 
@@ -297,23 +297,23 @@ def test_a_schedule_failing_in_a_later_epoch_keeps_the_epochs_done(digits, backe
         return lr if epoch < 2 else float("nan")
     with pytest.raises(ValueError, match="lr_schedule"):
         net.fit(X, y, epochs=4, lr_schedule=schedule)
-    assert len(net.history_) == 2 and np.isfinite(net.get_params()).all()
+    assert len(net.history_) == 2 and np.isfinite(net.get_flat_params()).all()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("kwargs", [dict(validation_fraction=0.5, batch_size=10**6),
-                                    dict(early_stopping=True, batch_size=10**6)],
+@pytest.mark.parametrize("kwargs", [{"validation_fraction": 0.5, "batch_size": 10**6},
+                                    {"early_stopping": True, "batch_size": 10**6}],
                          ids=["clipped batch", "early stopping without validation"])
 def test_a_warning_raised_as_an_error_changes_nothing(digits, backend, kwargs):
     import warnings
     X, y, _, _ = digits
     net = _net(backend)
     net.fit(X, y, epochs=1)
-    history, params, rng = net.history_, net.get_params(), net._rng.bit_generator.state
+    history, params, rng = net.history_, net.get_flat_params(), net._rng.bit_generator.state
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(UserWarning):
             net.fit(X, y, epochs=2, **kwargs)
     assert net.history_ is history
-    np.testing.assert_array_equal(net.get_params(), params)
+    np.testing.assert_array_equal(net.get_flat_params(), params)
     assert net._rng.bit_generator.state == rng
