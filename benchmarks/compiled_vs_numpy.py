@@ -20,6 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from cymlp import Network
+from cymlp._training import make_trainer
 from cymlp.network import OptimizerConfig
 
 # name, sizes, hidden, output, loss, batch, dtype, unit, steps (None: one epoch of 60,000 rows), targets
@@ -55,7 +56,7 @@ def time_case(case, backend, n_threads, repeats, mode=None, max_steps=None):
     order = rng.permutation(n_rows).astype(np.intp)
     opt = OptimizerConfig("sgd", momentum=0.0)
     with threadpool_limits(limits=n_threads, user_api="blas"):   # NumPy's threads; the trainer sets its own
-        trainer = net._backend.trainer(net, X, Y, labels, batch, opt)
+        trainer = make_trainer(net, X, Y, labels, batch, opt)
         try:
             def one():
                 done = 0

@@ -1,37 +1,43 @@
 """The ``backend="cython"`` passes: the compiled kernels of :mod:`cymlp._kernels`.
 
-Same interface as :mod:`cymlp._numpy_backend` (read its docstring); the
-inputs arrive validated (C-contiguous, finite, of the network's dtype).
+Same interface as :mod:`cymlp._numpy_backend` (see :class:`cymlp._spec.Backend`);
+the inputs arrive validated (C-contiguous, finite, of the spec's dtype).
 
-Threads.  One thread pool owns the cores at a time.  The BLAS pool is
-limited once per ``fit`` (in the trainer, restored by ``close``): to 1
-thread in ``chunked`` mode, where ``net.effective_n_threads`` OpenMP threads
-run the chunks (GEMMs inside ``prange``) and the reduction/update pass; to
-``effective_n_threads`` in ``batch`` mode, where one GEMM covers the whole
+Threads (policy in :mod:`cymlp._threads`).  One thread pool owns the cores
+at a time.  The BLAS pool is held once per ``fit`` (by the trainer, released
+by ``close``): at 1 thread in ``chunked`` mode, where ``n_threads`` OpenMP
+threads run the chunks (GEMMs inside ``prange``) and the reduction/update
+pass; at ``n_threads`` in ``batch`` mode, where one GEMM covers the whole
 batch and the cheap elementwise passes stay on the calling thread.
 ``n_threads=1`` is strictly serial (no OpenMP team, BLAS on one thread).
+With the default ``n_threads=None``, a chunked fit times its steps on the
+team and on one thread and runs on the faster (:class:`cymlp._threads.AdaptiveThreads`).
 
 Determinism.  ``chunked``: bitwise-identical weights for any ``n_threads``
-(fixed chunks, fixed-order reduction).  ``batch``: the BLAS's threaded
-GEMMs may sum in another order for another thread count: equal to rounding
-(tested to rtol 1e-12 in float64), bitwise for a fixed thread count.
+(fixed chunks, fixed-order reduction), so the adaptive thread count changes
+only the speed.  ``batch``: the BLAS's threaded GEMMs may sum in another
+order for another thread count: equal to rounding (tested to rtol 1e-12 in
+float64), bitwise for a fixed thread count.
 
 Strategies.  ``parallel="sync"`` uses the modes below; ``"hogwild"`` and
 ``"average"`` run one worker per thread (:class:`ParallelTrainer`, BLAS on
 one thread); with one thread every strategy runs the sync trainer, so it is
 plain SGD bit for bit.  See docs/parallel-sgd.md.
 
-Modes.  ``net._cython_mode`` (private, for tests and benchmarks) forces
-``"chunked"`` or ``"batch"``; ``None`` chooses by size (:func:`choose_mode`),
-never by the thread count, so that results do not depend on ``n_threads``.
+Modes.  ``mode`` (``net._cython_mode``, private, for tests and benchmarks)
+forces ``"chunked"`` or ``"batch"``; ``None`` chooses by size
+(:func:`choose_mode`), never by the thread count, so that results do not
+depend on ``n_threads``.
 """
 
-import contextlib
+import functools
+import time
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from . import _kernels
+from ._spec import layer_views, n_params
+from ._threads import AdaptiveThreads, BlasHold, blas_limit
 
 MODES = ("chunked", "batch")
 
@@ -49,168 +55,143 @@ def choose_mode(sizes, batch_size, itemsize, requested=None):
         if requested not in MODES:
             raise ValueError(f"_cython_mode must be one of {MODES} or None; got {requested!r}")
         return requested
-    n_params = sum(o * i + o for i, o in zip(sizes[:-1], sizes[1:]))
-    if _kernels.n_chunks_for(batch_size) >= 2 and n_params * itemsize <= CHUNKED_MAX_PARAM_BYTES:
+    if _kernels.n_chunks_for(batch_size) >= 2 and n_params(sizes) * itemsize <= CHUNKED_MAX_PARAM_BYTES:
         return "chunked"
     return "batch"
 
 
-_controller = None
+@functools.lru_cache(maxsize=64)
+def _cached_plan(sizes, activation, output, loss):
+    return _kernels.Plan(list(sizes), activation, output, loss)
 
 
-# OpenBLAS runs a GEMM on one thread when m·n·k < 65536 · 4 (interface/gemm.c);
-# below that, limiting the pool changes nothing and costs ~25 µs.
-BLAS_SERIAL_BELOW = 65536 * 4
+def plan_for(spec):
+    """The compiled shape plan of a spec, made once per architecture."""
+    return _cached_plan(spec.sizes, spec.activation, spec.output, spec.loss)
 
 
-# Fits whose OpenMP team owns the cores (chunked sync, hogwild, average) and
-# that therefore hold the BLAS pool at one thread until close().  While one
-# runs, evaluation in between its calls (validation_data, callbacks) leaves
-# the pool at one thread: waking BLAS threads between OpenMP regions makes
-# the two pools' spinning threads fight over the cores (measured on 2 cores:
-# an epoch of the digits network went from 0.6 ms to 4.5 ms).
-_team_fits = 0
-
-
-def _blas_limits(n_threads, work=None):
-    """Limit the BLAS pools to ``n_threads``; returns the limiter (a context manager).
-
-    ``work`` (rows × parameters, a bound on every GEMM's m·n·k) small enough
-    that the BLAS stays serial anyway skips the limit, and so does a running
-    fit that holds the pool at one thread for its OpenMP team (see above).
-
-    One ThreadpoolController is made on first use (after ``_kernels`` loaded
-    SciPy's BLAS) and reused: a fresh ``threadpool_limits`` rescans every
-    loaded library, which costs more than a small forward pass.
-    """
-    global _controller
-    if work is not None and (work < BLAS_SERIAL_BELOW or _team_fits):
-        return contextlib.nullcontext()
-    if _controller is None:
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=n_threads, user_api="blas")
-
-
-def _plan(net):
-    return _kernels.Plan(list(net.sizes), net.activation, net.output, net.loss_name)
+def _labels(labels):
+    return None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
 
 
 class CythonBackend:
     name = "cython"
 
-    def feedforward(self, net, X):
-        return self._forward(net, X)[1]
+    def feedforward(self, spec, theta, X, n_threads):
+        return self._forward(spec, theta, X, n_threads)[1]
 
-    def loss_and_output(self, net, X, Y):
-        total, out = self._forward(net, X, Y)
+    def loss_and_output(self, spec, theta, X, Y, n_threads):
+        total, out = self._forward(spec, theta, X, n_threads, Y)
         return total / X.shape[0], out
 
-    def _forward(self, net, X, Y=None):
+    def _forward(self, spec, theta, X, n_threads, Y=None):
         """Outputs for ``X`` in blocks of rows; with ``Y``, also the summed loss."""
-        plan = _plan(net)
-        out = np.empty((X.shape[0], net.sizes[-1]), dtype=net.dtype)
+        plan = plan_for(spec)
+        out = np.empty((X.shape[0], spec.n_outputs), dtype=spec.dtype)
         rows = min(X.shape[0], FORWARD_BLOCK_ROWS)
-        scratch = np.empty(rows * plan.row_width, dtype=net.dtype)
+        scratch = np.empty(rows * plan.row_width, dtype=spec.dtype)
         total = 0.0
-        with _blas_limits(net.effective_n_threads, rows * plan.n_params):
+        with blas_limit(n_threads, rows * plan.n_params):
             for start in range(0, X.shape[0], rows):
                 block = slice(start, start + rows)
                 if Y is None:
-                    _kernels.forward(plan, net._theta, X[block], out[block], scratch)
+                    _kernels.forward(plan, theta, X[block], out[block], scratch)
                 else:
-                    total += _kernels.forward(plan, net._theta, X[block], out[block], scratch, Y[block])
+                    total += _kernels.forward(plan, theta, X[block], out[block], scratch, Y[block])
         return total, out
 
-    def backprop(self, net, X, Y):
-        plan = _plan(net)
-        n_threads = net.effective_n_threads
+    def backprop(self, spec, theta, X, Y, n_threads):
+        plan = plan_for(spec)
         n = X.shape[0]
-        grad = np.empty(plan.n_params, dtype=net.dtype)
-        scratch = np.empty(n * plan.row_width, dtype=net.dtype)
-        with _blas_limits(n_threads, n * plan.n_params):
-            loss = _kernels.loss_grad(plan, net._theta, X, Y, grad, scratch)
+        grad = np.empty(plan.n_params, dtype=spec.dtype)
+        scratch = np.empty(n * plan.row_width, dtype=spec.dtype)
+        with blas_limit(n_threads, n * plan.n_params):
+            loss = _kernels.loss_grad(plan, theta, X, Y, grad, scratch)
         grad /= grad.dtype.type(n)
-        grads_w, grads_b, offset = [], [], 0
-        for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:]):
-            grads_w.append(grad[offset:offset + n_out * n_in].reshape(n_out, n_in))
-            offset += n_out * n_in
-            grads_b.append(grad[offset:offset + n_out])
-            offset += n_out
+        grads_w, grads_b = layer_views(spec.sizes, grad)
         return grads_w, grads_b, loss / n
 
-    def trainer(self, net, X, Y, labels, batch_size, optimizer, parallel="sync", average_every=None,
-                average_weighting="uniform"):
+    def trainer(self, spec, theta, X, Y, labels, *, batch_size, optimizer, parallel, average_every,
+                average_weighting, n_threads, adaptive, should_stop, mode=None):
         # With one thread every strategy is plain mini-batch SGD: one worker,
         # one replica (averaging one model is the identity).  Running it
         # through the sync trainer makes that exact, bit for bit.
-        if parallel == "sync" or net.effective_n_threads == 1:
-            return CythonTrainer(net, X, Y, labels, batch_size, optimizer)
-        return ParallelTrainer(net, X, Y, labels, batch_size, optimizer, parallel, average_every,
-                               average_weighting)
+        if parallel == "sync" or n_threads == 1:
+            return CythonTrainer(spec, theta, X, Y, labels, batch_size, optimizer, n_threads,
+                                 choose_mode(spec.sizes, batch_size, spec.dtype.itemsize, mode),
+                                 adaptive, should_stop)
+        return ParallelTrainer(spec, theta, X, Y, labels, batch_size, optimizer, parallel,
+                               average_every, average_weighting, n_threads)
 
 
 class _CompiledTrainer:
     """What every compiled trainer shares: ``run`` is one call into the kernel
-    object; ``close`` restores the BLAS thread limit set by the constructor."""
+    object; ``close`` releases the BLAS hold taken by the constructor."""
 
     _kernel = None
-    _limits = None
-    _team = False
+    _blas = None
 
     def run(self, order, first, stop, lr):
         return self._kernel.run(order, first, stop, lr)
 
     def close(self):
-        if self._limits is not None:
-            self._limits.restore_original_limits()
-            self._limits = None
-        self._team = _release_blas_for_team(self._team)
+        if self._blas is not None:
+            self._blas.release()
+            self._blas = None
 
 
 class CythonTrainer(_CompiledTrainer):
     """Mini-batch SGD/Adam where ``run`` loops over whole batches in compiled code.
 
-    Buffers are allocated here, once per ``fit``; the BLAS thread limit is set
-    here and restored by :meth:`close`.
+    Buffers are allocated here, once per ``fit``; the BLAS pool is held here
+    and released by :meth:`close`.  With ``adaptive`` (the default thread
+    count, chunked mode, a team of 2+), ``run`` splits its batches into
+    kernel calls whose thread count :class:`~cymlp._threads.AdaptiveThreads`
+    picks by measurement, checking ``should_stop`` between them.
     """
 
-    def __init__(self, net, X, Y, labels, batch_size, optimizer):
-        self.n_threads = net.effective_n_threads
-        self.mode = choose_mode(net.sizes, batch_size, net.dtype.itemsize,
-                                getattr(net, "_cython_mode", None))
-        labels = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
+    def __init__(self, spec, theta, X, Y, labels, batch_size, optimizer, n_threads, mode,
+                 adaptive=False, should_stop=None):
+        self.n_threads = n_threads
+        self.mode = mode
+        self._should_stop = should_stop or (lambda: False)
         self._kernel = _kernels.SyncTrainer(
-            _plan(net), net._theta, X, Y, labels, batch_size, self.mode, self.n_threads,
+            plan_for(spec), theta, X, Y, _labels(labels), batch_size, mode, n_threads,
             optimizer.name, optimizer.momentum, optimizer.nesterov, optimizer.weight_decay,
             optimizer.beta1, optimizer.beta2, optimizer.eps)
-        blas_threads = 1 if self.mode == "chunked" else self.n_threads
-        self._limits = _blas_limits(blas_threads)
-        self._team = _hold_blas_for_team(self.mode == "chunked" and self.n_threads > 1)
-        self.should_stop = lambda: False
+        self.adaptive = (AdaptiveThreads(n_threads)
+                         if adaptive and mode == "chunked" and n_threads > 1 else None)
+        self._blas = BlasHold(1 if mode == "chunked" else n_threads)
 
-
-def _hold_blas_for_team(team):
-    """Count a fit whose OpenMP team owns the cores; returns whether it was counted."""
-    global _team_fits
-    if team:
-        _team_fits += 1
-    return team
-
-
-def _release_blas_for_team(team):
-    global _team_fits
-    if team:
-        _team_fits -= 1
-    return False
+    def run(self, order, first, stop, lr):
+        if self.adaptive is None:
+            return self._kernel.run(order, first, stop, lr)
+        loss_sum, n_correct, n_seen, steps = 0.0, 0, 0, 0
+        i = first
+        while i < stop and not self._should_stop():
+            threads, wanted = self.adaptive.next(stop - i)
+            self._kernel.nthreads = threads
+            t0 = time.perf_counter()
+            l_sum, n_corr, n_rows, done = self._kernel.run(order, i, i + wanted, lr)
+            self.adaptive.record(threads, done, time.perf_counter() - t0)
+            loss_sum += l_sum
+            n_correct += n_corr
+            n_seen += n_rows
+            steps += done
+            i += done
+            if done < wanted:           # a non-finite loss: let the caller see it
+                break
+        return loss_sum, n_correct, n_seen, steps
 
 
 class ParallelTrainer(_CompiledTrainer):
-    """``parallel="hogwild"`` or ``"average"`` on ``net.effective_n_threads`` (>= 2) workers.
+    """``parallel="hogwild"`` or ``"average"`` on ``n_threads`` (>= 2) workers.
 
     Worker ``w`` takes the epoch's global batches ``i`` with ``i % n_threads
     == w`` (see :mod:`cymlp._kernels`); every worker does whole-batch steps on
-    one thread, so BLAS is limited to one thread for the whole fit (restored
-    by :meth:`close`).  Each worker keeps its own optimizer state.
+    one thread, so BLAS is held at one thread for the whole fit (released
+    by :meth:`close`).  Each worker keeps its own optimizer state.  The
+    number of workers defines the algorithm, so it is never adapted.
 
     ``average``: replicas are averaged every ``average_every`` rounds of
     ``n_threads`` batches (each replica's ``average_every`` steps) and at the
@@ -221,19 +202,16 @@ class ParallelTrainer(_CompiledTrainer):
     stopping there.
     """
 
-    def __init__(self, net, X, Y, labels, batch_size, optimizer, parallel, average_every,
-                 average_weighting):
-        self.n_threads = net.effective_n_threads
+    def __init__(self, spec, theta, X, Y, labels, batch_size, optimizer, parallel, average_every,
+                 average_weighting, n_threads):
+        self.n_threads = n_threads
         self.mode = parallel
-        labels = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
         self._kernel = _kernels.ParallelTrainer(
-            _plan(net), net._theta, X, Y, labels, batch_size, parallel, self.n_threads,
+            plan_for(spec), theta, X, Y, _labels(labels), batch_size, parallel, n_threads,
             average_every, average_weighting, optimizer.name, optimizer.momentum,
             optimizer.nesterov, optimizer.weight_decay, optimizer.beta1, optimizer.beta2,
             optimizer.eps)
-        self._limits = _blas_limits(1)
-        self._team = _hold_blas_for_team(True)
-        self.should_stop = lambda: False
+        self._blas = BlasHold(1)
 
     @property
     def n_averages(self):

@@ -789,7 +789,8 @@ cdef class SyncTrainer:
     cdef Plan plan
     cdef object theta, X, Y, labels, scratch, grads, state_m, state_v, row_loss, row_correct
     cdef readonly Py_ssize_t batch_size, cap, n_chunks
-    cdef readonly int mode, nthreads
+    cdef readonly int mode
+    cdef public int nthreads      # settable between runs: chunked results do not depend on it
     cdef readonly long step
     cdef Opt opt
     cdef bint is_float, has_labels

@@ -2,71 +2,83 @@
 
 A backend provides the passes only; everything else (parameters, validation,
 the epoch loop, schedules, early stopping, saving) lives in :mod:`cymlp.network`
-and is shared by both backends.  The interface, which the compiled backend
-implements too:
+and :mod:`cymlp._training` and is shared by both backends.  A backend gets the
+network's :class:`~cymlp._spec.ModelSpec` and flat parameter buffer, never the
+network; the interface (:class:`cymlp._spec.Backend`, which the compiled
+backend implements too):
 
-``feedforward(net, X) -> (n, k)``
+``feedforward(spec, theta, X, n_threads) -> (n, k)``
     Output activations for validated ``X``.
-``backprop(net, X, Y) -> (grads_w, grads_b, loss)``
+``backprop(spec, theta, X, Y, n_threads) -> (grads_w, grads_b, loss)``
     Mean-loss gradient and the mean loss.
-``loss_and_output(net, X, Y) -> (float, (n, k))``
+``loss_and_output(spec, theta, X, Y, n_threads) -> (float, (n, k))``
     Mean loss and the output activations (one forward pass for both).
-``trainer(net, X, Y, labels, batch_size, optimizer, parallel, average_every, average_weighting)``
-    An object made once per ``fit`` (the NumPy path runs ``parallel="sync"``
-    only; network.py rejects the others first) whose ``run(order, first, stop, lr)``
-    performs the SGD steps for mini-batches ``first .. stop-1`` of the epoch
-    ordering ``order`` (batch ``i`` is ``order[i*batch_size:(i+1)*batch_size]``)
-    and returns ``(loss_sum, n_correct, n_seen, n_steps_done)``: the sum over
-    the examples seen of their loss before the step, how many of them were
-    classified correctly (0 without labels), how many examples and how many
-    steps were done.  It stops early, after fewer steps, when a batch loss is
-    not finite (divergence) or when ``should_stop()`` returns True.  An
-    optional ``close()`` runs after the fit, on every path out.
+``trainer(spec, theta, X, Y, labels, *, batch_size, optimizer, parallel, average_every,
+average_weighting, n_threads, adaptive, should_stop, mode=None)``
+    A :class:`~cymlp._spec.Trainer` made once per ``fit`` (the NumPy path
+    runs ``parallel="sync"`` only; fit rejects the others first) whose
+    ``run(order, first, stop, lr)`` performs the SGD steps for mini-batches
+    ``first .. stop-1`` of the epoch ordering ``order`` (batch ``i`` is
+    ``order[i*batch_size:(i+1)*batch_size]``) and returns ``(loss_sum,
+    n_correct, n_seen, n_steps_done)``: the sum over the examples seen of
+    their loss before the step, how many of them were classified correctly
+    (0 without labels), how many examples and how many steps were done.  It
+    stops early, after fewer steps, when a batch loss is not finite
+    (divergence) or when ``should_stop()`` returns True.  ``close()`` runs
+    after the fit, on every path out.
 """
 
 import numpy as np
 
 from . import reference
+from ._spec import layer_views
 
 
 class NumpyBackend:
     name = "numpy"
 
-    def feedforward(self, net, X):
-        activations, _ = reference.feedforward(net.weights, net.biases, net.activation, net.output, X)
+    def feedforward(self, spec, theta, X, n_threads=1):
+        weights, biases = layer_views(spec.sizes, theta)
+        activations, _ = reference.feedforward(weights, biases, spec.activation, spec.output, X)
         return activations[-1]
 
-    def backprop(self, net, X, Y):
+    def backprop(self, spec, theta, X, Y, n_threads=1):
+        weights, biases = layer_views(spec.sizes, theta)
         grads_w, grads_b, loss, _ = reference.backprop(
-            net.weights, net.biases, net.activation, net.output, net.loss_name, X, Y)
+            weights, biases, spec.activation, spec.output, spec.loss, X, Y)
         return grads_w, grads_b, loss
 
-    def loss_and_output(self, net, X, Y):
-        activations, z_out = reference.feedforward(net.weights, net.biases, net.activation, net.output, X)
-        loss = reference.loss_value(net.loss_name, net.output, z_out, activations[-1], Y)
+    def loss_and_output(self, spec, theta, X, Y, n_threads=1):
+        weights, biases = layer_views(spec.sizes, theta)
+        activations, z_out = reference.feedforward(weights, biases, spec.activation, spec.output, X)
+        loss = reference.loss_value(spec.loss, spec.output, z_out, activations[-1], Y)
         return float(loss), activations[-1]
 
-    def trainer(self, net, X, Y, labels, batch_size, optimizer, parallel="sync", average_every=None,
-                average_weighting="uniform"):
-        return NumpyTrainer(net, X, Y, labels, batch_size, optimizer)
+    def trainer(self, spec, theta, X, Y, labels, *, batch_size, optimizer, should_stop=None,
+                **threads_and_strategy):
+        return NumpyTrainer(spec, theta, X, Y, labels, batch_size, optimizer, should_stop)
 
 
 class NumpyTrainer:
     """Mini-batch SGD/Adam with the reference passes, one batch per Python iteration."""
 
-    def __init__(self, net, X, Y, labels, batch_size, optimizer):
-        self.net, self.X, self.Y, self.labels = net, X, Y, labels
+    def __init__(self, spec, theta, X, Y, labels, batch_size, optimizer, should_stop=None):
+        self.spec, self.X, self.Y, self.labels = spec, X, Y, labels
+        self.weights, self.biases = layer_views(spec.sizes, theta)
         self.batch_size = batch_size
         self.opt = optimizer
-        self.params = [p for pair in zip(net.weights, net.biases) for p in pair]
-        self.decays = [True, False] * len(net.weights)
+        self.params = [p for pair in zip(self.weights, self.biases) for p in pair]
+        self.decays = [True, False] * len(self.weights)
         self.state_m = [np.zeros_like(p) for p in self.params]   # velocity, or Adam's m
         self.state_v = [np.zeros_like(p) for p in self.params] if optimizer.name == "adam" else None
         self.step = 0
-        self.should_stop = lambda: False
+        self.should_stop = should_stop or (lambda: False)
+
+    def close(self):
+        """Nothing to release (the compiled trainers release the BLAS pool here)."""
 
     def run(self, order, first, stop, lr):
-        net, opt = self.net, self.opt
+        spec, opt = self.spec, self.opt
         loss_sum, n_correct, n_seen, steps = 0.0, 0, 0, 0
         for i in range(first, stop):
             if self.should_stop():
@@ -74,7 +86,7 @@ class NumpyTrainer:
             rows = order[i * self.batch_size:(i + 1) * self.batch_size]
             X, Y = self.X[rows], self.Y[rows]
             grads_w, grads_b, loss, out = reference.backprop(
-                net.weights, net.biases, net.activation, net.output, net.loss_name, X, Y)
+                self.weights, self.biases, spec.activation, spec.output, spec.loss, X, Y)
             if not np.isfinite(loss):
                 break
             grads = [g for pair in zip(grads_w, grads_b) for g in pair]

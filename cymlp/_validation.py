@@ -7,7 +7,6 @@ Messages say what is wrong and what to do about it.
 """
 
 import numbers
-import os
 import warnings
 
 import numpy as np
@@ -346,87 +345,18 @@ def check_finite_result(what, value):
     return value
 
 
-# libgomp (GCC's OpenMP) is not fork-safe: a child forked after the parent ran
-# an OpenMP parallel region can hang in its first one (sklearn #7650).  A
-# child created by fork therefore runs the compiled path on one thread, and
-# the compiled path never enters a parallel region with one thread.
-_in_forked_child = False
+def __getattr__(name):
+    """The thread helpers moved to :mod:`cymlp._threads`; these names still work."""
+    if name in ("effective_n_threads", "in_forked_child", "usable_cores"):
+        from . import _threads
+        return getattr(_threads, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _mark_forked_child():
-    global _in_forked_child
-    _in_forked_child = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_mark_forked_child)
-
-
-def in_forked_child():
-    """True in a process created by ``fork`` from one that imported cymlp."""
-    return _in_forked_child
-
-
-def _usable_cores():
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _openmp_max_threads():
-    """``omp_get_max_threads()`` of the compiled path, or None when it is not built.
-
-    It follows ``OMP_NUM_THREADS`` as read at start-up and
-    ``threadpoolctl.threadpool_limits(..., user_api="openmp")``.
-    """
-    try:
-        from . import _kernels
-    except ImportError:
-        return None
-    try:
-        return int(_kernels.openmp_max_threads())
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
-def effective_n_threads(n_threads):
-    """Number of threads the compiled path uses: ``None`` means every usable core.
-
-    ``None`` respects the CPU affinity mask, ``OMP_NUM_THREADS`` and limits set
-    with ``threadpoolctl.threadpool_limits``.  An explicit count is used as
-    given (after a sanity check).  In a child created by ``fork`` the answer is
-    always 1 (see above); validation still happens there.
-    """
-    usable = _usable_cores()
-    if n_threads is None:
-        if _in_forked_child:
-            return 1            # and do not touch the OpenMP runtime at all
-        resolved = usable
-        env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-        if env.isdigit() and int(env) > 0:
-            resolved = min(resolved, int(env))
-        omp = _openmp_max_threads()
-        if omp is not None and omp > 0:
-            resolved = min(resolved, omp)
-        return max(1, resolved)
-    try:
-        n_threads = operator_index(n_threads)
-    except TypeError:
-        raise TypeError(f"n_threads must be None or a positive integer; got {n_threads!r}") from None
-    if n_threads < 1:
-        raise ValueError(f"n_threads must be None (all cores) or >= 1; got {n_threads}")
-    limit = 4 * max(usable, 64)
-    if n_threads > limit:
-        raise ValueError(f"n_threads={n_threads} is absurd for this machine ({usable} usable cores); "
-                         f"use at most {limit}, or None for all cores")
-    return 1 if _in_forked_child else n_threads
-
-
-def clip_batch_size(batch_size, n_rows):
+def clip_batch_size(batch_size, n_rows, stacklevel=3):
     batch_size = check_positive_int("batch_size", batch_size)
     if batch_size > n_rows:
         warnings.warn(f"batch_size={batch_size} is larger than the {n_rows} training examples; "
-                      f"using batch_size={n_rows}", UserWarning, stacklevel=3)
+                      f"using batch_size={n_rows}", UserWarning, stacklevel=stacklevel)
         batch_size = n_rows
     return batch_size

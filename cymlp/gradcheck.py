@@ -4,6 +4,7 @@ import numpy as np
 
 from . import _validation as v
 from . import reference
+from ._spec import layer_views
 
 
 def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0):
@@ -47,7 +48,8 @@ def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0)
         max_params = v.check_positive_int("max_params", max_params)
     net64 = net.copy(dtype="float64")
     X, Y, _ = net64._check_Xy(X, y)
-    grads_w, grads_b = net64._backend.backprop(net64, X, Y)[:2]
+    grads_w, grads_b = net64._backend.backprop(net64._spec, net64._theta, X, Y,
+                                               net64.effective_n_threads)[:2]
     analytic = _flat_grads(net64, grads_w, grads_b, weight_decay)
     theta = net64._theta
 
@@ -58,8 +60,9 @@ def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0)
     # The penalty λ/2·Σ‖W‖² changes only in the perturbed entry w, by
     # λ/2·((w+ε)² − (w−ε)²); differencing just that term avoids the round-off
     # of subtracting two large sums.
-    is_weight = np.concatenate([np.r_[np.ones(W.size, bool), np.zeros(b.size, bool)]
-                                for W, b in zip(net64.weights, net64.biases)])
+    is_weight = np.zeros(theta.size, dtype=bool)
+    for W in layer_views(net64.sizes, is_weight)[0]:
+        W[...] = True
 
     indices = np.arange(theta.size)
     if max_params is not None and max_params < theta.size:

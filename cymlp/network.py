@@ -5,48 +5,32 @@ A network owns its parameters in one flat buffer; ``weights[l]`` and
 both backends see the same memory (``net.weights[l] = W`` copies ``W`` into
 that view).  The architecture (``sizes``, ``activation``, ``output``,
 ``loss_name``, ``dtype``) is fixed when the network is built.  The backend (``"cython"`` or ``"numpy"``)
-supplies only the passes: forward, backward and a trainer that runs SGD steps.
-Validation, the epoch loop, schedules, early stopping, divergence and
-interrupt handling, and saving are shared here.
+supplies only the passes: forward, backward and a trainer that runs SGD steps;
+it sees the network's :class:`~cymlp._spec.ModelSpec` and flat buffer only.
+``fit`` checks its arguments and hands over to :mod:`cymlp._training` (the
+epoch loop, schedules, early stopping, divergence and interrupt handling),
+shared by both backends.
 """
 
 import math
-import signal
-import threading
-import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from . import _persistence, reference
+from . import _persistence, _threads, _training, reference
 from . import _validation as v
-from .history import History
+from ._spec import ModelSpec, layer_views
+from ._training import (  # noqa: F401  (public names kept here)
+    AVERAGE_WEIGHTINGS,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    PARALLEL_STRATEGIES,
+    OptimizerConfig,
+    TrainingDiverged,
+)
 
 PREDICT_CHUNK_ROWS = 8192          # feedforward works through large inputs in chunks of this many rows
-TARGET_SECONDS_PER_CALL = 0.2      # the trainer returns to Python about this often
-
-PARALLEL_STRATEGIES = ("sync", "hogwild", "average")
-AVERAGE_WEIGHTINGS = ("uniform", "examples")
-OPTIMIZERS = ("sgd", "adam")
-LR_SCHEDULES = ("constant", "step", "cosine")
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the weights stopped being finite during ``fit``."""
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    """How one step turns a mean gradient into a parameter update."""
-    name: str = "sgd"
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
 
 
 def available_backends():
@@ -249,18 +233,16 @@ class Network:
 
     def _allocate(self, theta=None):
         """Create the flat parameter buffer and the per-layer views into it."""
-        shapes = list(zip(self.sizes[1:], self.sizes[:-1]))
-        total = sum(n_out * n_in + n_out for n_out, n_in in shapes)
-        self._theta = np.zeros(total, dtype=self.dtype) if theta is None else theta
-        weights, biases = [], []
-        offset = 0
-        for n_out, n_in in shapes:
-            weights.append(self._theta[offset:offset + n_out * n_in].reshape(n_out, n_in))
-            offset += n_out * n_in
-            biases.append(self._theta[offset:offset + n_out])
-            offset += n_out
+        spec = self._spec
+        self._theta = np.zeros(spec.n_params, dtype=self.dtype) if theta is None else theta
+        weights, biases = layer_views(spec.sizes, self._theta)
         self._weights = LayerParams(weights, "weights", self.dtype)
         self._biases = LayerParams(biases, "biases", self.dtype)
+
+    @property
+    def _spec(self):
+        """The architecture as the backends see it (immutable)."""
+        return ModelSpec(self.sizes, self.activation, self.output, self.loss_name, self.dtype)
 
     @property
     def weights(self):
@@ -297,13 +279,13 @@ class Network:
 
     @n_threads.setter
     def n_threads(self, n_threads):
-        v.effective_n_threads(n_threads)  # validate now, resolve when used
+        _threads.check_n_threads(n_threads)  # validate now, resolve when used
         self._n_threads = n_threads
 
     @property
     def effective_n_threads(self):
         """Threads the compiled path will use (``n_threads`` resolved)."""
-        return v.effective_n_threads(self._n_threads)
+        return _threads.effective_n_threads(self._n_threads)
 
     @property
     def n_params(self):
@@ -381,13 +363,15 @@ class Network:
         return self._feedforward(X)
 
     def _feedforward(self, X):
+        spec, n_threads = self._spec, self.effective_n_threads
         with np.errstate(over="ignore", invalid="ignore"):   # overflow is reported below
             if X.shape[0] <= PREDICT_CHUNK_ROWS:
-                return v.check_finite_result("outputs", self._backend.feedforward(self, X))
+                return v.check_finite_result(
+                    "outputs", self._backend.feedforward(spec, self._theta, X, n_threads))
             out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
             for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
                 out[start:start + PREDICT_CHUNK_ROWS] = self._backend.feedforward(
-                    self, X[start:start + PREDICT_CHUNK_ROWS])
+                    spec, self._theta, X[start:start + PREDICT_CHUNK_ROWS], n_threads)
         return v.check_finite_result("outputs", out)
 
     def predict_proba(self, X):
@@ -404,7 +388,9 @@ class Network:
         """Mean loss over the rows of ``X`` (no weight decay term)."""
         X, Y, _ = self._check_Xy(X, y)
         with np.errstate(over="ignore", invalid="ignore"):
-            return v.check_finite_result("loss", self._evaluate(X, Y)[0])
+            loss = _training.evaluate(self._backend, self._spec, self._theta, X, Y,
+                                      self.effective_n_threads)[0]
+            return v.check_finite_result("loss", loss)
 
     def score(self, X, y):
         """Accuracy for integer labels; R² (coefficient of determination) for 2-D targets."""
@@ -426,7 +412,8 @@ class Network:
         """
         X, Y, _ = self._check_Xy(X, y)
         with np.errstate(over="ignore", invalid="ignore"):
-            grads_w, grads_b, _ = self._backend.backprop(self, X, Y)
+            grads_w, grads_b, _ = self._backend.backprop(self._spec, self._theta, X, Y,
+                                                         self.effective_n_threads)
         v.check_finite_result("gradient", grads_w + grads_b)
         return grads_w, grads_b
 
@@ -506,167 +493,15 @@ class Network:
             (Zinkevich et al.) or by the examples it processed since the last
             averaging (after Cheng et al.); they differ when shards are unequal.
         """
-        # ---- validate everything before touching the network
-        self._check_params_finite()
-        X, Y, labels = self._check_Xy(X, y)
-        epochs = v.check_positive_int("epochs", epochs, minimum=0)
-        lr = v.check_real("lr", lr, low=0, low_open=True)
-        momentum = v.check_real("momentum", momentum, low=0, high=1, high_open=True)
-        weight_decay = v.check_real("weight_decay", weight_decay, low=0)
-        v.check_choice("optimizer", optimizer, OPTIMIZERS)
-        v.check_choice("on_divergence", on_divergence, ("raise", "warn"))
-        v.check_choice("parallel", parallel, PARALLEL_STRATEGIES)
-        if parallel != "sync" and self.backend != "cython":
-            raise ValueError(f"parallel={parallel!r} runs in the compiled path only; use backend='cython'")
-        if average_every is not None and average_every != "end":
-            v.check_positive_int("average_every", average_every)
-        v.check_choice("average_weighting", average_weighting, AVERAGE_WEIGHTINGS)
-        beta1 = v.check_real("beta1", beta1, low=0, high=1, high_open=True)
-        beta2 = v.check_real("beta2", beta2, low=0, high=1, high_open=True)
-        eps = v.check_real("eps", eps, low=0, low_open=True)
-        patience = v.check_positive_int("patience", patience)
-        v.check_positive_int("batch_size", batch_size)   # before validation_fraction draws from the rng
-        schedule = _make_schedule(lr_schedule, lr, epochs)
-        callbacks = list(callbacks or [])
-        for cb in callbacks + ([progress] if progress is not None else []):
-            if not callable(cb):
-                raise TypeError(f"callbacks and progress must be callables; got {cb!r}")
-        if validation_data is not None and validation_fraction is not None:
-            raise ValueError("pass validation_data or validation_fraction, not both")
-        if validation_data is not None:
-            try:
-                X_val, y_val = validation_data
-            except (TypeError, ValueError):
-                raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-            X_val, Y_val, labels_val = self._check_Xy(X_val, y_val, "validation X", "validation y")
-        elif validation_fraction is not None:
-            fraction = v.check_real("validation_fraction", validation_fraction, low=0, high=1,
-                                    low_open=True, high_open=True)
-            n_val = int(round(fraction * X.shape[0]))
-            if n_val < 1 or n_val >= X.shape[0]:
-                raise ValueError(f"validation_fraction={fraction} leaves no rows for training or "
-                                 f"validation out of {X.shape[0]}")
-            split = self._rng.permutation(X.shape[0])
-            X_val, Y_val = X[split[:n_val]], Y[split[:n_val]]
-            labels_val = None if labels is None else labels[split[:n_val]]
-            X, Y = X[split[n_val:]], Y[split[n_val:]]
-            labels = None if labels is None else labels[split[n_val:]]
-        else:
-            X_val = None
-        if early_stopping and X_val is None:
-            warnings.warn("early_stopping without validation data monitors the training loss",
-                          UserWarning, stacklevel=2)
-        n = X.shape[0]
-        batch_size = v.clip_batch_size(batch_size, n)
-        opt = OptimizerConfig(optimizer, momentum, bool(nesterov), weight_decay, beta1, beta2, eps)
-
-        # ---- train
-        history = History()
-        self.history_ = history
-        if epochs == 0:
-            return history
-        trainer = self._backend.trainer(self, X, Y, labels, batch_size, opt, parallel, average_every,
-                                        average_weighting)
-        n_batches = -(-n // batch_size)
-        last_good = self._theta.copy()       # weights at the last check where all were finite
-        best = None                          # (monitored loss, epoch, weights)
-        interrupt = _InterruptFlag()
-        trainer.should_stop = interrupt.is_set
-        steps_per_call = 1
-        try:
-            with interrupt:
-                for epoch in range(epochs):
-                    rate = schedule(epoch)
-                    order = self._rng.permutation(n) if shuffle else np.arange(n)
-                    order = order.astype(np.intp, copy=False)
-                    loss_sum = correct = seen = 0
-                    done = 0
-                    t_epoch = time.perf_counter()
-                    while done < n_batches and not interrupt.is_set():
-                        stop = min(n_batches, done + steps_per_call)
-                        t0 = time.perf_counter()
-                        try:
-                            # overflow is divergence, detected below; no numpy warnings (or
-                            # exceptions under -W error) from inside a step
-                            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                                l_sum, n_corr, n_seen, steps = trainer.run(order, done, stop, rate)
-                        except BaseException:
-                            self._theta[...] = last_good    # never leave a half-done step behind
-                            raise
-                        elapsed = time.perf_counter() - t0
-                        cut_short = steps < stop - done and not interrupt.is_set()
-                        loss_sum += l_sum
-                        correct += n_corr
-                        seen += n_seen
-                        done += steps
-                        if cut_short or not np.isfinite(l_sum) or not np.isfinite(self._theta).all():
-                            self._theta[...] = last_good
-                            return self._diverged(history, epoch, on_divergence, rate)
-                        np.copyto(last_good, self._theta)
-                        # aim for one return to Python every TARGET_SECONDS_PER_CALL
-                        if steps:
-                            per_step = elapsed / steps
-                            steps_per_call = max(1, min(n_batches, int(TARGET_SECONDS_PER_CALL / max(per_step, 1e-9))))
-                        if progress is not None:
-                            progress(epoch, done, n_batches)
-                    seconds = time.perf_counter() - t_epoch
-                    if seen == 0:
-                        break
-                    row = dict(epoch=epoch + 1, loss=loss_sum / seen, lr=rate, seconds=seconds,
-                               examples_per_second=seen / seconds if seconds > 0 else float("inf"),
-                               accuracy=correct / seen if labels is not None else None)
-                    if X_val is not None and not interrupt.is_set():
-                        row["val_loss"], out = self._evaluate(X_val, Y_val)
-                        if labels_val is not None:
-                            row["val_accuracy"] = float(np.mean(out.argmax(axis=1) == labels_val))
-                    history.append(**row)
-                    if verbose:
-                        print(history.format_epoch(-1, epochs), flush=True)
-                    if interrupt.is_set():
-                        break
-                    # every callback sees every completed epoch, the last one included
-                    answers = [cb(history) for cb in callbacks]
-                    stop_requested = any(answer is False for answer in answers)
-                    monitored = row["val_loss"] if X_val is not None else row["loss"]
-                    if early_stopping:
-                        if best is None or monitored < best[0]:
-                            best = (monitored, epoch + 1, self._theta.copy())
-                        elif epoch + 1 - best[1] >= patience:
-                            stop_requested = True
-                    if stop_requested:
-                        history.stopped_early = True
-                        break
-        finally:
-            if hasattr(trainer, "close"):
-                trainer.close()
-        if early_stopping and best is not None and not interrupt.is_set():
-            self._theta[...] = best[2]
-            history.best_epoch = best[1]
-        if interrupt.is_set():
-            history.interrupted = True
-            raise KeyboardInterrupt("fit interrupted; the network keeps the weights of the last "
-                                    "completed step and net.history_ the epochs so far")
-        return history
-
-    def _evaluate(self, X, Y):
-        """Mean loss and output activations of validated ``X``, ``Y``, in chunks of rows."""
-        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-        total = 0.0
-        for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
-            rows = slice(start, start + PREDICT_CHUNK_ROWS)
-            loss, out[rows] = self._backend.loss_and_output(self, X[rows], Y[rows])
-            total += loss * out[rows].shape[0]
-        return total / X.shape[0], out
-
-    def _diverged(self, history, epoch, on_divergence, rate):
-        history.diverged = True
-        message = (f"training diverged in epoch {epoch + 1}: the loss or the weights became NaN or "
-                   f"infinite at learning rate {rate:g}. The last finite weights were restored; "
-                   f"try a smaller lr (e.g. {rate / 10:g}), scaled inputs, or gradient-friendlier settings")
-        if on_divergence == "raise":
-            raise TrainingDiverged(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-        return history
+        settings, data = _training.check_fit(
+            self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+            nesterov=nesterov, weight_decay=weight_decay, shuffle=shuffle,
+            validation_data=validation_data, optimizer=optimizer, lr_schedule=lr_schedule,
+            beta1=beta1, beta2=beta2, eps=eps, validation_fraction=validation_fraction,
+            early_stopping=early_stopping, patience=patience, callbacks=callbacks,
+            progress=progress, verbose=verbose, on_divergence=on_divergence, parallel=parallel,
+            average_every=average_every, average_weighting=average_weighting)
+        return _training.train(self, settings, data)
 
     # -- persistence (cymlp/_persistence.py) ---------------------------------------
 
@@ -715,53 +550,5 @@ class Network:
 def _check_runtime_args(backend, n_threads):
     """Validate ``backend`` and ``n_threads`` as arguments (for ``load`` and friends)."""
     v.check_backend(backend, available_backends())
-    v.effective_n_threads(n_threads)
+    _threads.check_n_threads(n_threads)
 
-
-def _make_schedule(lr_schedule, lr, epochs):
-    if callable(lr_schedule):
-        def schedule(epoch):
-            rate = lr_schedule(epoch, epochs, lr)
-            return v.check_real("the learning rate from lr_schedule", rate, low=0, low_open=True)
-        return schedule
-    v.check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
-    if lr_schedule == "step":
-        step = max(1, epochs // 4)
-        return lambda epoch: lr * 0.5 ** (epoch // step)
-    if lr_schedule == "cosine":
-        return lambda epoch: lr * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
-    return lambda epoch: lr
-
-
-class _InterruptFlag:
-    """Turn Ctrl-C during ``fit`` into a flag checked between steps.
-
-    The first SIGINT asks training to stop after the current step (or the
-    current compiled call, a fraction of a second); a second one interrupts at
-    once.  Only installed in the main thread, where Python delivers signals.
-    """
-
-    def __init__(self):
-        self._set = False
-        self._previous = None
-
-    def is_set(self):
-        return self._set
-
-    def _handler(self, signum, frame):
-        if self._set:
-            raise KeyboardInterrupt
-        self._set = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            try:
-                self._previous = signal.signal(signal.SIGINT, self._handler)
-            except ValueError:
-                self._previous = None
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False

@@ -287,6 +287,7 @@ def test_read_only_fortran_and_strided_inputs_give_the_same_results():
 # --------------------------------------------------------------------------
 
 def _trainers(mode, labels=True, dtype="float64"):
+    from cymlp._training import make_trainer
     from cymlp.network import OptimizerConfig
     ref, net = make_pair("sigmoid", "softmax", "cross_entropy", dtype)
     net._cython_mode = mode
@@ -295,8 +296,8 @@ def _trainers(mode, labels=True, dtype="float64"):
     X = X.astype(dtype)
     lab = y.astype(np.int64) if labels else None
     opt = OptimizerConfig()
-    return (ref, ref._backend.trainer(ref, X, Y, lab, BATCH, opt),
-            net, net._backend.trainer(net, X, Y, lab, BATCH, opt))
+    return (ref, make_trainer(ref, X, Y, lab, BATCH, opt),
+            net, make_trainer(net, X, Y, lab, BATCH, opt))
 
 
 @pytest.mark.parametrize("labels", [True, False])
@@ -323,8 +324,9 @@ def test_run_stops_before_updating_when_the_loss_is_not_finite(mode):
         W[...] = 1e200                               # z overflows: the loss is infinite
     X = np.ones((12, 3))
     Y = np.zeros((12, 2))
+    from cymlp._training import make_trainer
     from cymlp.network import OptimizerConfig
-    trainer = net._backend.trainer(net, X, Y, None, 4, OptimizerConfig())
+    trainer = make_trainer(net, X, Y, None, 4, OptimizerConfig())
     before = net.get_flat_params()
     try:
         loss_sum, correct, seen, steps = trainer.run(np.arange(12, dtype=np.intp), 0, 3, 0.1)

@@ -11,9 +11,9 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import interrupt_training_child, subprocess_env
 
 import cymlp
-from conftest import interrupt_training_child, subprocess_env
 
 BACKENDS = cymlp.available_backends()
 POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals and fork")
@@ -124,3 +124,37 @@ def test_spawn_children_keep_their_threads(backend, tmp_path):
         assert not child["forked"] and child["threads_4"] == 4
         assert child["score"] > 0.5
     assert all(result["same_as_parent"])
+
+
+# Issue 11, case 9: Ctrl-C during validation stops between chunks of rows, not
+# after the whole validation pass.  The signal is sent from inside the
+# evaluation of the first chunk (in-process, so the test needs no timing).
+@POSIX
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ctrl_c_during_validation_stops_after_the_current_chunk(backend, monkeypatch):
+    import signal as _signal
+
+    from cymlp import _training
+    monkeypatch.setattr(_training, "EVAL_CHUNK_ROWS", 50)
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((200, 4)), rng.integers(0, 3, 200)
+    X_val, y_val = rng.standard_normal((1000, 4)), rng.integers(0, 3, 1000)   # 20 chunks
+    net = cymlp.Network([4, 8, 3], backend=backend, seed=0)
+    real = net._backend.loss_and_output
+    chunks = []
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(net._backend_real, name)
+
+        def loss_and_output(self, *args):
+            chunks.append(args[2].shape[0])
+            os.kill(os.getpid(), _signal.SIGINT)     # Ctrl-C while validating
+            return real(*args)
+    net._backend_real = net._backend
+    net._backend = Spy()
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=5, validation_data=(X_val, y_val))
+    assert len(chunks) == 1
+    assert net.history_.interrupted and len(net.history_) == 1
+    assert net.history_.val_loss[0] is None       # the pass was cut short: no partial loss

@@ -23,7 +23,7 @@ from cymlp import Network, TrainingDiverged
 from cymlp.datasets import load_digits
 
 _cython_backend = pytest.importorskip("cymlp._cython_backend")
-from cymlp import _kernels  # noqa: E402
+from cymlp import _kernels, _threads  # noqa: E402
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
 ENV = subprocess_env(PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
@@ -157,10 +157,11 @@ def test_a_non_finite_replica_makes_the_average_fail(bad):
 
 
 def _trainer(net, X, y, batch_size, parallel, every=None, weighting="uniform"):
+    from cymlp._training import make_trainer
     from cymlp.network import OptimizerConfig
     Y = np.eye(net.sizes[-1], dtype=net.dtype)[y]
-    return net._backend.trainer(net, X.astype(net.dtype), Y, y, batch_size, OptimizerConfig(),
-                                parallel, every, weighting)
+    return make_trainer(net, X.astype(net.dtype), Y, y, batch_size, OptimizerConfig(),
+                        parallel, every, weighting)
 
 
 def test_epoch_end_leaves_the_average_in_the_network_and_in_every_replica(digits):
@@ -291,16 +292,16 @@ def test_evaluation_during_a_team_fit_keeps_blas_on_one_thread_and_the_hold_is_r
     seen = []
 
     def callback(history):
-        seen.append((_cython_backend._team_fits, [p["num_threads"] for p in threadpoolctl.threadpool_info()
+        seen.append((_threads.blas_holders(), [p["num_threads"] for p in threadpoolctl.threadpool_info()
                                                   if p["user_api"] == "blas"]))
     for parallel in ("hogwild", "average"):
         net = Network([64, 64, 3], n_threads=2)
         net.fit(X, y, epochs=1, batch_size=16, parallel=parallel, validation_data=(X, y),
                 callbacks=[callback])
-        assert _cython_backend._team_fits == 0
+        assert _threads.blas_holders() == 0
         with pytest.raises(TrainingDiverged):
             net.fit(X * 1e3, y, epochs=3, batch_size=16, lr=1e6, momentum=0.9, parallel=parallel)
-        assert _cython_backend._team_fits == 0
+        assert _threads.blas_holders() == 0
     assert seen == [(1, [1] * len(seen[0][1]))] * 2
 
 

@@ -225,3 +225,95 @@ def test_every_callback_sees_every_epoch_even_when_one_stops_training(digits):
                                  lambda h: seen_b.append(len(h))])
     assert seen_a == seen_b == [1, 2]
     assert history.stopped_early and len(history) == 2
+
+
+# --------------------------------------------------------------------------
+# Issue 11, case 7: divergence with early stopping goes back to the best epoch
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("on_divergence", ["warn", "raise"])
+def test_divergence_with_early_stopping_restores_the_best_epochs_weights(digits, backend, on_divergence):
+    X, y, X_val, y_val = digits
+    snapshots = {}
+
+    def blow_up(epoch, epochs, lr):                 # a schedule that explodes in epoch 6
+        return lr if epoch < 5 else 1e9
+
+    net = _net(backend)
+    with np.errstate(all="ignore"):
+        try:
+            if on_divergence == "warn":
+                with pytest.warns(RuntimeWarning, match="best epoch"):
+                    history = net.fit(X * 100, y, epochs=10, lr=0.05, lr_schedule=blow_up,
+                                      validation_data=(X_val * 100, y_val), early_stopping=True,
+                                      patience=10, on_divergence="warn",
+                                      callbacks=[lambda h: snapshots.update({len(h): net.get_flat_params()})])
+            else:
+                with pytest.raises(cymlp.TrainingDiverged, match="best epoch"):
+                    net.fit(X * 100, y, epochs=10, lr=0.05, lr_schedule=blow_up,
+                            validation_data=(X_val * 100, y_val), early_stopping=True, patience=10,
+                            callbacks=[lambda h: snapshots.update({len(h): net.get_flat_params()})])
+        finally:
+            history = net.history_
+    assert history.diverged
+    best = min(range(len(history)), key=lambda i: history.val_loss[i]) + 1
+    assert history.best_epoch == best
+    np.testing.assert_array_equal(net.get_flat_params(), snapshots[best])
+
+
+# --------------------------------------------------------------------------
+# Issue 11, case 13: a rejected call changes nothing
+# --------------------------------------------------------------------------
+
+def _schedule_returning(value):
+    def schedule(epoch, epochs, lr):
+        if isinstance(value, Exception):
+            raise value
+        return value
+    return schedule
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bad", [0, math.nan, "fast", RuntimeError("boom")], ids=repr)
+def test_a_bad_lr_schedule_result_is_rejected_before_anything_changes(digits, backend, bad):
+    X, y, _, _ = digits
+    net = _net(backend)
+    net.fit(X, y, epochs=1)
+    history, params, rng = net.history_, net.get_flat_params(), net._rng.bit_generator.state
+    with pytest.raises((ValueError, TypeError, RuntimeError)):
+        net.fit(X, y, epochs=3, lr_schedule=_schedule_returning(bad), validation_fraction=0.2)
+    assert net.history_ is history
+    np.testing.assert_array_equal(net.get_flat_params(), params)
+    assert net._rng.bit_generator.state == rng
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_schedule_failing_in_a_later_epoch_keeps_the_epochs_done(digits, backend):
+    X, y, _, _ = digits
+    net = _net(backend)
+
+    def schedule(epoch, epochs, lr):
+        return lr if epoch < 2 else float("nan")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        net.fit(X, y, epochs=4, lr_schedule=schedule)
+    assert len(net.history_) == 2 and np.isfinite(net.get_flat_params()).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kwargs", [{"validation_fraction": 0.5, "batch_size": 10**6},
+                                    {"early_stopping": True, "batch_size": 10**6}],
+                         ids=["clipped batch", "early stopping without validation"])
+def test_a_warning_raised_as_an_error_changes_nothing(digits, backend, kwargs):
+    import warnings
+    X, y, _, _ = digits
+    net = _net(backend)
+    net.fit(X, y, epochs=1)
+    history, params, rng = net.history_, net.get_flat_params(), net._rng.bit_generator.state
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning):
+            net.fit(X, y, epochs=2, **kwargs)
+    assert net.history_ is history
+    np.testing.assert_array_equal(net.get_flat_params(), params)
+    assert net._rng.bit_generator.state == rng
