@@ -43,7 +43,7 @@ def step1(verbose=True):
     W, b = learner_loop.init_network(layer_size, rng)
 
     net = cymlp.Network(layer_size, activation="sigmoid", output="sigmoid", loss="quadratic",
-                        dtype="float64", seed=0)
+                        dtype="float64", backend="numpy", seed=0)
     for l in range(len(W)):
         net.weights[l][...] = W[l]
         net.biases[l][...] = b[l].ravel()
