@@ -14,7 +14,7 @@ from pathlib import Path
 # document the checkout this file belongs to (the compiled extension is not needed)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import cymlp  # noqa: E402
+import cymlp
 
 project = "cymlp"
 author = "the cymlp authors"
