@@ -18,7 +18,7 @@ def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0)
     where C is the mean loss (plus ``weight_decay``/2 · Σ‖W‖², whose gradient
     λ·W is added to the analytic one), computed by the NumPy reference path
     as an independent oracle.
-    The relative error of one entry is |g − ĝ| / max(|g| + |ĝ|, 1e-4): entries
+    The relative error of one entry is ``|g − ĝ| / max(|g| + |ĝ|, 1e-4)``: entries
     smaller than about 1e-4 are compared absolutely, since the round-off of a
     finite difference is about 1e-11 there (ε = 1e-5 balances round-off
     against the O(ε²) truncation error).

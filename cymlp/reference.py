@@ -40,7 +40,7 @@ LOSSES = ("quadratic", "cross_entropy")
 # --------------------------------------------------------------------------
 
 def sigmoid(z):
-    """Logistic function 1 / (1 + e^-z), stable for large |z| of either sign."""
+    """Logistic function 1 / (1 + e^-z), stable for large ``|z|`` of either sign."""
     # e^-|z| never overflows; pick the algebraically equal form per sign.
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
