@@ -5,23 +5,25 @@ Run with the OpenBLAS overrides unset, so both paths use the BLAS as shipped::
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compiled_vs_numpy.py
 
 Each case builds a network on random data (SGD, momentum 0, lr 0.1) and times
-``trainer.run`` (the loop ``Network.fit`` drives) over a whole epoch or a
-fixed number of steps, for ``backend="numpy"`` and ``backend="cython"`` at 1
-and 2 threads (NumPy's threads are its BLAS threads).  Reported: the median
-of ``--repeats`` timings after one warm-up run.  ``--mode`` forces the
-compiled mode (``chunked``/``batch``); the default lets the backend choose.
+the epoch loop of ``Network.fit`` (the history's ``seconds``: set-up and input
+checks excluded) over a whole epoch or a fixed number of steps, for
+``backend="numpy"`` and ``backend="cython"`` at 1 and 2 threads (NumPy's
+threads are its BLAS threads).  Timing goes through cymlp bench's harness
+(:mod:`cymlp.bench.measure`): one warm-up each, then ``--repeats`` interleaved
+rounds with the worker threads let go idle between timings; the table shows
+medians.  ``--mode`` forces the compiled mode (``chunked``/``batch``); the
+default lets the backend choose.  For end-to-end ``fit`` epochs against the
+GEMM floor and the peers, use ``cymlp bench --fit``.
 """
 
 import argparse
-import statistics
-import time
+import warnings
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_info
 
 from cymlp import Network
-from cymlp._training import make_trainer
-from cymlp.network import OptimizerConfig
+from cymlp.bench.measure import blas_limits, interleaved, summary
 
 # name, sizes, hidden, output, loss, batch, dtype, unit, steps (None: one epoch of 60,000 rows), targets
 CASES = [
@@ -39,43 +41,54 @@ CASES = [
 SCALE = {"ms/step": 1e3, "s/epoch": 1.0, "us/step": 1e6}
 
 
-def time_case(case, backend, n_threads, repeats, mode=None, max_steps=None):
-    name, sizes, hidden, output, loss, batch, dtype, unit, steps, _ = case
+def _chosen_mode(sizes, batch, dtype, mode):
+    try:
+        from cymlp._cython_backend import choose_mode
+        return choose_mode(sizes, batch, np.dtype(dtype).itemsize, mode)
+    except (ImportError, TypeError, ValueError):
+        return mode or "-"
+
+
+def time_case(case, threads, repeats, mode=None, max_steps=None):
+    """{(backend, threads): value in the case's unit}, and the compiled mode chosen."""
+    _, sizes, hidden, output, loss, batch, dtype, unit, steps, _ = case
     rng = np.random.default_rng(0)
     n_rows = 60000 if steps is None else min(60000, steps * batch)
-    X = rng.random((n_rows, sizes[0])).astype(dtype)
-    labels = rng.integers(0, sizes[-1], n_rows).astype(np.int64)
-    Y = np.eye(sizes[-1], dtype=dtype)[labels]
-    net = Network(sizes, hidden, output, loss, dtype=dtype, backend=backend, n_threads=n_threads, seed=0)
-    if mode is not None:
-        net._cython_mode = mode
     n_batches = -(-n_rows // batch)
     n_steps = n_batches if steps is None else steps
     if max_steps is not None and n_steps > max_steps:     # time part of the epoch, scale it up
         n_steps = max_steps
-    order = rng.permutation(n_rows).astype(np.intp)
-    opt = OptimizerConfig("sgd", momentum=0.0)
-    with threadpool_limits(limits=n_threads, user_api="blas"):   # NumPy's threads; the trainer sets its own
-        trainer = make_trainer(net, X, Y, labels, batch, opt)
-        try:
-            def one():
-                done = 0
-                t0 = time.perf_counter()
-                while done < n_steps:       # wrap around the data for fixed step counts
-                    first = done % n_batches
-                    stop = min(n_batches, first + n_steps - done)
-                    done += trainer.run(order, first, stop, 0.1)[3]
-                return time.perf_counter() - t0
-            one()                           # warm-up
-            times = [one() for _ in range(repeats)]
-        finally:
-            if hasattr(trainer, "close"):
-                trainer.close()
-    per = statistics.median(times) / n_steps
-    if steps is None:
-        per *= n_batches                     # seconds per epoch
-    chosen = getattr(trainer, "mode", "-")
-    return per * SCALE[unit], chosen
+    n_rows = min(n_rows, n_steps * batch)
+    X = rng.random((n_rows, sizes[0])).astype(dtype)
+    labels = rng.integers(0, sizes[-1], n_rows).astype(np.int64)
+
+    def runner(backend, t):
+        net = Network(sizes, hidden, output, loss, dtype=dtype, backend=backend, n_threads=t, seed=0)
+        if mode is not None and backend == "cython":
+            net._cython_mode = mode                     # private switch, for benchmarks and tests
+
+        def run():
+            seconds = 0.0
+            done = 0
+            with blas_limits(t), warnings.catch_warnings():   # NumPy's threads; the trainer sets its own
+                warnings.simplefilter("ignore")
+                while done < n_steps:                   # wrap around the data for fixed step counts
+                    rows = min(n_rows, (n_steps - done) * batch)
+                    seconds += sum(net.fit(X[:rows], labels[:rows], epochs=1, batch_size=batch, lr=0.1,
+                                           momentum=0.0).seconds)
+                    done += -(-rows // batch)
+            return seconds
+        return run, run
+
+    runners = {(backend, t): runner(backend, t) for backend in ("numpy", "cython") for t in threads}
+    times = interleaved(runners, repeats)
+    values = {}
+    for key, samples in times.items():
+        per = summary(samples)[0] / n_steps
+        if steps is None:
+            per *= n_batches                     # seconds per epoch
+        values[key] = per * SCALE[unit]
+    return values, _chosen_mode(sizes, batch, dtype, mode)
 
 
 def main():
@@ -96,12 +109,9 @@ def main():
     for i in chosen:
         case = CASES[i]
         row = [case[0], case[7]]
-        for t in threads:
-            row.append(f"{time_case(case, 'numpy', t, args.repeats, None, args.max_steps)[0]:.3g}")
-        mode = "-"
-        for t in threads:
-            value, mode = time_case(case, "cython", t, args.repeats, args.mode, args.max_steps)
-            row.append(f"{value:.3g}")
+        values, mode = time_case(case, threads, args.repeats, args.mode, args.max_steps)
+        row += [f"{values[('numpy', t)]:.3g}" for t in threads]
+        row += [f"{values[('cython', t)]:.3g}" for t in threads]
         ref = case[9]
         row += [mode, str(ref["numpy"]), str(ref["torch"]), "≤ " + str(ref["target"])]
         print("| " + " | ".join(row) + " |", flush=True)

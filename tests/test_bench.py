@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 from cymlp import bench
-from conftest import subprocess_env
 
 
 def _installed():
@@ -86,3 +86,78 @@ def test_bench_is_a_cymlp_subcommand():
     args = cli.build_parser().parse_args(["bench", "--quick", "--case", "tiny", "--threads", "1,2"])
     assert args.quick and args.case == ["tiny"] and args.threads == [1, 2]
     assert callable(args.func)
+
+
+# --------------------------------------------------------------------------
+# The timing harness and cymlp bench --fit
+# --------------------------------------------------------------------------
+
+def test_harness_warms_up_then_interleaves_and_drops_a_failing_runner():
+    from cymlp.bench.measure import interleaved
+    calls, errors = [], []
+
+    def runner(name, fail=False):
+        def run():
+            calls.append(name)
+            if fail:
+                raise RuntimeError("broken")
+            return 1.0 if name == "a" else None       # None: the harness times the call
+        return run, (lambda: calls.append(f"warm {name}"))
+
+    times = interleaved({"a": runner("a"), "b": runner("b"), "c": runner("c", fail=True)}, repeats=2,
+                        settle_seconds=0, on_error=lambda name, exc: errors.append(name))
+    assert calls == ["warm a", "warm b", "warm c", "a", "b", "c", "a", "b"]
+    assert times["a"] == [1.0, 1.0] and len(times["b"]) == 2 and "c" not in times
+    assert errors == ["c"]
+
+
+def _fit_installed():
+    from cymlp.bench import fit
+    return {name for name, why in fit._UNAVAILABLE.items() if why() is None}
+
+
+@pytest.fixture(scope="module")
+def fit_smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "fit.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cymlp", "bench", "--fit", "--cases", "digits,seed", "--rows", "200",
+         "--epochs", "1", "--repeats", "1", "--threads", "1", "--dtypes", "float32", "--settle", "0",
+         "--json", str(out)],
+        cwd=out.parent, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with open(out) as f:
+        return proc.stdout, json.load(f)
+
+
+def test_fit_smoke_times_every_installed_implementation_against_the_floor(fit_smoke):
+    stdout, payload = fit_smoke
+    assert "| dtype | threads | GEMM floor | cymlp |" in stdout
+    assert not payload["failures"]
+    for case in ("digits", "seed"):
+        rows = [r for r in payload["results"] if r["case"] == case]
+        assert {r["impl"] for r in rows} == {"floor"} | _fit_installed(), case
+        for r in rows:
+            for key in ("epoch_seconds", "step_seconds", "floor_ratio"):
+                assert isinstance(r[key], float) and math.isfinite(r[key]) and r[key] > 0, (case, r["impl"], key)
+            assert r["dtype"] == "float32" and r["threads"] == 1 and r["repeats"] == 1
+    digits = {r["impl"]: r for r in payload["results"] if r["case"] == "digits"}
+    assert 0.0 <= digits["numpy"]["test_accuracy"] <= 1.0
+    assert digits["floor"]["steps_per_epoch"] == 13             # 200 rows in batches of 16: 12 full + 1
+    assert payload["machine"]["threadpools"] and payload["epochs"] == 1
+
+
+def test_fit_skips_fashion_mnist_cleanly_when_absent(monkeypatch, capsys):
+    import argparse
+
+    from cymlp import datasets
+    from cymlp.bench import fit
+
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("no Fashion-MNIST here")
+    monkeypatch.setattr(datasets, "load_fashion_mnist", missing)
+    fit._fashion_mnist.cache_clear()
+    args = argparse.Namespace(cases=["nielsen"], quick=True, dtype=None, threads=[1], epochs=1, repeats=1,
+                              rows=100, impl=["numpy"], settle=0, json=None, plot=None, argv=[])
+    payload = fit.run(args)
+    assert payload["results"] == [] and "nielsen" in payload["skipped"]
+    assert "Not measured: nielsen" in capsys.readouterr().out

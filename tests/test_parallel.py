@@ -339,7 +339,7 @@ def test_ctrl_c_stops_quickly_and_keeps_finite_weights(parallel, every, tmp_path
 # --------------------------------------------------------------------------
 
 def test_bench_strategies_quick_reports_every_strategy(tmp_path):
-    from cymlp import bench_strategies
+    from cymlp.bench import strategies as bench_strategies
     out = tmp_path / "strategies.json"
     proc = subprocess.run([sys.executable, "-m", "cymlp", "bench", "--strategies", "--quick",
                            "--threads", "1,2", "--json", str(out)],
@@ -356,7 +356,8 @@ def test_bench_strategies_quick_reports_every_strategy(tmp_path):
 
 def test_bench_strategies_skips_fashion_mnist_cleanly_when_absent(monkeypatch, capsys):
     import argparse
-    from cymlp import bench_strategies, datasets
+    from cymlp import datasets
+    from cymlp.bench import strategies as bench_strategies
 
     def missing(*args, **kwargs):
         raise FileNotFoundError("no Fashion-MNIST here")

@@ -23,7 +23,6 @@ the final accuracy.
     cymlp bench --strategies --strategy-case fmnist-small --json out.json
 """
 
-import os
 import statistics
 import time
 import warnings
@@ -31,9 +30,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import bench
+from .machine import blas_line, environment_line, load_line, machine_info, usable_cores
+from .measure import interleaved, load_average
+from .peers import cymlp_network, flat_params
+from .report import command_line, fmt_time, log, markdown_table, write_json
 
-__all__ = ["StrategyCase", "CASES", "STRATEGIES", "add_arguments", "run"]
+__all__ = ["CASES", "STRATEGIES", "StrategyCase", "add_arguments", "run"]
 
 
 @dataclass(frozen=True)
@@ -81,12 +83,13 @@ def add_arguments(parser):
                         help=f"with --strategies: comma-separated cases, {', '.join(CASES)} "
                              "(default: all; digits only with --quick)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="with --strategies: runs per row (default: per case, 1 to 5)")
+                        help="with --strategies: runs per row (default: per case, 1 to 5); with --fit: "
+                             "timed repeats per row (default 3, 2 with --quick)")
 
 
 def _load(case, dtype="float32"):
     """(X_train, y_train, X_test, y_test, description) or None when the data is absent."""
-    from . import datasets
+    from .. import datasets
     if case.data == "digits":
         X, y, Xt, yt = datasets.load_digits(return_split=True, dtype=dtype)
         return X, y, Xt, yt, "UCI digits (bundled), stratified 80/20 split"
@@ -100,10 +103,8 @@ def _load(case, dtype="float32"):
 
 
 def _train(case, data, theta, parallel, average_every, threads, epochs):
-    from .network import Network
     X, y, Xt, yt = data[:4]
-    net = Network(list(case.sizes), dtype="float32", backend="cython", n_threads=threads, seed=0)
-    net.set_flat_params(theta)
+    net = cymlp_network(case.sizes, "relu", "softmax", "cross_entropy", "float32", "cython", threads, theta)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         history = net.fit(X, y, epochs=epochs, batch_size=case.batch_size, lr=case.lr,
@@ -140,7 +141,7 @@ def _table(rows, case):
         ("threads", "threads", "r"),
         ("examples/s", lambda r: f"{r['examples_per_second']:,.0f}", "r"),
         ("× sync 1 thr", lambda r: f"{r['speedup']:.2f}×", "r"),
-        (f"time to {case.target:.2f}", lambda r: "–" if r["time_to_target"] is None else bench._fmt_time(r["time_to_target"]), "r"),
+        (f"time to {case.target:.2f}", lambda r: "–" if r["time_to_target"] is None else fmt_time(r["time_to_target"]), "r"),
         ("epochs to it", lambda r: "–" if r["epochs_to_target"] is None else f"{r['epochs_to_target']:g}", "r"),
         ("reached", "reached", "r"),
         ("final test acc (range)", lambda r: f"{r['final_accuracy']:.4f}" + (
@@ -148,7 +149,7 @@ def _table(rows, case):
          "r"),
         ("test acc by epoch (median)", lambda r: " ".join(f"{a:.3f}" for a in r["accuracy_by_epoch"]), "l"),
     ]
-    return bench.markdown_table(rows, columns)
+    return markdown_table(rows, columns)
 
 
 def _select(args):
@@ -163,41 +164,50 @@ def _select(args):
 
 def run(args):
     """Run the strategies benchmark for parsed ``cymlp bench`` arguments; returns the payload."""
-    from .network import Network, available_backends
+    from ..network import Network, available_backends
     if "cython" not in available_backends():
         raise SystemExit("cymlp bench --strategies needs the compiled extension (backend='cython')")
     t_start = time.perf_counter()
-    usable = bench._usable_cores()
+    usable = usable_cores()
     threads = sorted(set(args.threads or [1, usable]))
-    info = bench.machine_info()
+    info = machine_info()
     results, skipped = [], {}
     print("# cymlp bench --strategies\n")
-    print(f"CPU: {info['cpu']} ({info['usable_cores']} usable cores); BLAS: {bench._blas_line(info)}")
-    overrides = ", ".join(f"{k}={info['environment'][k]}" if v else f"{k} unset"
-                          for k, v in info["openblas_overrides_set"].items())
-    print(f"Environment: {overrides}; OMP_NUM_THREADS={info['environment'].get('OMP_NUM_THREADS')}")
-    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"Load average at start: {load0:.2f}" + ("  (other work is running: multi-threaded rows "
-                                                    "will suffer)" if load0 > 0.5 else "") + "\n")
+    print(f"CPU: {info['cpu']} ({info['usable_cores']} usable cores); BLAS: {blas_line(info)}")
+    print(f"Environment: {environment_line(info)}; "
+          f"OMP_NUM_THREADS={info['environment'].get('OMP_NUM_THREADS')}")
+    load0 = load_average()
+    print(load_line(load0) + "\n")
     for case in _select(args):
         data = _load(case)
         if data is None:
             skipped[case.name] = "Fashion-MNIST not installed (see cymlp.datasets.load_fashion_mnist)"
-            bench._log(f"bench: skipping {case.name}: {skipped[case.name]}")
+            log(f"bench: skipping {case.name}: {skipped[case.name]}")
             continue
         epochs = max(2, case.epochs // 2) if args.quick else case.epochs
         repeats = args.repeats or (1 if args.quick else case.repeats)
-        theta = Network(list(case.sizes), dtype="float32", seed=0).get_flat_params()
+        theta = flat_params(Network(list(case.sizes), dtype="float32", seed=0))
         plan = [(label, parallel, every, t) for t in threads for label, parallel, every in STRATEGIES
                 if t > 1 or parallel == "sync"]
         runs = {key: [] for key in plan}
         loads = {key: [] for key in plan}
-        for rep in range(repeats):                     # interleaved: drifts hit every row alike
-            for key in plan:
-                label, parallel, every, t = key
-                bench._log(f"bench: {case.name} {label} {t} thread(s), run {rep + 1}/{repeats} ...")
-                loads[key].append(os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"))
-                runs[key].append(_train(case, data, theta, parallel, every, t, epochs))
+
+        def runner(key, case=case, data=data, theta=theta, epochs=epochs, repeats=repeats, runs=runs,
+                   loads=loads):
+            label, parallel, every, t = key
+
+            def run():
+                log(f"bench: {case.name} {label} {t} thread(s), run {len(runs[key]) + 1}/{repeats} ...")
+                loads[key].append(load_average())
+                result = _train(case, data, theta, parallel, every, t, epochs)
+                runs[key].append(result)
+                return sum(result["seconds"])
+            return run, None
+
+        def failed(key, exc):
+            raise exc
+        # interleaved repeats: drifts in the machine's load hit every row alike
+        interleaved({key: runner(key) for key in plan}, repeats, warmup=False, on_error=failed)
         rows = []
         for key in plan:
             label, parallel, every, t = key
@@ -215,17 +225,17 @@ def run(args):
               f"{min(r['load_average'] for r in rows):.2f} to {max(r['load_average'] for r in rows):.2f}.\n")
         print(_table(rows, case) + "\n")
     elapsed = time.perf_counter() - t_start
-    load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load1 = load_average()
     if skipped:
         print("Not measured: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()))
     print(f"With 1 thread every strategy is the same arithmetic as sync (bitwise; "
           f"tests/test_parallel.py), so it is measured once.  Load average at the end: {load1:.2f}. "
           f"Total time {elapsed:.0f} s.")
-    payload = dict(command=bench._command_line(args), threads=threads, machine=info,
+    payload = dict(command=command_line(args), threads=threads, machine=info,
                    cases={c.name: asdict(c) for c in _select(args)}, skipped=skipped,
                    load_average_start=load0, load_average_end=load1, elapsed_seconds=elapsed,
                    results=results)
     if args.json:
-        bench.write_json(args.json, payload)
-        bench._log(f"bench: wrote {args.json}")
+        write_json(args.json, payload)
+        log(f"bench: wrote {args.json}")
     return payload

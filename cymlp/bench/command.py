@@ -1,0 +1,133 @@
+"""The ``cymlp bench`` command line: options, and which benchmark they select.
+
+``cymlp bench`` (or ``python -m cymlp.bench``) times one SGD step
+(:mod:`.step`); ``--fit`` times end-to-end ``fit`` epochs (:mod:`.fit`);
+``--strategies`` times the parallel SGD strategies to an accuracy
+(:mod:`.strategies`).
+"""
+
+import argparse
+import sys
+
+from .. import reference
+from . import fit, step, strategies
+from .cases import CASES
+from .machine import usable_cores
+
+__all__ = ["add_arguments", "add_parser", "main", "run"]
+
+DESCRIPTION = step.__doc__.split("\n\n")[0]
+
+
+def _int_list(text):
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _name_list(choices):
+    def parse(text):
+        names = [x.strip() for x in text.split(",") if x.strip()]
+        bad = [n for n in names if n not in choices]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"unknown {bad or text!r}; choose from {', '.join(choices)}")
+        return names
+    return parse
+
+
+def _thread_list(text):
+    if text == "all":
+        return None
+    return _int_list(text.replace("all", str(usable_cores())))
+
+
+def _positive_int(text):
+    value = _int_list(text)
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError(f"expected one positive integer, got {text!r}")
+    return value[0]
+
+
+def add_arguments(parser):
+    """Add the ``bench`` options to ``parser`` (used by ``cymlp bench`` and ``python -m cymlp.bench``)."""
+    parser.add_argument("--quick", action="store_true",
+                        help="short timings, float32 only (under a minute)")
+    parser.add_argument("--case", type=_name_list(list(CASES)), default=None,
+                        help=f"comma-separated cases: {', '.join(CASES)} (default: all)")
+    parser.add_argument("--impl", type=_name_list(list(step.IMPLEMENTATIONS)), default=None,
+                        help=f"comma-separated implementations: {', '.join(step.IMPLEMENTATIONS)} "
+                             "(default: all that are installed)")
+    parser.add_argument("--dtype", "--dtypes", type=_name_list(["float32", "float64"]), default=None,
+                        help="float32, float64 or both (default: both; float32 with --quick)")
+    parser.add_argument("--threads", type=_thread_list, default=None,
+                        help="comma-separated thread counts, e.g. 1,2,4 ('all' = every usable core; "
+                             "default: 1,all)")
+    parser.add_argument("--sizes", type=_int_list, default=None,
+                        help="your own network, e.g. 784,100,10 (replaces the built-in cases)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size for --sizes (default 32)")
+    parser.add_argument("--activation", default="relu", choices=reference.HIDDEN_ACTIVATIONS,
+                        help="hidden activation for --sizes")
+    parser.add_argument("--output", default="softmax", choices=reference.OUTPUT_ACTIVATIONS,
+                        help="output activation for --sizes")
+    parser.add_argument("--loss", default="cross_entropy", choices=reference.LOSSES, help="loss for --sizes")
+    parser.add_argument("--lr", type=float, default=0.01, help="learning rate for --sizes")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="measuring time per row after warm-up (default 1.5, 0.3 with --quick)")
+    parser.add_argument("--json", metavar="FILE", default=None, help="write every figure and the machine here")
+    parser.add_argument("--plot", metavar="FILE.png", default=None, help="bar chart (needs matplotlib)")
+    parser.add_argument("--no-roofline", action="store_true", help="skip the GEMM roofline measurement")
+    strategies.add_arguments(parser)        # --strategies: time to accuracy, parallel SGD
+    parser.add_argument("--fit", action="store_true",
+                        help="end-to-end fit epochs on Fashion-MNIST, digits and the seed network against "
+                             "the GEMM floor and the peers, instead of the per-step benchmark")
+    parser.add_argument("--cases", type=_name_list(list(fit.FIT_CASES)), default=None,
+                        help=f"with --fit: comma-separated cases, {', '.join(fit.FIT_CASES)} (default: all)")
+    parser.add_argument("--epochs", type=_positive_int, default=None,
+                        help="with --fit: epochs per timed repeat (default 1)")
+    parser.add_argument("--rows", type=_positive_int, default=None,
+                        help="with --fit: at most this many training rows per case (default: all; "
+                             "5000 with --quick)")
+    parser.add_argument("--settle", type=float, default=None,
+                        help="with --fit: seconds to let worker threads go idle before each timing "
+                             "(default 0.12)")
+    return parser
+
+
+def add_parser(subparsers):
+    """Register ``bench`` as a subcommand of the ``cymlp`` command line."""
+    parser = subparsers.add_parser("bench", help="time one SGD step: loop, NumPy, compiled, threads, peers",
+                                   description=DESCRIPTION,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(func=_run_command)
+    return parser
+
+
+def _run_command(args):
+    run(args)
+    return 0
+
+
+def run(args):
+    """Run the benchmark described by parsed ``args``; returns the JSON payload."""
+    if getattr(args, "strategies", False):
+        return strategies.run(args)
+    if getattr(args, "fit", False):
+        return fit.run(args)
+    return step.run(args)
+
+
+def main(argv=None):
+    """``python -m cymlp.bench [options]``."""
+    parser = argparse.ArgumentParser(prog="cymlp bench", description=DESCRIPTION,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(parser)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    run(args)
+    return 0
