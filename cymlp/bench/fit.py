@@ -468,7 +468,8 @@ def run(args):
     load0 = load_average()
     print(load_line(load0))
     print(f"Per epoch: median of {repeats} interleaved repeat(s) of {epochs} epoch(s) after a warm-up, "
-          "± half the interquartile range (the full range below 4 repeats); fit called end to end.\n")
+          "± half the interquartile range (the full range below 4 repeats); fit called end to end"
+          + (f"; at most {rows_cap:,} training rows per case" if rows_cap else "") + ".\n")
     results, failures, measured = [], [], []
     for name in names:
         case = FIT_CASES[name]
