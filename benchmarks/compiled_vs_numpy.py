@@ -28,15 +28,15 @@ from cymlp.bench.measure import blas_limits, interleaved, summary
 # name, sizes, hidden, output, loss, batch, dtype, unit, steps (None: one epoch of 60,000 rows), targets
 CASES = [
     ("1000-900-900-900-10 sigmoid quadratic b100 f64", [1000, 900, 900, 900, 10], "sigmoid", "sigmoid",
-     "quadratic", 100, "float64", "ms/step", 20, dict(numpy=19.2, torch=15.4, target=9)),
+     "quadratic", 100, "float64", "ms/step", 20, {"numpy": 19.2, "torch": 15.4, "target": 9}),
     ("1000-900-900-900-10 sigmoid quadratic b100 f32", [1000, 900, 900, 900, 10], "sigmoid", "sigmoid",
-     "quadratic", 100, "float32", "ms/step", 40, dict(numpy=6.9, torch=9.1, target=4.8)),
+     "quadratic", 100, "float32", "ms/step", 40, {"numpy": 6.9, "torch": 9.1, "target": 4.8}),
     ("784-30-10 sigmoid quadratic b10 f64", [784, 30, 10], "sigmoid", "sigmoid", "quadratic", 10,
-     "float64", "s/epoch", None, dict(numpy=0.23, torch=0.99, target=0.11)),
+     "float64", "s/epoch", None, {"numpy": 0.23, "torch": 0.99, "target": 0.11}),
     ("784-256-128-10 relu softmax CE b64 f32", [784, 256, 128, 10], "relu", "softmax",
-     "cross_entropy", 64, "float32", "s/epoch", None, dict(numpy=0.37, torch=0.59, target=0.25)),
+     "cross_entropy", 64, "float32", "s/epoch", None, {"numpy": 0.37, "torch": 0.59, "target": 0.25}),
     ("64-32-10 relu softmax CE b16 f32", [64, 32, 10], "relu", "softmax", "cross_entropy", 16,
-     "float32", "us/step", 20000, dict(numpy=19.8, torch=112, target=7)),
+     "float32", "us/step", 20000, {"numpy": 19.8, "torch": 112, "target": 7}),
 ]
 SCALE = {"ms/step": 1e3, "s/epoch": 1.0, "us/step": 1e6}
 

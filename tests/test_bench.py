@@ -26,7 +26,7 @@ def quick_tiny(tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, "-m", "cymlp.bench", "--quick", "--case", "tiny", "--threads", "1",
          "--seconds", "0.05", "--json", str(out)],
-        cwd=out.parent, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+        cwd=out.parent, env=subprocess_env(), capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     with open(out) as f:
         return proc.stdout, json.load(f)
@@ -123,7 +123,7 @@ def fit_smoke(tmp_path_factory):
         [sys.executable, "-m", "cymlp", "bench", "--fit", "--cases", "digits,seed", "--rows", "200",
          "--epochs", "1", "--repeats", "1", "--threads", "1", "--dtypes", "float32", "--settle", "0",
          "--json", str(out)],
-        cwd=out.parent, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+        cwd=out.parent, env=subprocess_env(), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     with open(out) as f:
         return proc.stdout, json.load(f)

@@ -1,6 +1,7 @@
 """The per-step benchmark's cases and the problem every implementation solves (data + weights)."""
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -16,7 +17,7 @@ def gemm_shapes(sizes, batch_size):
     """
     shapes = []
     B = batch_size
-    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for l, (n_in, n_out) in enumerate(pairwise(sizes)):
         shapes.append((f"forward{l}", B, n_in, n_out))
         shapes.append((f"weight_grad{l}", n_out, B, n_in))
         if l > 0:

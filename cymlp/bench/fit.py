@@ -156,8 +156,8 @@ def _cymlp_runner(backend, case, data, theta, threads, epochs, record):
     X, y = data["X"], data["y"]
     net = peers.cymlp_network(case.sizes, case.activation, case.output, case.loss, X.dtype, backend,
                               threads, theta)
-    settings = dict(batch_size=case.batch_size, lr=case.lr, momentum=case.momentum, optimizer=case.optimizer,
-                    shuffle=True, on_divergence="warn")
+    settings = {"batch_size": case.batch_size, "lr": case.lr, "momentum": case.momentum, "optimizer": case.optimizer,
+                    "shuffle": True, "on_divergence": "warn"}
 
     def fit(rows, n_epochs):
         with blas_limits(threads), warnings.catch_warnings():
@@ -190,7 +190,7 @@ def _sklearn_runner(case, data, weights, biases, threads, epochs, record):
                                               solver=case.optimizer,
                                               momentum=case.momentum)
     target = y if classifier else Y
-    first = dict(classes=np.arange(case.sizes[-1])) if classifier else {}
+    first = {"classes": np.arange(case.sizes[-1])} if classifier else {}
 
     def partial_fit(rows, **kwargs):
         with blas_limits(threads), warnings.catch_warnings():
@@ -297,15 +297,15 @@ def _measure_group(case, data, impls, threads, epochs, repeats, settle_seconds, 
             else:
                 run, warm, predict = _torch_runner(case, data, weights, biases, threads, epochs, records[name])
         except Exception as exc:  # noqa: BLE001  (one broken peer must not end the run)
-            failures.append(dict(case=case.name, dtype=dtype.name, threads=threads, impl=name,
-                                 error=f"{type(exc).__name__}: {exc}"))
+            failures.append({"case": case.name, "dtype": dtype.name, "threads": threads, "impl": name,
+                                 "error": f"{type(exc).__name__}: {exc}"})
             continue
         runners[name] = (run, warm)
         predictors[name] = predict
 
     def failed(name, exc):
-        failures.append(dict(case=case.name, dtype=dtype.name, threads=threads, impl=name,
-                             error=f"{type(exc).__name__}: {exc}"))
+        failures.append({"case": case.name, "dtype": dtype.name, "threads": threads, "impl": name,
+                             "error": f"{type(exc).__name__}: {exc}"})
         log(f"bench:   {name} failed: {type(exc).__name__}: {exc}")
 
     load = load_average()
@@ -316,10 +316,10 @@ def _measure_group(case, data, impls, threads, epochs, repeats, settle_seconds, 
     for name, samples in times.items():
         per_epoch = [t / epochs for t in samples]
         epoch, spread = summary(per_epoch)
-        row = dict(case=case.name, dtype=dtype.name, threads=threads, impl=name, epoch_seconds=epoch,
-                   spread=spread, step_seconds=epoch / steps, steps_per_epoch=steps, epochs_per_repeat=epochs,
-                   repeats=len(samples), samples_epoch_seconds=per_epoch, floor_ratio=epoch / floor,
-                   load_average=load)
+        row = {"case": case.name, "dtype": dtype.name, "threads": threads, "impl": name, "epoch_seconds": epoch,
+                   "spread": spread, "step_seconds": epoch / steps, "steps_per_epoch": steps, "epochs_per_repeat": epochs,
+                   "repeats": len(samples), "samples_epoch_seconds": per_epoch, "floor_ratio": epoch / floor,
+                   "load_average": load}
         loop = records.get(name, {}).get("epoch_loop_seconds")
         if loop:
             row["epoch_loop_seconds"] = summary(loop)[0]
@@ -384,8 +384,8 @@ def fit_markdown(rows, cases):
                      + " and faster than every peer.\n")
         table = []
         for (dtype, threads), cells in groups.items():
-            row = dict(dtype=dtype, threads=threads, goal=_goal(case, cells),
-                       load=max(c["load_average"] for c in cells.values()))
+            row = {"dtype": dtype, "threads": threads, "goal": _goal(case, cells),
+                       "load": max(c["load_average"] for c in cells.values())}
             for name, c in cells.items():
                 row[name] = c
             table.append(row)
@@ -480,7 +480,7 @@ def run(args):
                 skipped[name] = f"data not installed ({exc})"
                 log(f"bench: skipping {name}: {skipped[name]}")
                 break
-            data = dict(X=X, y=y, Y=_one_hot(y, case.sizes[-1], X.dtype), X_test=Xt, y_test=yt)
+            data = {"X": X, "y": y, "Y": _one_hot(y, case.sizes[-1], X.dtype), "X_test": Xt, "y_test": yt}
             if not measured or measured[-1][0] is not case:
                 measured.append((case, what))
             for t in threads:
@@ -497,13 +497,13 @@ def run(args):
         print("Failed: " + "; ".join(f"{f['impl']} on {f['case']} {f['dtype']} {f['threads']}t: {f['error']}"
                                       for f in failures))
     print(f"\nLoad average at the end: {load1:.2f}. Total time {elapsed:.0f} s.")
-    payload = dict(command=command_line(args), mode="fit", threads=threads, dtypes=dtypes, epochs=epochs,
-                   repeats=repeats, rows=rows_cap, elapsed_seconds=elapsed, machine=info,
-                   load_average_start=load0, load_average_end=load1,
-                   cases={c.name: dict(asdict(c), data_description=w) for c, w in measured},
-                   implementations=dict(FIT_IMPLEMENTATIONS, floor="the step's GEMMs alone (numpy.matmul), "
+    payload = {"command": command_line(args), "mode": "fit", "threads": threads, "dtypes": dtypes, "epochs": epochs,
+                   "repeats": repeats, "rows": rows_cap, "elapsed_seconds": elapsed, "machine": info,
+                   "load_average_start": load0, "load_average_end": load1,
+                   "cases": {c.name: dict(asdict(c), data_description=w) for c, w in measured},
+                   "implementations": dict(FIT_IMPLEMENTATIONS, floor="the step's GEMMs alone (numpy.matmul), "
                                         "times the number of steps"),
-                   skipped=skipped, failures=failures, results=results)
+                   "skipped": skipped, "failures": failures, "results": results}
     if args.json:
         write_json(args.json, payload)
         log(f"bench: wrote {args.json}")

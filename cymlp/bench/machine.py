@@ -78,17 +78,17 @@ def machine_info():
     from .._config import config_info
     from ..network import available_backends
     model, vendor, flags = cpu_model()
-    info = dict(
-        cpu=model, cpu_vendor=vendor, cpu_flags=flags, cpu_count=os.cpu_count(),
-        usable_cores=usable_cores(),
-        platform=platform.platform(), python=platform.python_version(),
-        versions=dict(cymlp=__version__, numpy=np.__version__, scipy=_version("scipy"),
-                      torch=_version("torch"), sklearn=_version("sklearn"),
-                      threadpoolctl=_version("threadpoolctl")),
-        backends=list(available_backends()),
-        environment={name: os.environ.get(name) for name in ENV_OVERRIDES},
-        load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    )
+    info = {
+        "cpu": model, "cpu_vendor": vendor, "cpu_flags": flags, "cpu_count": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "platform": platform.platform(), "python": platform.python_version(),
+        "versions": {"cymlp": __version__, "numpy": np.__version__, "scipy": _version("scipy"),
+                      "torch": _version("torch"), "sklearn": _version("sklearn"),
+                      "threadpoolctl": _version("threadpoolctl")},
+        "backends": list(available_backends()),
+        "environment": {name: os.environ.get(name) for name in ENV_OVERRIDES},
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
     info["openblas_overrides_set"] = {name: name in os.environ
                                       for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     try:

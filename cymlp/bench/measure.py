@@ -155,7 +155,7 @@ def measure(run_blocks, max_block_steps, budget):
         times = calibration[1:] + run_blocks(1, n_blocks - 1)
     else:
         times = run_blocks(n_steps, n_blocks + 1)[1:]
-    return dict(steps_per_block=n_steps, repeats=len(times), step_seconds=[t / n_steps for t in times])
+    return {"steps_per_block": n_steps, "repeats": len(times), "step_seconds": [t / n_steps for t in times]}
 
 
 # --------------------------------------------------------------------------
@@ -229,11 +229,11 @@ def gemm_roofline(case, dtype, threads, quick=False):
                 for _ in range(reps):
                     np.matmul(a, b, out=out)
                 best = min(best, (time.perf_counter() - t0) / reps)
-            per_gemm.append(dict(name=name, m=m, k=k, n=n, seconds=best, gflops=2 * m * k * n / best / 1e9))
+            per_gemm.append({"name": name, "m": m, "k": k, "n": n, "seconds": best, "gflops": 2 * m * k * n / best / 1e9})
     seconds = sum(g["seconds"] for g in per_gemm)
     flops = case.flops_per_example * case.batch_size
-    return dict(case=case.name, dtype=dtype.name, threads=threads, seconds_per_step=seconds,
-                gflops=flops / seconds / 1e9, gemms=per_gemm)
+    return {"case": case.name, "dtype": dtype.name, "threads": threads, "seconds_per_step": seconds,
+                "gflops": flops / seconds / 1e9, "gemms": per_gemm}
 
 
 def peak_gemm(dtype, threads, n=1024):
@@ -250,4 +250,4 @@ def peak_gemm(dtype, threads, n=1024):
             t0 = time.perf_counter()
             np.matmul(a, b, out=out)
             best = min(best, time.perf_counter() - t0)
-    return dict(dtype=np.dtype(dtype).name, threads=threads, n=n, gflops=2 * n ** 3 / best / 1e9)
+    return {"dtype": np.dtype(dtype).name, "threads": threads, "n": n, "gflops": 2 * n ** 3 / best / 1e9}

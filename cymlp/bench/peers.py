@@ -205,10 +205,10 @@ def sklearn_estimator(sizes, activation, output, loss, batch_size, lr, *, solver
     has to sigmoid + quadratic).  No L2 penalty, shuffled every epoch.
     """
     from sklearn.neural_network import MLPClassifier, MLPRegressor
-    common = dict(hidden_layer_sizes=tuple(sizes[1:-1]), activation=SKLEARN_ACTIVATIONS[activation],
-                  solver=solver, alpha=0.0, batch_size=batch_size, learning_rate_init=lr,
-                  momentum=momentum, nesterovs_momentum=False, beta_1=beta1, beta_2=beta2, epsilon=eps,
-                  shuffle=True, random_state=0)
+    common = {"hidden_layer_sizes": tuple(sizes[1:-1]), "activation": SKLEARN_ACTIVATIONS[activation],
+                  "solver": solver, "alpha": 0.0, "batch_size": batch_size, "learning_rate_init": lr,
+                  "momentum": momentum, "nesterovs_momentum": False, "beta_1": beta1, "beta_2": beta2, "epsilon": eps,
+                  "shuffle": True, "random_state": 0}
     classifier = output == "softmax" and loss == "cross_entropy"
     return (MLPClassifier(**common) if classifier else MLPRegressor(**common)), classifier
 

@@ -121,9 +121,9 @@ def scaling_rows(rows):
         base_threads = min(by_threads)
         base = by_threads[base_threads]
         for t in sorted(by_threads):
-            out.append(dict(case=case, dtype=dtype, impl=impl, threads=t,
-                            examples_per_second=by_threads[t], speedup=by_threads[t] / base,
-                            efficiency=by_threads[t] / base / (t / base_threads)))
+            out.append({"case": case, "dtype": dtype, "impl": impl, "threads": t,
+                            "examples_per_second": by_threads[t], "speedup": by_threads[t] / base,
+                            "efficiency": by_threads[t] / base / (t / base_threads)})
     return out
 
 

@@ -181,7 +181,7 @@ def _prepare_sklearn(problem, threads):
     est, classifier = peers.sklearn_estimator(case.sizes, case.activation, case.output, case.loss,
                                               case.batch_size, case.lr)
     target = problem.labels if classifier else problem.Y
-    first = dict(classes=np.arange(case.sizes[-1])) if classifier else {}
+    first = {"classes": np.arange(case.sizes[-1])} if classifier else {}
     B = case.batch_size
     with blas_limits(threads), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -290,20 +290,20 @@ def run(args):
                         runner = impl.prepare(problem, t)
                         m = measure(runner, case.max_block_steps, budget)
                     except Exception as exc:  # noqa: BLE001  (one broken implementation must not end the run)
-                        failures.append(dict(case=case.name, dtype=dtype, threads=t, impl=impl.name,
-                                             error=f"{type(exc).__name__}: {exc}"))
+                        failures.append({"case": case.name, "dtype": dtype, "threads": t, "impl": impl.name,
+                                             "error": f"{type(exc).__name__}: {exc}"})
                         log(f"bench:   failed: {type(exc).__name__}: {exc}")
                         continue
                     step, spread = summary(m["step_seconds"])
                     flops = case.flops_per_example * case.batch_size
-                    row = dict(case=case.name, dtype=dtype, threads=t, impl=impl.name, data=problem.data_source,
-                               step_seconds=step, spread=spread, epoch_seconds=step * case.steps_per_epoch,
-                               examples_per_second=case.batch_size / step, gflops=flops / step / 1e9,
-                               roofline_fraction=(roof["seconds_per_step"] / step) if roof else float("nan"),
-                               steps_per_block=m["steps_per_block"], repeats=m["repeats"],
-                               samples_step_seconds=m["step_seconds"],
-                               step_seconds_min=min(m["step_seconds"]), step_seconds_max=max(m["step_seconds"]),
-                               load_average=load, contended=_contended(load, t))
+                    row = {"case": case.name, "dtype": dtype, "threads": t, "impl": impl.name, "data": problem.data_source,
+                               "step_seconds": step, "spread": spread, "epoch_seconds": step * case.steps_per_epoch,
+                               "examples_per_second": case.batch_size / step, "gflops": flops / step / 1e9,
+                               "roofline_fraction": (roof["seconds_per_step"] / step) if roof else float("nan"),
+                               "steps_per_block": m["steps_per_block"], "repeats": m["repeats"],
+                               "samples_step_seconds": m["step_seconds"],
+                               "step_seconds_min": min(m["step_seconds"]), "step_seconds_max": max(m["step_seconds"]),
+                               "load_average": load, "contended": _contended(load, t)}
                     group.append(row)
                 base = {r["impl"]: r["step_seconds"] for r in group}
                 for r in group:
@@ -339,19 +339,19 @@ def run(args):
                                       for f in failures))
     print(f"\nTotal time {elapsed:.0f} s.")
 
-    payload = dict(
-        command=command_line(args),
-        quick=bool(args.quick), threads=threads, dtypes=dtypes, elapsed_seconds=elapsed,
-        budget=asdict(budget), machine=info,
-        flops_formula="FLOPs/example = 2*(sum_l n_{l-1} n_l [forward] + sum_l n_{l-1} n_l [weight gradient] "
+    payload = {
+        "command": command_line(args),
+        "quick": bool(args.quick), "threads": threads, "dtypes": dtypes, "elapsed_seconds": elapsed,
+        "budget": asdict(budget), "machine": info,
+        "flops_formula": "FLOPs/example = 2*(sum_l n_{l-1} n_l [forward] + sum_l n_{l-1} n_l [weight gradient] "
                       "+ sum_{l>=2} n_{l-1} n_l [back-propagated delta]); FLOPs/step = FLOPs/example * batch",
-        roofline_method="numpy.matmul on the step's GEMM shapes (transposed views as in the reference path), "
+        "roofline_method": "numpy.matmul on the step's GEMM shapes (transposed views as in the reference path), "
                         "best of several runs, at the row's thread count; fraction = roofline seconds / step seconds",
-        cases={c.name: dict(asdict(c), flops_per_example=c.flops_per_example,
+        "cases": {c.name: dict(asdict(c), flops_per_example=c.flops_per_example,
                             steps_per_epoch=c.steps_per_epoch) for c in cases},
-        implementations={i.name: i.description for i in impls},
-        skipped=skipped, failures=failures, peak_gemm=peaks, rooflines=rooflines, results=rows,
-        scaling=scaling)
+        "implementations": {i.name: i.description for i in impls},
+        "skipped": skipped, "failures": failures, "peak_gemm": peaks, "rooflines": rooflines, "results": rows,
+        "scaling": scaling}
     if args.json:
         write_json(args.json, payload)
         log(f"bench: wrote {args.json}")

@@ -114,10 +114,10 @@ def _train(case, data, theta, parallel, average_every, threads, epochs):
     acc = list(history["val_accuracy"])
     elapsed = np.cumsum(seconds)
     reached = next((i for i, a in enumerate(acc) if a >= case.target), None)
-    return dict(seconds=seconds, accuracy=acc, diverged=bool(history.diverged),
-                examples_per_second=X.shape[0] * len(seconds) / sum(seconds),
-                time_to_target=float(elapsed[reached]) if reached is not None else None,
-                epochs_to_target=reached + 1 if reached is not None else None)
+    return {"seconds": seconds, "accuracy": acc, "diverged": bool(history.diverged),
+                "examples_per_second": X.shape[0] * len(seconds) / sum(seconds),
+                "time_to_target": float(elapsed[reached]) if reached is not None else None,
+                "epochs_to_target": reached + 1 if reached is not None else None}
 
 
 def _summarise(runs):
@@ -125,14 +125,14 @@ def _summarise(runs):
     reached = [r["time_to_target"] for r in runs if r["time_to_target"] is not None]
     finals = [r["accuracy"][-1] for r in runs]
     per_epoch = [statistics.median(a) for a in zip(*[r["accuracy"] for r in runs])]
-    return dict(examples_per_second=statistics.median(r["examples_per_second"] for r in runs),
-                time_to_target=statistics.median(reached) if reached else None,
-                reached=f"{len(reached)}/{len(runs)}",
-                epochs_to_target=statistics.median([r["epochs_to_target"] for r in runs
+    return {"examples_per_second": statistics.median(r["examples_per_second"] for r in runs),
+                "time_to_target": statistics.median(reached) if reached else None,
+                "reached": f"{len(reached)}/{len(runs)}",
+                "epochs_to_target": statistics.median([r["epochs_to_target"] for r in runs
                                                     if r["epochs_to_target"] is not None])
                 if reached else None,
-                final_accuracy=statistics.median(finals), final_min=min(finals), final_max=max(finals),
-                accuracy_by_epoch=per_epoch, diverged=any(r["diverged"] for r in runs))
+                "final_accuracy": statistics.median(finals), "final_min": min(finals), "final_max": max(finals),
+                "accuracy_by_epoch": per_epoch, "diverged": any(r["diverged"] for r in runs)}
 
 
 def _table(rows, case):
@@ -231,10 +231,10 @@ def run(args):
     print(f"With 1 thread every strategy is the same arithmetic as sync (bitwise; "
           f"tests/test_parallel.py), so it is measured once.  Load average at the end: {load1:.2f}. "
           f"Total time {elapsed:.0f} s.")
-    payload = dict(command=command_line(args), threads=threads, machine=info,
-                   cases={c.name: asdict(c) for c in _select(args)}, skipped=skipped,
-                   load_average_start=load0, load_average_end=load1, elapsed_seconds=elapsed,
-                   results=results)
+    payload = {"command": command_line(args), "threads": threads, "machine": info,
+                   "cases": {c.name: asdict(c) for c in _select(args)}, "skipped": skipped,
+                   "load_average_start": load0, "load_average_end": load1, "elapsed_seconds": elapsed,
+                   "results": results}
     if args.json:
         write_json(args.json, payload)
         log(f"bench: wrote {args.json}")
