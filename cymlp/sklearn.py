@@ -380,6 +380,9 @@ class _BaseMLP(BaseEstimator):
 
     # -- prediction --------------------------------------------------------------------
 
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_net")
+
     def _forward(self, X):
         """Output activations (n_samples, n_outputs_) of validated ``X``."""
         check_is_fitted(self)
