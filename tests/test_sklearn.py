@@ -1,0 +1,285 @@
+"""cymlp.sklearn: scikit-learn's own estimator checks, and scikit-learn's MLP as the oracle."""
+
+import os
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from threadpoolctl import threadpool_limits
+
+from cymlp.sklearn import MLPClassifier, MLPRegressor
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@parametrize_with_checks([MLPClassifier(), MLPRegressor()])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:400] / 16, y[:400]
+
+
+# shuffle=False and a batch size that divides the rows: the only differences
+# left from scikit-learn are rounding (see the module docstring)
+EXACT = {"hidden_layer_sizes": (20,), "shuffle": False, "batch_size": 100, "random_state": 1,
+         "tol": 0}
+
+
+def max_param_diff(ours, theirs):
+    return max(float(np.abs(p - q).max()) for p, q in
+               zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_))
+
+
+@pytest.mark.parametrize("params", [
+    {"solver": "sgd", "max_iter": 5, "learning_rate_init": 0.1},          # Nesterov momentum
+    {"solver": "sgd", "max_iter": 5, "nesterovs_momentum": False, "alpha": 0.01},
+    {"solver": "sgd", "momentum": 0, "learning_rate": "invscaling", "learning_rate_init": 0.5,
+     "max_iter": 8},
+    {"solver": "sgd", "momentum": 0, "learning_rate": "adaptive", "learning_rate_init": 0.5,
+     "max_iter": 60, "tol": 1e-2, "n_iter_no_change": 2},
+], ids=["nesterov", "momentum+alpha", "invscaling", "adaptive"])
+def test_classifier_follows_sklearn_step_by_step(digits, params):
+    X, y = digits
+    ours = MLPClassifier(**{**EXACT, **params}).fit(X, y)
+    theirs = SkMLPClassifier(**{**EXACT, **params}).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
+    assert max_param_diff(ours, theirs) < 1e-10
+    # the L2 term of the loss uses end-of-epoch weights here, each batch's weights there
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["binary-strings", "multilabel", "regression-2-outputs"])
+def test_output_layouts_follow_sklearn(digits, kind):
+    X, y = digits
+    if kind == "binary-strings":
+        est, ref, y = MLPClassifier, SkMLPClassifier, np.array(["low", "high"])[(y > 4).astype(int)]
+    elif kind == "multilabel":
+        est, ref, y = MLPClassifier, SkMLPClassifier, np.c_[y > 4, y % 2 == 0, y == 3].astype(int)
+    else:
+        est, ref, y = MLPRegressor, SkMLPRegressor, np.c_[X[:, :8].sum(1), X[:, 8:12].mean(1)]
+    ours = est(**EXACT, solver="sgd", max_iter=5, learning_rate_init=0.05).fit(X, y)
+    theirs = ref(**EXACT, solver="sgd", max_iter=5, learning_rate_init=0.05).fit(X, y)
+    assert ours.out_activation_ == theirs.out_activation_
+    assert ours.n_outputs_ == theirs.n_outputs_ and ours.n_layers_ == theirs.n_layers_
+    assert max_param_diff(ours, theirs) < 1e-10
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+    assert ours.predict(X).shape == theirs.predict(X).shape
+    if est is MLPClassifier:
+        np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+        np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-10)
+    else:
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), atol=1e-10)
+
+
+def test_early_stopping_uses_sklearns_split_and_keeps_the_best_epoch(digits):
+    X, y = digits
+    params = dict(EXACT, batch_size=90, solver="sgd", early_stopping=True, max_iter=15,
+                  learning_rate_init=0.1, alpha=0)          # 360 training rows: 4 full batches
+    ours = MLPClassifier(**params).fit(X, y)
+    theirs = SkMLPClassifier(**params).fit(X, y)
+    assert ours.validation_scores_ == theirs.validation_scores_
+    assert ours.best_validation_score_ == max(ours.validation_scores_)
+    assert ours.best_loss_ is None
+    assert max_param_diff(ours, theirs) < 1e-10
+
+
+def test_adam_matches_sklearn_up_to_where_epsilon_enters(digits):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 10))
+    y = (X[:, 0] + X[:, 1] ** 2 > 1).astype(int)
+    ours = MLPClassifier(**EXACT, max_iter=10, alpha=0).fit(X, y)
+    theirs = SkMLPClassifier(**EXACT, max_iter=10, alpha=0).fit(X, y)
+    moved = max(float(np.abs(c).max()) for c in theirs.coefs_)
+    assert max_param_diff(ours, theirs) < 1e-4 * moved
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+
+
+def test_warm_start_and_partial_fit_follow_sklearn(digits):
+    X, y = digits
+    # warm_start restarts the optimizer in scikit-learn as well: exact with momentum
+    ours = MLPClassifier(**EXACT, solver="sgd", max_iter=3, warm_start=True).fit(X, y).fit(X, y)
+    theirs = SkMLPClassifier(**EXACT, solver="sgd", max_iter=3, warm_start=True).fit(X, y).fit(X, y)
+    assert max_param_diff(ours, theirs) < 1e-10
+    assert ours.t_ == theirs.t_ == 6 * len(X) and len(ours.loss_curve_) == 6 and ours.n_iter_ == 3
+    # partial_fit: exact without optimizer state (momentum 0) until issue 14 keeps it
+    ours = MLPClassifier(**EXACT, solver="sgd", momentum=0)
+    theirs = SkMLPClassifier(**EXACT, solver="sgd", momentum=0)
+    for rows in (slice(0, 200), slice(200, 400), slice(0, 400)):
+        ours.partial_fit(X[rows], y[rows], classes=np.arange(10))
+        theirs.partial_fit(X[rows], y[rows], classes=np.arange(10))
+    assert max_param_diff(ours, theirs) < 1e-10
+    assert ours.t_ == theirs.t_ == 800 and ours.n_iter_ == 1
+
+
+def test_partial_fit_needs_classes_first_and_rejects_new_ones(digits):
+    X, y = digits
+    est = MLPClassifier(hidden_layer_sizes=(8,))
+    with pytest.raises(ValueError, match="classes must be passed"):
+        est.partial_fit(X, y)
+    est.partial_fit(X[y < 5], y[y < 5], classes=np.arange(10))   # a batch may miss classes
+    assert list(est.classes_) == list(range(10)) and est.predict_proba(X).shape == (len(X), 10)
+    with pytest.raises(ValueError, match="not in `self.classes_`"):
+        est.partial_fit(X, y + 10)
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPClassifier(early_stopping=True).partial_fit(X, y, classes=np.arange(10))
+    with pytest.raises(ValueError, match="same classes"):
+        MLPClassifier(warm_start=True, max_iter=1).fit(X, y).fit(X[y < 5], y[y < 5])
+
+
+@pytest.mark.parametrize("labels", [np.array(["cat", "dog", "emu"]), np.array([3, 7, 11]),
+                                    np.array([True, False])], ids=["str", "int", "bool"])
+def test_any_label_values(digits, labels):
+    X, y = digits
+    y = labels[y % len(labels)]
+    est = MLPClassifier(hidden_layer_sizes=(16,), max_iter=30, random_state=0).fit(X, y)
+    assert list(est.classes_) == sorted(set(labels.tolist()))
+    pred = est.predict(X)
+    assert pred.dtype == y.dtype and set(pred) <= set(labels.tolist())
+    assert est.score(X, y) > 0.5
+    np.testing.assert_allclose(est.predict_proba(X).sum(axis=1), 1, rtol=1e-6)
+    np.testing.assert_allclose(np.exp(est.predict_log_proba(X)), est.predict_proba(X), rtol=1e-6)
+
+
+def test_coefs_are_sklearn_oriented_views_into_the_network(digits):
+    X, y = digits
+    est = MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=2, random_state=0).fit(X, y)
+    assert [c.shape for c in est.coefs_] == [(64, 16), (16, 8), (8, 10)]
+    assert [b.shape for b in est.intercepts_] == [(16,), (8,), (10,)]
+    before = est.predict_proba(X)
+    est.coefs_[-1][...] = 0
+    est.intercepts_[-1][...] = 0
+    np.testing.assert_allclose(est.predict_proba(X), 0.1, rtol=1e-12)
+    assert not np.allclose(before, 0.1)
+    assert est.n_layers_ == 4 and est.out_activation_ == "softmax"
+
+
+def test_dtype_follows_X_unless_given(digits):
+    X, y = digits
+    assert MLPClassifier(max_iter=1).fit(X.astype(np.float32), y).coefs_[0].dtype == np.float32
+    assert MLPClassifier(max_iter=1).fit(X, y).coefs_[0].dtype == np.float64
+    est = MLPClassifier(max_iter=1, dtype="float32").fit(X, y)
+    assert est.coefs_[0].dtype == np.float32 and est.network_.dtype == np.float32
+    with pytest.raises(ValueError, match="dtype must be"):
+        MLPClassifier(dtype="float16").fit(X, y)
+
+
+def test_pandas_feature_names(digits):
+    pd = pytest.importorskip("pandas")
+    X, y = digits
+    frame = pd.DataFrame(X, columns=[f"px{i}" for i in range(X.shape[1])])
+    est = MLPClassifier(max_iter=2, random_state=0).fit(frame, pd.Series(y))
+    assert list(est.feature_names_in_) == list(frame.columns) and est.n_features_in_ == 64
+    with pytest.warns(UserWarning, match="valid feature names"):
+        np.testing.assert_array_equal(est.predict(frame), est.predict(X))
+    with pytest.warns(UserWarning, match="feature names"):
+        MLPClassifier(max_iter=1).fit(X, y).predict(frame)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"solver": "lbfgs"}, "solver='adam'.*solver='sgd'"),
+    ({"activation": "identity"}, "not available in cymlp"),
+    ({"hidden_layer_sizes": (10, 0)}, "positive integers"),
+    ({"momentum": 1.5}, "momentum"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"parallel": "magic"}, "parallel"),
+])
+def test_unsupported_or_invalid_parameters_say_what_to_use(digits, params, message):
+    X, y = digits
+    with pytest.raises(ValueError, match=message):
+        MLPClassifier(**params).fit(X, y)
+
+
+def test_regressor_poisson_loss_is_refused_clearly():
+    with pytest.raises(ValueError, match="squared_error"):
+        MLPRegressor(loss="poisson").fit(np.ones((4, 2)), np.ones(4))
+
+
+def test_regressor_learns_one_and_two_outputs():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (500, 3))
+    Y = np.c_[np.sin(2 * X[:, 0]) + X[:, 1], X[:, 2] ** 2]
+    for y in (Y[:, 0], Y):
+        est = MLPRegressor(hidden_layer_sizes=(32,), learning_rate_init=0.01, max_iter=300,
+                           random_state=0).fit(X, y)
+        assert est.predict(X).shape == y.shape
+        assert est.score(X, y) > 0.9
+
+
+def test_convergence_warning_and_verbose_output(digits, capsys):
+    X, y = digits
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        MLPClassifier(max_iter=2, verbose=True).fit(X, y)
+    assert "Iteration 2, loss = " in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)       # stops on tol: no warning
+        est = MLPClassifier(max_iter=500, tol=0.5, n_iter_no_change=1).fit(X, y)
+    assert est.n_iter_ < 500
+
+
+def test_pickle_keeps_predictions(digits):
+    X, y = digits
+    est = MLPClassifier(max_iter=3, random_state=0).fit(X, np.array(["a", "b"])[y % 2])
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
+
+
+def test_pipeline_and_grid_search_with_string_labels(digits):
+    X, y = digits
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                      "nine"])[y]
+    model = make_pipeline(MinMaxScaler(), MLPClassifier((32,), learning_rate_init=0.01, max_iter=30,
+                                                        random_state=0))
+    grid = GridSearchCV(model, {"mlpclassifier__alpha": [1e-4, 1e-2]}, cv=3)
+    grid.fit(X, names)
+    assert grid.best_score_ > 0.8 and set(grid.predict(X)) <= set(names)
+
+
+def test_threadpool_limits_make_cymlp_use_one_thread(digits):
+    X, y = digits
+    est = MLPClassifier(max_iter=1).fit(X, y)
+    with threadpool_limits(1):
+        assert est.network_.effective_n_threads == 1
+    est.set_params(n_threads=2)          # an explicit count is used as given
+    est.fit(X, y)
+    assert est.network_.effective_n_threads == 2
+
+
+def _threads_used(estimator, X, y):
+    """A scorer that reports how many threads the fitted network runs with in its worker."""
+    return estimator.network_.effective_n_threads
+
+
+def test_joblib_workers_do_not_oversubscribe(digits):
+    X, y = digits
+    n_jobs = 2
+    threads = cross_val_score(MLPClassifier((8,), max_iter=1), X, y, cv=4, n_jobs=n_jobs,
+                              scoring=_threads_used)
+    assert max(threads) <= max(1, (os.cpu_count() or 1) // n_jobs)
+
+
+def test_importing_cymlp_does_not_import_sklearn():
+    code = ("import sys, cymlp, cymlp.network, cymlp.cli; "
+            "assert not [m for m in sys.modules if m == 'sklearn' or m.startswith('sklearn.')]")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root)
