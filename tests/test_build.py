@@ -1,8 +1,9 @@
 """The build: OpenMP probe (flags honoured, never runs a binary, loud failure,
 opt-out), per-compiler flags, and setup.py's refusal to build a pure-Python cymlp.
 
-These need the source tree (setup.py, _build_helpers/) and skip without it,
-e.g. when the suite runs against an installed wheel.
+These need the source tree (setup.py, _build_helpers/) and a build
+environment (Cython, setuptools >= 77); they skip without them, e.g. when the
+suite runs against an installed wheel.
 """
 
 import os
@@ -18,6 +19,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 if not (ROOT / "_build_helpers" / "openmp.py").exists() or not (ROOT / "setup.py").exists():
     pytest.skip("needs the source tree (setup.py, _build_helpers/)", allow_module_level=True)
+pytest.importorskip("Cython", reason="needs a build environment (Cython)")
+setuptools = pytest.importorskip("setuptools", reason="needs a build environment (setuptools)")
+if int(setuptools.__version__.split(".")[0]) < 77:
+    pytest.skip("needs setuptools >= 77 (pyproject.toml's SPDX license)", allow_module_level=True)
 
 sys.path.insert(0, str(ROOT))
 from _build_helpers import openmp  # noqa: E402
