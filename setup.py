@@ -1,89 +1,39 @@
-"""Build the compiled path: one extension per .pyx in cymlp/.
+"""Build the compiled path: one extension per .pyx in cymlp/ (the .pxd files are shared headers).
 
-- OpenMP is probed by compiling and running a tiny program; without it the
-  extension is built serially and a warning says so (``show_config()`` too).
-- ``CYMLP_DEBUG_CYTHON=1`` rebuilds with bounds checks, wraparound and
-  initialized checks on (CI runs the test suite once in that mode).
-- No ``-march=native`` and no ``-ffast-math``: wheels must run on any x86-64
-  and NaN checks must keep working.  ``-fno-math-errno`` only stops libm
-  calls from setting ``errno`` (results are unchanged), which lets GCC
-  vectorise ``sqrt`` in the Adam update (0.92 -> 0.55 s per Fashion-MNIST
-  epoch, 784-256-128-10, float32, batch 128, 2 threads).
+- OpenMP is probed by compiling and linking (never running) a tiny program with
+  the compiler that builds the extension, honouring CC, CFLAGS, CPPFLAGS and
+  LDFLAGS (``_build_helpers/openmp.py``).  Not found stops the build with a
+  message saying how to get it; ``CYMLP_NO_OPENMP=1`` builds serially on
+  purpose, and ``show_config()`` then says "serial build".
+- ``CYMLP_DEBUG_CYTHON=1`` builds with bounds checks, wraparound and
+  initialized checks on, unoptimised and with debug info (CI runs the test
+  suite once in that mode).
+- Release builds: no debug info (``-g0``; on Linux also ``-Wl,--strip-debug``),
+  no run-time search path inherited from Python's build (pyenv adds one),
+  no ``-march=native`` and no ``-ffast-math``: wheels must run on any x86-64
+  and NaN checks must keep working.  ``-fno-math-errno`` only stops libm calls
+  from setting ``errno`` (results are unchanged), which lets GCC vectorise
+  ``sqrt`` in the Adam update (0.92 -> 0.55 s per Fashion-MNIST epoch,
+  784-256-128-10, float32, batch 128, 2 threads).  MSVC gets ``/O2 /fp:precise``.
+- The .pyx files are cythonized when the extension is built (not for an sdist);
+  the build fails loudly when Cython or the .pyx sources are missing, so a
+  broken sdist can never become a pure-Python package.
 """
 
 import os
-import shutil
-import subprocess
 import sys
-import sysconfig
-import tempfile
-import textwrap
-import warnings
 from glob import glob
 
-import numpy as np
-from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
-DEBUG = os.environ.get("CYMLP_DEBUG_CYTHON", "0") not in ("", "0")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _build_helpers import openmp  # noqa: E402
 
-OPENMP_TEST = textwrap.dedent("""
-    #include <omp.h>
-    #include <stdio.h>
-    int main(void) {
-        int n = 0;
-        #pragma omp parallel reduction(+:n)
-        n += 1;
-        printf("%d", n > 0);
-        return 0;
-    }
-""")
+DEBUG = os.environ.get("CYMLP_DEBUG_CYTHON", "0").strip() not in ("", "0")
 
-
-def openmp_flags():
-    """Compile and run a tiny OpenMP program; return (compile, link) flags or None."""
-    if os.environ.get("CYMLP_NO_OPENMP", "0") not in ("", "0"):
-        return None
-    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    cc = cc.split()
-    candidates = [(["-fopenmp"], ["-fopenmp"])]
-    if sys.platform == "darwin":
-        candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp"]))
-    tmp = tempfile.mkdtemp(prefix="cymlp-omp-")
-    try:
-        src = os.path.join(tmp, "probe.c")
-        exe = os.path.join(tmp, "probe")
-        with open(src, "w") as f:
-            f.write(OPENMP_TEST)
-        for cflags, ldflags in candidates:
-            try:
-                subprocess.run(cc + cflags + [src, "-o", exe] + ldflags, check=True,
-                               capture_output=True, timeout=60)
-                out = subprocess.run([exe], check=True, capture_output=True, timeout=60).stdout
-            except (OSError, subprocess.SubprocessError):
-                continue
-            if out.strip() == b"1":
-                return cflags, ldflags
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return None
-
-
-omp = openmp_flags()
-if omp is None:
-    warnings.warn(
-        "cymlp: OpenMP was not found (or CYMLP_NO_OPENMP is set); building the compiled path "
-        "WITHOUT threads. Install a compiler with OpenMP support (gcc, or clang with libomp) "
-        "and reinstall to train on all cores.", stacklevel=1)
-    compile_omp, link_omp = [], []
-else:
-    compile_omp, link_omp = omp
-
-extra_compile = ["-O3", "-fno-math-errno"] + compile_omp
-if DEBUG:
-    extra_compile = ["-O0", "-g"] + compile_omp
-
-directives = {
+DIRECTIVES = {
     "language_level": "3",
     "boundscheck": DEBUG,
     "wraparound": DEBUG,
@@ -92,23 +42,85 @@ directives = {
     "nonecheck": DEBUG,
 }
 
+
+def fail(message):
+    """Stop the build; pip shows this message even without -v."""
+    sys.exit("\n" + "=" * 78 + "\n" + message + "\n" + "=" * 78)
+
+
+def pyx_sources():
+    sources = sorted(os.path.relpath(p, HERE).replace(os.sep, "/")
+                     for p in glob(os.path.join(HERE, "cymlp", "*.pyx")))
+    if not sources:
+        fail("cymlp: no cymlp/*.pyx found next to setup.py, so the compiled path cannot be built.\n"
+             "This source tree or sdist is incomplete; get a full one (git clone, or the sdist\n"
+             "from PyPI) instead of installing a pure-Python cymlp by accident.")
+    return sources
+
+
+def require_build_dependencies():
+    missing = []
+    for module in ("Cython", "numpy"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        fail(f"cymlp: building the compiled path needs {' and '.join(missing)}, which "
+             f"{'is' if len(missing) == 1 else 'are'} not installed.\n"
+             "pip installs the build requirements itself (pip install .); with\n"
+             "--no-build-isolation or setup.py, first: pip install 'Cython>=3.0' numpy scipy setuptools")
+
+
+class BuildExt(build_ext):
+    """Cythonize, probe OpenMP with this build's compiler, pick flags per compiler."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:               # compile the extensions side by side
+            self.parallel = os.cpu_count() or 1
+
+    def build_extensions(self):
+        # cheap checks first, so a build that cannot work stops before cythonizing
+        require_build_dependencies()
+        ctype = self.compiler.compiler_type
+        if openmp.opted_out():
+            omp_compile, omp_link = [], []
+            print("cymlp: CYMLP_NO_OPENMP is set: building WITHOUT OpenMP (serial build)")
+        else:
+            result = openmp.probe_openmp(self.compiler)
+            if not result.found:
+                fail(openmp.failure_message(result))
+            omp_compile, omp_link = result.flags
+            print(f"cymlp: OpenMP flags: compile {' '.join(omp_compile)}, link {' '.join(omp_link)}")
+
+        import numpy as np
+        from Cython.Build import cythonize
+
+        # generated C goes to a folder per mode, so a debug build never reuses release C and vice versa
+        cythonized = cythonize(
+            self.extensions, compiler_directives=DIRECTIVES, quiet=True,
+            nthreads=(os.cpu_count() or 1) if sys.platform.startswith("linux") else 0,
+            build_dir=os.path.join("build", "cython-debug" if DEBUG else "cython-release"))
+        sources = {ext.name: ext.sources for ext in cythonized}
+        for ext in self.extensions:
+            ext.sources = sources[ext.name]
+            ext.include_dirs.append(np.get_include())
+            ext.extra_compile_args = openmp.compile_flags(ctype, DEBUG) + omp_compile
+            ext.extra_link_args = openmp.link_flags(ctype, DEBUG) + omp_link
+        if isinstance(getattr(self.compiler, "linker_so", None), list):
+            self.compiler.linker_so = openmp.without_build_rpaths(self.compiler.linker_so)
+        super().build_extensions()
+
+
 extensions = [
     Extension(
         "cymlp." + os.path.splitext(os.path.basename(path))[0],
         [path],
-        include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),
-                       ("CYMLP_OPENMP", "1" if omp else "0"),
                        ("CYMLP_DEBUG", "1" if DEBUG else "0")],
-        extra_compile_args=extra_compile,
-        extra_link_args=link_omp,
     )
-    for path in sorted(glob(os.path.join("cymlp", "*.pyx")))
+    for path in pyx_sources()
 ]
 
-setup(
-    # generated C goes to a folder per mode, so a debug build never reuses release C and vice versa
-    ext_modules=cythonize(extensions, compiler_directives=directives,
-                          build_dir=os.path.join("build", "cython-debug" if DEBUG else "cython-release")),
-    package_data={"cymlp": ["*.pxd", "data/*.csv.gz", "data/*.md"]},
-)
+setup(ext_modules=extensions, cmdclass={"build_ext": BuildExt})

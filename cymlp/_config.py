@@ -8,6 +8,15 @@ import numpy as np
 from . import _validation as v
 
 
+def build_description(openmp, debug):
+    """How the compiled path was built, in words (setup.py stops a build that
+    cannot find OpenMP, so a serial build is always the CYMLP_NO_OPENMP opt-out)."""
+    kind = "debug (bounds checks on)" if debug else "release"
+    threads = ("OpenMP" if openmp else
+               "serial build: no OpenMP (built with CYMLP_NO_OPENMP=1), the compiled path uses one thread")
+    return f"{kind}, {threads}"
+
+
 def config_info():
     """A dict describing the installation: version, backends, OpenMP, threads, BLAS."""
     from . import __version__
@@ -28,14 +37,15 @@ def config_info():
         info["openmp"] = bool(_kernels.OPENMP_ENABLED)
         info["openmp_max_threads"] = int(_kernels.openmp_max_threads())
         info["debug_build"] = bool(_kernels.DEBUG_BUILD)
+        info["build"] = build_description(info["openmp"], info["debug_build"])
     except ImportError as exc:
         info["compiled_path"] = f"not built ({exc})"
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if name in os.environ:
             info.setdefault("environment", {})[name] = os.environ[name]
     try:
-        import threadpoolctl
         import scipy.linalg  # noqa: F401  (loads the BLAS the compiled path calls)
+        import threadpoolctl
         info["threadpools"] = [
             {k: p.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
                                    "threading_layer", "architecture", "filepath")}
