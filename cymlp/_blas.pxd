@@ -7,7 +7,7 @@ Fortran BLAS by swapping operands (a row-major matrix is the transpose of a
 column-major one, and (AB)ᵀ = BᵀAᵀ).
 """
 
-from scipy.linalg.cython_blas cimport sgemm, dgemm, saxpy, daxpy
+from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 ctypedef fused floating:
     float
@@ -32,12 +32,3 @@ cdef inline void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py
         sgemm(&tb, &ta, &ni, &mi, &ki, &alpha, <float*>B, &lb, <float*>A, &la, &beta, C, &lc)
     else:
         dgemm(&tb, &ta, &ni, &mi, &ki, &alpha, <double*>B, &lb, <double*>A, &la, &beta, C, &lc)
-
-
-cdef inline void axpy(Py_ssize_t n, floating alpha, const floating* x, floating* y) noexcept nogil:
-    """``y ← alpha · x + y`` on contiguous vectors of length ``n``."""
-    cdef int ni = <int>n, one = 1
-    if floating is float:
-        saxpy(&ni, &alpha, <float*>x, &one, y, &one)
-    else:
-        daxpy(&ni, &alpha, <double*>x, &one, y, &one)

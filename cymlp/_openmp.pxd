@@ -14,7 +14,6 @@ cdef extern from *:
     #else
     #define CYMLP_OPENMP_ENABLED 0
     static int omp_get_max_threads(void) { return 1; }
-    static int omp_get_thread_num(void) { return 0; }
     #endif
     #ifndef CYMLP_DEBUG
     #define CYMLP_DEBUG 0
@@ -23,4 +22,3 @@ cdef extern from *:
     bint CYMLP_OPENMP_ENABLED
     bint CYMLP_DEBUG
     int omp_get_max_threads() noexcept nogil
-    int omp_get_thread_num() noexcept nogil
