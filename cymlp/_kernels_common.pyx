@@ -128,9 +128,10 @@ def _check_array(str where, str name, a, int ndim, dtype, tuple shape, bint writ
         raise ValueError(f"{where}: {name} has dtype {a.dtype}, expected {np.dtype(dtype)}")
     for have, want in zip(a.shape, shape):
         if want is not None and have != want:
-            raise ValueError(f"{where}: {name} has shape {a.shape}, expected "
-                             f"{tuple('any' if w is None else w for w in shape)} "
-                             "(the buffers and the network's sizes disagree)")
+            want = ", ".join("any" if w is None else str(w) for w in shape)
+            raise ValueError(f"{where}: {name} has shape {a.shape}, expected ({want}"
+                             f"{',' if len(shape) == 1 else ''}) (the buffers and the "
+                             "network's sizes disagree)")
     if not a.flags.c_contiguous or (writable and not a.flags.writeable):
         raise ValueError(f"{where}: {name} must be C-contiguous{' and writable' if writable else ''}")
 
