@@ -81,13 +81,22 @@ def n_chunks_for(Py_ssize_t batch_rows):
 # One synchronous step
 # --------------------------------------------------------------------------
 
+# The two per-step threaded sites below skip the OpenMP region when they
+# would run on one thread.  ``prange(..., use_threads_if=False)`` still
+# enters a region (libgomp sets up a team of one): ~0.6 µs each on the
+# 2-core Xeon we measure on, three per step of the 64-32-10 network, whose
+# whole step takes ~4 µs.  Rarer sites (one per run segment or averaging
+# point, _kernels_parallel.pyx) use ``use_threads_if``.
+
 cdef void update_threaded(floating* p, floating* G, Py_ssize_t n_src, Py_ssize_t stride,
                           Py_ssize_t count, floating n_rows, bint decay, const Opt* o,
                           floating* m, floating* v, int nthreads) noexcept nogil:
     """update_range over ``count`` parameters, in blocks of ELEM_BLOCK on ``nthreads`` threads."""
     cdef Py_ssize_t nb = (count + ELEM_BLOCK - 1) // ELEM_BLOCK, i
-    for i in prange(nb, schedule='static', num_threads=nthreads,
-                    use_threads_if=nthreads > 1 and nb > 1):
+    if nthreads <= 1 or nb < 2:
+        update_range(p, G, n_src, stride, 0, count, n_rows, decay, o, m, v)
+        return
+    for i in prange(nb, schedule='static', num_threads=nthreads):
         update_range(p, G, n_src, stride, i * ELEM_BLOCK, min((i + 1) * ELEM_BLOCK, count),
                      n_rows, decay, o, m, v)
 
@@ -102,12 +111,20 @@ cdef StepOut step_chunked(const Shape* s, floating* theta, const floating* X, co
     cdef Py_ssize_t scr_stride = chunk_cap * s.row_width
     cdef int threads = nthreads if nthreads < chunks else <int>chunks
     cdef StepOut out
-    for c in prange(chunks, schedule='static', num_threads=threads, use_threads_if=threads > 1):
-        r0 = c * n // chunks
-        r1 = (c + 1) * n // chunks
-        chunk_loss_grad(s, theta, X, Y, rows + r0, labels, r1 - r0,
-                        scratch + c * scr_stride, chunk_cap, grads + c * P,
-                        row_loss + r0, row_correct + r0)
+    if threads <= 1:
+        for c in range(chunks):
+            r0 = c * n // chunks
+            r1 = (c + 1) * n // chunks
+            chunk_loss_grad(s, theta, X, Y, rows + r0, labels, r1 - r0,
+                            scratch + c * scr_stride, chunk_cap, grads + c * P,
+                            row_loss + r0, row_correct + r0)
+    else:
+        for c in prange(chunks, schedule='static', num_threads=threads):
+            r0 = c * n // chunks
+            r1 = (c + 1) * n // chunks
+            chunk_loss_grad(s, theta, X, Y, rows + r0, labels, r1 - r0,
+                            scratch + c * scr_stride, chunk_cap, grads + c * P,
+                            row_loss + r0, row_correct + r0)
     out = sum_rows(row_loss, row_correct, n)
     if not out.finite:
         return out
