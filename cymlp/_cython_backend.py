@@ -37,6 +37,7 @@ import numpy as np
 
 from . import _kernels
 from ._spec import layer_views, n_params
+from ._state import TrainingState
 from ._threads import AdaptiveThreads, BlasHold, blas_limit
 
 MODES = ("chunked", "batch")
@@ -112,14 +113,14 @@ class CythonBackend:
         return grads_w, grads_b, loss / n
 
     def trainer(self, spec, theta, X, Y, labels, *, batch_size, optimizer, parallel, average_every,
-                average_weighting, n_threads, adaptive, should_stop, mode=None):
+                average_weighting, n_threads, adaptive, should_stop, mode=None, state=None):
         # With one thread every strategy is plain mini-batch SGD: one worker,
         # one replica (averaging one model is the identity).  Running it
         # through the sync trainer makes that exact, bit for bit.
         if parallel == "sync" or n_threads == 1:
             return CythonTrainer(spec, theta, X, Y, labels, batch_size, optimizer, n_threads,
                                  choose_mode(spec.sizes, batch_size, spec.dtype.itemsize, mode),
-                                 adaptive, should_stop)
+                                 adaptive, should_stop, state)
         return ParallelTrainer(spec, theta, X, Y, labels, batch_size, optimizer, parallel,
                                average_every, average_weighting, n_threads)
 
@@ -151,19 +152,28 @@ class CythonTrainer(_CompiledTrainer):
     """
 
     def __init__(self, spec, theta, X, Y, labels, batch_size, optimizer, n_threads, mode,
-                 adaptive=False, should_stop=None):
+                 adaptive=False, should_stop=None, state=None):
         self.n_threads = n_threads
         self.mode = mode
         self._should_stop = should_stop or (lambda: False)
+        if state is None:
+            state = TrainingState(optimizer, theta.size, theta.dtype, seed=None)
+        self.state = state        # its m, v ARE the kernel's buffers; its step is copied back
         self._kernel = _kernels.SyncTrainer(
             plan_for(spec), theta, X, Y, _labels(labels), batch_size, mode, n_threads,
             optimizer.name, optimizer.momentum, optimizer.nesterov, optimizer.weight_decay,
-            optimizer.beta1, optimizer.beta2, optimizer.eps)
+            optimizer.beta1, optimizer.beta2, optimizer.eps, state.m, state.v, state.step)
         self.adaptive = (AdaptiveThreads(n_threads)
                          if adaptive and mode == "chunked" and n_threads > 1 else None)
         self._blas = BlasHold(1 if mode == "chunked" else n_threads)
 
     def run(self, order, first, stop, lr):
+        try:
+            return self._run(order, first, stop, lr)
+        finally:
+            self.state.step = self._kernel.step
+
+    def _run(self, order, first, stop, lr):
         if self.adaptive is None:
             return self._kernel.run(order, first, stop, lr)
         loss_sum, n_correct, n_seen, steps = 0.0, 0, 0, 0

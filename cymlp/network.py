@@ -21,6 +21,7 @@ import numpy as np
 from . import _persistence, _threads, _training, reference
 from . import _validation as v
 from ._spec import ModelSpec, layer_views
+from ._state import resolve_seed
 from ._training import (  # noqa: F401  (public names kept here)
     AVERAGE_WEIGHTINGS,
     LR_SCHEDULES,
@@ -181,7 +182,8 @@ class Network:
     n_threads : int or None
         Threads for the compiled path; ``None`` uses every usable core.
     seed : int or None
-        Seeds weight initialisation and the per-epoch shuffles.
+        Seeds weight initialisation and the per-epoch shuffles (see
+        :meth:`reseed` for new shuffles without new weights).
 
     Attributes
     ----------
@@ -195,6 +197,10 @@ class Network:
         ``biases[l]`` has shape ``(sizes[l+1],)``; assigned the same way.
     history_ : History or None
         The history of the last (possibly interrupted) ``fit``.
+    training_state_ : TrainingState or None
+        The optimizer's buffers and counters (``step``, ``epoch``, ``seed``)
+        that ``fit(..., resume=True)`` and :meth:`partial_fit` continue;
+        None before any training (see :mod:`cymlp._state`).
     """
 
     sizes = _Fixed("Units per layer, inputs first (a tuple).")
@@ -211,6 +217,8 @@ class Network:
         self.n_threads = n_threads
         self.seed = v.check_seed(seed)
         self._rng = np.random.default_rng(seed)
+        self._train_seed = resolve_seed(self.seed)
+        self.training_state_ = None
         self._allocate()
         for W, b in zip(self.weights, self.biases):
             n_out, n_in = W.shape
@@ -290,6 +298,31 @@ class Network:
     @property
     def n_params(self):
         return self._theta.size
+
+    @property
+    def training_seed(self):
+        """The seed of the validation split and of the training state (dropout masks).
+
+        ``seed`` until :meth:`reseed` gives another; drawn from the operating
+        system once when ``seed`` is None.
+        """
+        return self._train_seed
+
+    def reseed(self, seed):
+        """Draw the shuffles (and validation split, dropout masks) from ``seed`` from now on.
+
+        Resets the shuffle generator to ``numpy.random.default_rng(seed)`` and
+        sets :attr:`training_seed` (also in ``training_state_``), so that
+        replicas of one network can draw independent orders.  The weights and
+        the ``seed`` attribute (the initialisation's seed) do not change.
+        ``None`` draws a fresh seed from the operating system.
+        """
+        seed = v.check_seed(seed)
+        self._rng = np.random.default_rng(seed)
+        self._train_seed = resolve_seed(seed)
+        if self.training_state_ is not None:
+            self.training_state_.seed = self._train_seed
+        return self
 
     def get_flat_params(self):
         """A copy of all parameters as one flat array (the internal layout)."""
@@ -424,14 +457,14 @@ class Network:
             lr_schedule="constant", beta1=0.9, beta2=0.999, eps=1e-8, validation_fraction=None,
             early_stopping=False, patience=5, callbacks=None, progress=None, verbose=False,
             on_divergence="raise", parallel="sync", average_every=None,
-            average_weighting="uniform"):
+            average_weighting="uniform", resume=False, lr_schedule_epochs=None):
         """Train with mini-batch SGD (or Adam); returns a :class:`History`.
 
         Each epoch shuffles the rows with the network's own random generator
         (unless ``shuffle=False``) and takes consecutive batches of
         ``batch_size`` rows, the last one possibly smaller.  Calling ``fit``
-        again continues from the current weights (the optimizer state starts
-        afresh).
+        again continues from the current weights; the optimizer state starts
+        afresh unless ``resume=True``.
 
         Parameters
         ----------
@@ -492,6 +525,28 @@ class Network:
             For ``parallel="average"``: weight every replica equally
             (Zinkevich et al.) or by the examples it processed since the last
             averaging (after Cheng et al.); they differ when shards are unequal.
+        resume : bool
+            Continue ``training_state_`` exactly: the optimizer's buffers and
+            step count (Adam's t), and the epoch count the schedule sees.
+            With the same data and settings, ``fit(epochs=4)`` equals
+            ``fit(epochs=2)`` then ``fit(epochs=2, resume=True)`` bit for bit
+            (docs/guarantees.md).  Needs a state made with the same optimizer
+            and hyper-parameters (ValueError otherwise) and
+            ``parallel="sync"`` (or one thread).  ``False``: a fresh state.
+        lr_schedule_epochs : int or None
+            The schedule's horizon: how many epochs, counted from the first of
+            the training state, ``step`` and ``cosine`` (and a callable, as
+            its ``epochs``) span.  None: up to the end of this fit (``epochs``,
+            plus the epochs already done when resuming).  To split a scheduled
+            run, pass the total to the first call: ``fit(2,
+            lr_schedule="cosine", lr_schedule_epochs=4)`` then ``fit(2,
+            lr_schedule="cosine", resume=True)`` equals ``fit(4,
+            lr_schedule="cosine")``.
+
+        The validation rows (``validation_fraction``) are drawn from a
+        generator seeded by :attr:`training_seed`, not from the shuffle
+        generator: every fit of the network on the same data, resumed or
+        not, holds out the same rows.
         """
         settings, data = _training.check_fit(
             self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
@@ -500,20 +555,54 @@ class Network:
             beta1=beta1, beta2=beta2, eps=eps, validation_fraction=validation_fraction,
             early_stopping=early_stopping, patience=patience, callbacks=callbacks,
             progress=progress, verbose=verbose, on_divergence=on_divergence, parallel=parallel,
-            average_every=average_every, average_weighting=average_weighting)
+            average_every=average_every, average_weighting=average_weighting, resume=resume,
+            lr_schedule_epochs=lr_schedule_epochs)
         return _training.train(self, settings, data)
+
+    def partial_fit(self, X, y, *, classes=None, sample_weight=None, **options):
+        """One pass over the rows of ``X`` as mini-batches, continuing the training state.
+
+        The streaming (out-of-core) building block: each call is one epoch
+        of ``fit`` on the rows given, resuming ``training_state_`` (made by
+        the first call).  With the same settings, ``partial_fit(X, y)``
+        twice equals ``fit(X, y, epochs=2)`` bit for bit.  ``options`` are
+        ``fit``'s (``batch_size``, ``lr``, ``optimizer``, ``shuffle``, ...)
+        and must keep the optimizer settings of the state; ``epochs``,
+        ``resume`` and the validation and early-stopping options belong to
+        ``fit``.
+
+        ``classes``: the class labels of the whole stream (scikit-learn's
+        convention), checked against the network's outputs (labels are
+        ``0..sizes[-1]-1``) and against ``y``.  ``sample_weight`` is passed
+        to ``fit`` as is.  Returns the network.
+        """
+        for name in PARTIAL_FIT_EXCLUDED:
+            if name in options:
+                raise TypeError(f"partial_fit() does not take {name!r}: it is one epoch that "
+                                f"continues the training state; use fit() for {name}")
+        if classes is not None:
+            _training.check_classes(classes, y, self.sizes[-1])
+        if sample_weight is not None:
+            options["sample_weight"] = sample_weight
+        self.fit(X, y, epochs=1, resume=self.training_state_ is not None, **options)
+        return self
 
     # -- persistence (cymlp/_persistence.py) ---------------------------------------
 
-    def save(self, path):
+    def save(self, path, training_state=True):
         """Save architecture, dtype and parameters to a ``.npz`` file, atomically.
+
+        With ``training_state`` (the default) the file also holds
+        ``training_state_`` and the shuffle generator's state, so that a
+        loaded network resumes exactly (``fit(..., resume=True)``); False
+        writes the network alone, in the format of earlier versions.
 
         The file is written to ``PATH.cymlp-tmp-XXXXXXXX`` beside ``path``,
         ``fsync``ed and renamed over it, so an interrupted save never leaves a
         broken model where a good one was.  Re-saving keeps the file's mode; a
         symlink ``path`` is followed (its target is replaced).
         """
-        _persistence.save(self, path)
+        _persistence.save(self, path, training_state=training_state)
 
     @classmethod
     def load(cls, path, backend=None, n_threads=None):
@@ -532,8 +621,16 @@ class Network:
     def __setstate__(self, state):
         _persistence.set_state(self, state)
 
-    def copy(self, dtype=None, backend=None):
-        """An independent copy, optionally in another dtype or backend."""
+    def copy(self, dtype=None, backend=None, seed=None):
+        """An independent copy, optionally in another dtype or backend, or reseeded.
+
+        The copy keeps the training state (cast to ``dtype``).  ``seed``:
+        the copy draws its shuffles from it (:meth:`reseed`), so replicas of
+        one network see independent orders; None keeps this network's
+        generator state.
+        """
+        if seed is not None:
+            v.check_seed(seed)
         net = Network.__new__(Network)
         state = self.__getstate__()
         if dtype is not None:
@@ -541,10 +638,23 @@ class Network:
             state["dtype"] = dtype.name
             state["theta"] = v.check_finite_params(f"copy(dtype={dtype.name!r}): the parameter buffer",
                                                    state["theta"], dtype)
+            training = state["training_state"]
+            if training is not None:
+                for name in ("m", "v"):
+                    if getattr(training, name) is not None:
+                        setattr(training, name, v.check_finite_params(
+                            f"copy(dtype={dtype.name!r}): the training state's {name}",
+                            getattr(training, name), dtype))
         if backend is not None:
             state["backend"] = backend
         net.__setstate__(state)
+        if seed is not None:
+            net.reseed(seed)
         return net
+
+
+PARTIAL_FIT_EXCLUDED = ("epochs", "resume", "validation_data", "validation_fraction",
+                        "early_stopping", "patience")
 
 
 def _check_runtime_args(backend, n_threads):
