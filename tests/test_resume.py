@@ -531,3 +531,17 @@ def test_cli_resume_refuses_files_without_state_and_architecture_options(tmp_pat
     assert _cli("--epochs", 1, "--save", tmp_path / "a.npz", "--hidden", "8") == 0
     assert _cli("--resume", tmp_path / "a.npz", "--hidden", "16") == 1
     assert "drop --hidden" in capsys.readouterr().err
+
+
+def test_copy_to_another_dtype_casts_the_training_state():
+    X, y = data()
+    net = network(dtype="float32")
+    net.fit(X, y, epochs=1, batch_size=64, **OPTIMIZERS["adam"])
+    wide = net.copy(dtype="float64")
+    state = wide.training_state_
+    assert state.m.dtype == state.v.dtype == np.float64
+    np.testing.assert_array_equal(state.m, net.training_state_.m.astype(np.float64))
+    assert state.m is not net.training_state_.m
+    wide.fit(X, y, epochs=1, batch_size=64, resume=True, **OPTIMIZERS["adam"])
+    assert wide.training_state_.step == 2 * net.training_state_.step
+    assert net.training_state_.epoch == 1                     # the original is untouched
