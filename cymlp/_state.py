@@ -20,7 +20,9 @@ stopped:
     with every step; :attr:`step` is current after each ``Trainer.run``.
 ``epoch``
     Completed epochs: the index of the next epoch, which the learning-rate
-    schedule sees, counted across resumed fits.
+    schedule sees, counted across resumed fits.  While an epoch runs it is
+    that epoch's index (the loop sets ``epoch + 1`` when the epoch
+    completes), so a trainer reads the current epoch as ``state.epoch``.
 ``seed``
     The training seed: keys the validation split and (dropout) masks.  It is
     the network's ``seed``, or the one given to ``Network.reseed``.
