@@ -31,6 +31,7 @@ results are averaged, a warning is issued, and the lost shard is sent again
 
 import math
 import time
+from concurrent.futures import CancelledError
 import uuid
 import warnings
 
@@ -62,11 +63,11 @@ _REPLICAS = {}        # (run id, shard id) -> Network, on each worker
 
 
 def _flat(net):
-    return net.get_flat_params() if hasattr(net, "get_flat_params") else net.get_params()
+    return net.get_flat_params()
 
 
 def _set_flat(net, theta):
-    (net.set_flat_params if hasattr(net, "set_flat_params") else net.set_params)(theta)
+    net.set_flat_params(theta)
 
 
 def _worker_has_cymlp():
@@ -226,8 +227,8 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
     if callable(lr_schedule):
         schedule = lr_schedule
     else:
-        from .network import _make_schedule
-        schedule = _make_schedule(lr_schedule, lr, epochs)
+        from ._training import make_schedule
+        schedule = make_schedule(lr_schedule, lr, epochs)
     if validation_data is not None:
         X_val, y_val = validation_data
         X_val, y_val = net._check_Xy(X_val, y_val)[0], y_val
@@ -282,12 +283,8 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
 
 
 def _usable_cores():
-    try:
-        from ._threads import usable_cores
-        return usable_cores()
-    except ImportError:
-        from ._validation import _usable_cores as usable
-        return usable()
+    from ._threads import usable_cores
+    return usable_cores()
 
 
 class _Run:
@@ -518,19 +515,23 @@ class _Run:
                                    f"the weights of the last completed round")
             try:
                 _dd.wait(list(pending.values()), timeout=0.25, return_when="FIRST_COMPLETED")
-            except TimeoutError:
-                pass
+            except (TimeoutError, CancelledError):
+                pass                        # cancelled futures are sorted out below
             except OSError as exc:
                 raise RuntimeError(f"lost the Dask scheduler ({exc}); the network keeps the weights of "
                                    f"the last completed round") from None
             live = None
             for i, future in list(pending.items()):
-                if future.status == "finished":
-                    results[i] = future.result()
-                elif future.status in ("error", "cancelled", "lost"):
-                    exc = future.exception() if future.status == "error" else None
-                    if isinstance(exc, (ValueError, TypeError, TrainingDiverged)):
-                        raise exc
+                if future.status in ("finished", "error"):
+                    # a result can still vanish with its worker between the status and the fetch
+                    try:
+                        results[i] = future.result()
+                    except (ValueError, TypeError, TrainingDiverged):
+                        raise                    # the task itself refused: the caller's error
+                    except Exception:            # noqa: BLE001 - lost with the worker: redo elsewhere
+                        pass
+                elif future.status in ("cancelled", "lost"):
+                    pass
                 else:
                     if live is None:
                         live = set(self._live_workers())
