@@ -50,6 +50,10 @@ except ImportError as exc:            # pragma: no cover - exercised only withou
 __all__ = ["STRATEGIES", "fit_distributed"]
 
 STRATEGIES = ("average", "sync")
+# What a task raises when its worker (or its input's worker) went away, as opposed to an error of
+# the task itself, which is the caller's to see.
+_WORKER_LOST = (CancelledError, _dd.client.FutureCancelledError, _dd.scheduler.KilledWorker,
+                _dd.comm.CommClosedError)
 WEIGHTINGS = ("uniform", "examples")
 
 # The training keyword arguments a round passes on to the replica's training call.
@@ -237,7 +241,8 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
     own_cluster = client is None
     if own_cluster:
         cluster = LocalCluster(n_workers=n_workers or _usable_cores(), threads_per_worker=threads_per_worker or 1,
-                               processes=True, host="127.0.0.1", dashboard_address=None)
+                               processes=True, host="127.0.0.1", dashboard_address=None,
+                               env={"PYTHONPATH": _pythonpath_with_this_cymlp()})
         client = Client(cluster)
     else:
         if getattr(client, "status", "running") != "running":
@@ -280,6 +285,13 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
         if own_cluster:
             client.close()
             cluster.close()
+
+
+def _pythonpath_with_this_cymlp():
+    """PYTHONPATH for worker processes we start: this cymlp first, so they run the client's code."""
+    import os
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.pathsep.join(p for p in (parent, os.environ.get("PYTHONPATH")) if p)
 
 
 def _usable_cores():
@@ -526,10 +538,8 @@ class _Run:
                     # a result can still vanish with its worker between the status and the fetch
                     try:
                         results[i] = future.result()
-                    except (ValueError, TypeError, TrainingDiverged):
-                        raise                    # the task itself refused: the caller's error
-                    except Exception:            # noqa: BLE001 - lost with the worker: redo elsewhere
-                        pass
+                    except _WORKER_LOST:
+                        pass                     # redone elsewhere (see _recover)
                 elif future.status in ("cancelled", "lost"):
                     pass
                 else:
