@@ -427,22 +427,47 @@ class _Run:
         if gone:
             self._recover(gone)
 
-    def _average_round(self, epoch, first, stop, lr, retry=True):
-        self._check_owners()
+    def _run_round(self, submit, need_all=False):
+        """Run one round: ``submit(shard_ids)`` returns one future per shard id; results by shard id.
+
+        Survives workers that die before or during the round: their shards
+        move to live workers (:meth:`_recover`).  Averaging accepts the
+        shards that finished (``need_all=False``); a synchronous step
+        (``need_all=True``) sends the lost shards' part again.  Three
+        attempts at most.
+        """
+        results = {}
+        todo = list(range(len(self.shards)))
+        for _ in range(3):
+            self._check_owners()
+            try:
+                futures = submit(todo)
+            except (*_WORKER_LOST, OSError):       # a worker died while we sent it the round
+                time.sleep(0.2)
+                continue
+            done, lost = self._gather(futures)
+            results.update({todo[j]: result for j, result in done.items()})
+            if lost:
+                self._recover([todo[j] for j in lost])
+            todo = [i for i in todo if i not in results]
+            if not todo or (results and not need_all):
+                return results
+        raise RuntimeError("the cluster lost workers in three attempts at the same round; the network keeps "
+                           "the weights of the last completed round")
+
+    def _average_round(self, epoch, first, stop, lr):
         theta = _flat(self.net)
-        theta_future = self.client.scatter(theta, broadcast=True, hash=False)
-        futures = [self.client.submit(_local_round, self.run_id, i, self.template, theta_future, shard, epoch,
-                                      first, stop, self.batch_size, lr, self.seed, self.shuffle,
-                                      self.settings, self.threads, workers=[self.owner[i]],
-                                      allow_other_workers=False, pure=False)
-                   for i, shard in enumerate(self.shards)]
-        results, lost = self._gather(futures)
-        if lost:
-            self._recover(lost)
-            if not results:
-                if not retry:
-                    raise RuntimeError("every worker failed in the same round twice; giving up")
-                return self._average_round(epoch, first, stop, lr, retry=False)
+
+        def submit(shard_ids):
+            owners = sorted({self.owner[i] for i in shard_ids})
+            theta_future = self.client.scatter(theta, workers=owners, broadcast=True, hash=False)
+            return [self.client.submit(_local_round, self.run_id, i, self.template, theta_future, self.shards[i],
+                                       epoch, first, stop, self.batch_size, lr, self.seed, self.shuffle,
+                                       self.settings, self.threads, workers=[self.owner[i]],
+                                       allow_other_workers=False, pure=False)
+                    for i in shard_ids]
+
+        results = self._run_round(submit)
         thetas = [r[0] for r in results.values()]
         rows = np.array([r[1] for r in results.values()], dtype=float)
         if rows.sum() == 0:
@@ -471,19 +496,15 @@ class _Run:
         loss_sum = n_seen = n_correct = 0
         for start in range(0, n, batch):
             rows = order[start:start + batch]
-            self._check_owners()
-            # small arrays travel inside the task message: no extra round trip per step
-            theta_future, rows_future = _flat(self.net), rows
-            futures = [self.client.submit(_local_gradient, self.run_id, i, self.template, theta_future, shard,
-                                          rows_future, workers=[self.owner[i]], allow_other_workers=False,
-                                          pure=False)
-                       for i, shard in enumerate(self.shards)]
-            results, lost = self._gather(futures)
-            if lost:
-                self._recover(lost)
-                results.update(self._gather([self.client.submit(
-                    _local_gradient, self.run_id, i, self.template, theta_future, self.shards[i], rows_future,
-                    workers=[self.owner[i]], pure=False) for i in lost])[0])
+            theta = _flat(self.net)
+
+            def submit(shard_ids, theta=theta, rows=rows):
+                # small arrays travel inside the task message: no extra round trip per step
+                return [self.client.submit(_local_gradient, self.run_id, i, self.template, theta, self.shards[i],
+                                           rows, workers=[self.owner[i]], allow_other_workers=False, pure=False)
+                        for i in shard_ids]
+
+            results = self._run_round(submit, need_all=True)
             parts = [r for r in results.values() if r[1]]
             total_rows = sum(r[1] for r in parts)
             if total_rows != len(rows):
