@@ -126,7 +126,8 @@ def _local_round(run_id, shard_id, template, theta, shard, epoch, first, stop, b
     Xr, yr = X[rows], y[rows]
     if hasattr(net, "partial_fit"):
         # keeps the replica's optimizer state across rounds
-        history = net.partial_fit(Xr, yr, batch_size=batch_size, lr=lr, shuffle=False, **settings)
+        net.partial_fit(Xr, yr, batch_size=batch_size, lr=lr, shuffle=False, **settings)
+        history = net.history_
     else:
         history = net.fit(Xr, yr, epochs=1, batch_size=batch_size, lr=lr, shuffle=False, **settings)
     loss = history.loss[-1] if len(history) else float("nan")

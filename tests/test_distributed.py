@@ -74,7 +74,7 @@ def test_model_averaging_learns_digits(client, digits, average_every, weighting)
 def test_model_averaging_with_adam_keeps_learning(client, digits):
     X_train, y_train, X_test, y_test = digits
     net = _net()
-    fit_distributed(net, X_train, y_train, client=client, epochs=8, batch_size=32, lr=0.003,
+    fit_distributed(net, X_train, y_train, client=client, epochs=15, batch_size=32, lr=0.01,
                     optimizer="adam", average_every=10)
     assert net.score(X_test, y_test) >= 0.95
 
@@ -209,10 +209,10 @@ def test_cli_trains_on_a_local_cluster(tmp_path):
     import subprocess
     from conftest import subprocess_env
     result = subprocess.run([sys.executable, "-m", "cymlp", "train", "--workers", "2", "--threads", "1",
-                             "--epochs", "4", "--no-progress"], cwd=tmp_path, env=subprocess_env(),
+                             "--epochs", "8", "--no-progress"], cwd=tmp_path, env=subprocess_env(),
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert len([line for line in result.stdout.splitlines() if line.startswith("epoch")]) == 4
+    assert len([line for line in result.stdout.splitlines() if line.startswith("epoch")]) == 8
     assert float(re.search(r"test accuracy (\d\.\d+)", result.stdout).group(1)) >= 0.95
 
 
