@@ -10,14 +10,16 @@ threads run the chunks (GEMMs inside ``prange``) and the reduction/update
 pass; at ``n_threads`` in ``batch`` mode, where one GEMM covers the whole
 batch and the cheap elementwise passes stay on the calling thread.
 ``n_threads=1`` is strictly serial (no OpenMP team, BLAS on one thread).
-With the default ``n_threads=None``, a chunked fit times its steps on the
-team and on one thread and runs on the faster (:class:`cymlp._threads.AdaptiveThreads`).
+With the default ``n_threads=None``, a fit times its steps on all threads
+and on one thread and runs on the faster (:class:`cymlp._threads.AdaptiveThreads`):
+the OpenMP team's size in chunked mode, the BLAS pool's in batch mode.
 
 Determinism.  ``chunked``: bitwise-identical weights for any ``n_threads``
 (fixed chunks, fixed-order reduction), so the adaptive thread count changes
 only the speed.  ``batch``: the BLAS's threaded GEMMs may sum in another
 order for another thread count: equal to rounding (tested to rtol 1e-12 in
-float64), bitwise for a fixed thread count.
+float64), bitwise for a fixed, explicit ``n_threads``; with ``n_threads=None``
+the adaptive choice depends on timing, so repeated fits agree to rounding.
 
 Strategies.  ``parallel="sync"`` uses the modes below; ``"hogwild"`` and
 ``"average"`` run one worker per thread (:class:`ParallelTrainer`, BLAS on
@@ -30,6 +32,7 @@ forces ``"chunked"`` or ``"batch"``; ``None`` chooses by size
 depend on ``n_threads``.
 """
 
+import contextlib
 import functools
 import time
 
@@ -163,8 +166,8 @@ class CythonTrainer(_CompiledTrainer):
             plan_for(spec), theta, X, Y, _labels(labels), batch_size, mode, n_threads,
             optimizer.name, optimizer.momentum, optimizer.nesterov, optimizer.weight_decay,
             optimizer.beta1, optimizer.beta2, optimizer.eps, state.m, state.v, state.step)
-        self.adaptive = (AdaptiveThreads(n_threads)
-                         if adaptive and mode == "chunked" and n_threads > 1 else None)
+        # chunked: the OpenMP team's size; batch: the BLAS pool's (see _run)
+        self.adaptive = AdaptiveThreads(n_threads) if adaptive and n_threads > 1 else None
         self._blas = BlasHold(1 if mode == "chunked" else n_threads)
 
     def run(self, order, first, stop, lr):
@@ -180,9 +183,14 @@ class CythonTrainer(_CompiledTrainer):
         i = first
         while i < stop and not self._should_stop():
             threads, wanted = self.adaptive.next(stop - i)
-            self._kernel.nthreads = threads
+            if self.mode == "chunked":
+                self._kernel.nthreads = threads
+                serial_blas = contextlib.nullcontext()
+            else:           # batch mode: only the GEMMs are threaded, by BLAS
+                serial_blas = BlasHold(1) if threads == 1 else contextlib.nullcontext()
             t0 = time.perf_counter()
-            l_sum, n_corr, n_rows, done = self._kernel.run(order, i, i + wanted, lr)
+            with serial_blas:
+                l_sum, n_corr, n_rows, done = self._kernel.run(order, i, i + wanted, lr)
             self.adaptive.record(threads, done, time.perf_counter() - t0)
             loss_sum += l_sum
             n_correct += n_corr
