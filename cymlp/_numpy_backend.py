@@ -42,27 +42,28 @@ class NumpyBackend:
         activations, _ = reference.feedforward(weights, biases, spec.activation, spec.output, X)
         return activations[-1]
 
-    def backprop(self, spec, theta, X, Y, n_threads=1):
+    def backprop(self, spec, theta, X, Y, n_threads=1, sample_weight=None, masks=None):
         weights, biases = layer_views(spec.sizes, theta)
         grads_w, grads_b, loss, _ = reference.backprop(
-            weights, biases, spec.activation, spec.output, spec.loss, X, Y)
+            weights, biases, spec.activation, spec.output, spec.loss, X, Y, sample_weight, masks)
         return grads_w, grads_b, loss
 
-    def loss_and_output(self, spec, theta, X, Y, n_threads=1):
+    def loss_and_output(self, spec, theta, X, Y, n_threads=1, sample_weight=None):
         weights, biases = layer_views(spec.sizes, theta)
         activations, z_out = reference.feedforward(weights, biases, spec.activation, spec.output, X)
-        loss = reference.loss_value(spec.loss, spec.output, z_out, activations[-1], Y)
+        loss = reference.loss_value(spec.loss, spec.output, z_out, activations[-1], Y, sample_weight)
         return float(loss), activations[-1]
 
     def trainer(self, spec, theta, X, Y, labels, *, batch_size, optimizer, should_stop=None,
-                **threads_and_strategy):
-        return NumpyTrainer(spec, theta, X, Y, labels, batch_size, optimizer, should_stop)
+                terms=None, **threads_and_strategy):
+        return NumpyTrainer(spec, theta, X, Y, labels, batch_size, optimizer, should_stop, terms)
 
 
 class NumpyTrainer:
     """Mini-batch SGD/Adam with the reference passes, one batch per Python iteration."""
 
-    def __init__(self, spec, theta, X, Y, labels, batch_size, optimizer, should_stop=None):
+    def __init__(self, spec, theta, X, Y, labels, batch_size, optimizer, should_stop=None,
+                 terms=None):
         self.spec, self.X, self.Y, self.labels = spec, X, Y, labels
         self.weights, self.biases = layer_views(spec.sizes, theta)
         self.batch_size = batch_size
@@ -73,6 +74,7 @@ class NumpyTrainer:
         self.state_v = [np.zeros_like(p) for p in self.params] if optimizer.name == "adam" else None
         self.step = 0
         self.should_stop = should_stop or (lambda: False)
+        self.terms = terms
 
     def close(self):
         """Nothing to release (the compiled trainers release the BLAS pool here)."""
@@ -85,11 +87,17 @@ class NumpyTrainer:
                 break
             rows = order[i * self.batch_size:(i + 1) * self.batch_size]
             X, Y = self.X[rows], self.Y[rows]
+            w, masks, clip_norm = self._terms(rows)
+            if w is not None and not w.sum() > 0:
+                steps += 1                 # a batch of weight 0: no update, no examples
+                continue
             grads_w, grads_b, loss, out = reference.backprop(
-                self.weights, self.biases, spec.activation, spec.output, spec.loss, X, Y)
+                self.weights, self.biases, spec.activation, spec.output, spec.loss, X, Y, w, masks)
             if not np.isfinite(loss):
                 break
             grads = [g for pair in zip(grads_w, grads_b) for g in pair]
+            if clip_norm is not None:
+                reference.clip_by_global_norm(grads, clip_norm)
             self.step += 1
             if opt.name == "adam":
                 reference.adam_update(self.params, grads, self.state_m, self.state_v, self.step, lr,
@@ -103,3 +111,18 @@ class NumpyTrainer:
             if self.labels is not None:   # outputs before this step's update
                 n_correct += int(np.sum(out.argmax(axis=1) == self.labels[rows]))
         return loss_sum, n_correct, n_seen, steps
+
+    def _terms(self, rows):
+        """The batch's ``(sample weights, dropout masks, clip_norm)``; advances the step counter."""
+        t = self.terms
+        if t is None:
+            return None, None, None
+        masks = None
+        if t.has_dropout:
+            c = t.counters
+            masks = reference.dropout_masks(c.seed, c.epoch, c.step, self.spec.sizes, len(rows),
+                                            t.dropout, self.spec.dtype)
+        if t.counters is not None:
+            t.counters.step += 1
+        w = None if t.sample_weight is None else t.sample_weight[rows]
+        return w, masks, t.clip_norm

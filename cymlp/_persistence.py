@@ -42,8 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _training_terms, reference
 from . import _validation as v
-from . import reference
 
 FORMAT_VERSION = 1
 MAX_CONFIG_BYTES = 64 * 1024        # the config member, header included (a real one is ~200 bytes)
@@ -57,7 +57,7 @@ _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _ALLOWED_FLAGS = 0x0006 | 0x0008 | 0x0800    # deflate level, data descriptor, UTF-8 names; anything else (encryption...) is refused
 _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-_CONFIG_KEYS = {"sizes", "activation", "output", "loss", "dtype", "seed"}
+_CONFIG_KEYS = {"sizes", "activation", "output", "loss", "dtype", "seed", "dropout"}
 _FLOAT_DESCR = re.compile(r"[<>|=]?f(2|4|8|10|12|16)")
 _INT_DESCR = re.compile(r"[<>|=]?[iu][1248]")
 _UNICODE_DESCR = re.compile(r"[<>|=]?U([0-9]{1,6})")
@@ -105,8 +105,11 @@ def member_table(sizes):
 
 def config_of(net):
     """The JSON-able configuration of ``net``: what ``Network(...)`` needs to rebuild it."""
-    return {"sizes": list(net.sizes), "activation": net.activation, "output": net.output,
-            "loss": net.loss_name, "dtype": net.dtype.name, "seed": net.seed}
+    config = {"sizes": list(net.sizes), "activation": net.activation, "output": net.output,
+              "loss": net.loss_name, "dtype": net.dtype.name, "seed": net.seed}
+    if any(net.dropout):                  # only then: files without dropout stay as they were
+        config["dropout"] = list(net.dropout)
+    return config
 
 
 def get_state(net):
@@ -127,6 +130,7 @@ def set_state(net, state, *, strict_backend=False):
     """
     net._set_architecture(state["sizes"], state["activation"], state["output"], state["loss"],
                           state["dtype"])
+    net.dropout = state.get("dropout", 0.0)       # absent in files and pickles without dropout
     net.seed = state["seed"]
     try:
         net.backend = state["backend"]
@@ -321,6 +325,9 @@ def _check_config(value):
             raise ValueError("loss='cross_entropy' with output='identity'")
         v.check_choice("dtype", config["dtype"], ("float32", "float64"))
         config["seed"] = v.check_seed(config.get("seed"))
+        if "dropout" in config:
+            config["dropout"] = list(_training_terms.check_dropout(config["dropout"],
+                                                                   config["sizes"]))
     except (TypeError, ValueError) as exc:
         raise _Damaged(f"its configuration is invalid ({exc})") from None
     return config

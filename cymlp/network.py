@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _persistence, _threads, _training, reference
+from . import _training_terms as terms_
 from . import _validation as v
 from ._spec import ModelSpec, layer_views
 from ._training import (  # noqa: F401  (public names kept here)
@@ -181,7 +182,15 @@ class Network:
     n_threads : int or None
         Threads for the compiled path; ``None`` uses every usable core.
     seed : int or None
-        Seeds weight initialisation and the per-epoch shuffles.
+        Seeds weight initialisation and the per-epoch shuffles (and keys the
+        dropout masks).
+    dropout : float or sequence of float, each in [0, 1)
+        Inverted dropout on the hidden layers during ``fit``: each hidden
+        unit is dropped with this probability (one number for every hidden
+        layer, or one per hidden layer) and the kept ones are scaled by
+        1/(1-p).  Prediction, ``loss`` and ``score`` never drop units.  The
+        masks are hashed from (seed, epoch, step, layer, row, unit), so both
+        backends draw the same masks for any thread count.  Settable.
 
     Attributes
     ----------
@@ -205,8 +214,9 @@ class Network:
                    advice="use net.copy(dtype=...) for a copy in another dtype")
 
     def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
-                 dtype="float32", backend=None, n_threads=None, seed=0):
+                 dtype="float32", backend=None, n_threads=None, seed=0, dropout=0.0):
         self._set_architecture(sizes, activation, output, loss, dtype)
+        self.dropout = dropout
         self.backend = backend
         self.n_threads = n_threads
         self.seed = v.check_seed(seed)
@@ -263,6 +273,15 @@ class Network:
     def biases(self, value):
         raise AttributeError("net.biases cannot be replaced; assign layer by layer "
                              "(net.biases[l] = b) or all at once with net.set_flat_params(theta)")
+
+    @property
+    def dropout(self):
+        """Drop probability of each hidden layer during ``fit`` (a tuple)."""
+        return self._dropout
+
+    @dropout.setter
+    def dropout(self, dropout):
+        self._dropout = terms_.check_dropout(dropout, self.sizes)
 
     @property
     def backend(self):
@@ -333,8 +352,10 @@ class Network:
                 f"new Network")
 
     def __repr__(self):
+        dropout = f", dropout={list(self.dropout)}" if any(self.dropout) else ""
         return (f"Network({list(self.sizes)}, activation={self.activation!r}, output={self.output!r}, "
-                f"loss={self.loss_name!r}, dtype={self.dtype.name!r}, backend={self.backend!r})")
+                f"loss={self.loss_name!r}, dtype={self.dtype.name!r}, backend={self.backend!r}"
+                f"{dropout})")
 
     # -- validation helpers -----------------------------------------------
 
@@ -384,36 +405,50 @@ class Network:
         out = self.feedforward(X)
         return out.argmax(axis=1) if self.is_classifier else out
 
-    def loss(self, X, y):
-        """Mean loss over the rows of ``X`` (no weight decay term)."""
+    def loss(self, X, y, sample_weight=None):
+        """Mean loss over the rows of ``X`` (no weight decay term, no dropout).
+
+        With ``sample_weight`` (n,) (finite, >= 0, positive sum) the weighted
+        mean Σ w C / Σ w; a row of weight 0 counts as if it were removed.
+        """
         X, Y, _ = self._check_Xy(X, y)
+        w = terms_.check_sample_weight(sample_weight, X.shape[0])
         with np.errstate(over="ignore", invalid="ignore"):
             loss = _training.evaluate(self._backend, self._spec, self._theta, X, Y,
-                                      self.effective_n_threads)[0]
+                                      self.effective_n_threads, sample_weight=w)[0]
             return v.check_finite_result("loss", loss)
 
-    def score(self, X, y):
-        """Accuracy for integer labels; R² (coefficient of determination) for 2-D targets."""
+    def score(self, X, y, sample_weight=None):
+        """Accuracy for integer labels; R² (coefficient of determination) for 2-D targets.
+
+        With ``sample_weight`` the weighted accuracy Σ w·[correct] / Σ w, or
+        the weighted R² (as scikit-learn's ``r2_score``).
+        """
         X, Y, labels = self._check_Xy(X, y)
+        w = terms_.check_sample_weight(sample_weight, X.shape[0])
         out = self._feedforward(X)
         if labels is not None:
-            return float(np.mean(out.argmax(axis=1) == labels))
+            return float(np.average(out.argmax(axis=1) == labels, weights=w))
         with np.errstate(over="ignore", invalid="ignore"):   # outputs near 1e300: reported below
             Y = Y.astype(np.float64)          # square in float64: float32 overflows from 1.8e19
-            ss_res = np.sum((Y - out) ** 2)
-            ss_tot = np.sum((Y - Y.mean(axis=0)) ** 2)
+            rows = 1.0 if w is None else w[:, None]
+            ss_res = np.sum(rows * (Y - out) ** 2)
+            ss_tot = np.sum(rows * (Y - np.average(Y, axis=0, weights=w)) ** 2)
         v.check_finite_result("score", ss_res)
         return float(1 - ss_res / ss_tot) if ss_tot > 0 else float(ss_res == 0)
 
-    def backprop(self, X, y):
-        """Gradient of the mean loss over the rows of ``X``.
+    def backprop(self, X, y, sample_weight=None):
+        """Gradient of the mean loss over the rows of ``X`` (no dropout).
 
-        Returns ``(grads_w, grads_b)``, lists shaped like ``weights`` and ``biases``.
+        Returns ``(grads_w, grads_b)``, lists shaped like ``weights`` and
+        ``biases``.  With ``sample_weight``, the gradient of the weighted
+        mean loss Σ w C / Σ w.
         """
         X, Y, _ = self._check_Xy(X, y)
+        w = terms_.check_sample_weight(sample_weight, X.shape[0])
         with np.errstate(over="ignore", invalid="ignore"):
             grads_w, grads_b, _ = self._backend.backprop(self._spec, self._theta, X, Y,
-                                                         self.effective_n_threads)
+                                                         self.effective_n_threads, sample_weight=w)
         v.check_finite_result("gradient", grads_w + grads_b)
         return grads_w, grads_b
 
@@ -424,7 +459,7 @@ class Network:
             lr_schedule="constant", beta1=0.9, beta2=0.999, eps=1e-8, validation_fraction=None,
             early_stopping=False, patience=5, callbacks=None, progress=None, verbose=False,
             on_divergence="raise", parallel="sync", average_every=None,
-            average_weighting="uniform"):
+            average_weighting="uniform", sample_weight=None, class_weight=None, clip_norm=None):
         """Train with mini-batch SGD (or Adam); returns a :class:`History`.
 
         Each epoch shuffles the rows with the network's own random generator
@@ -492,6 +527,26 @@ class Network:
             For ``parallel="average"``: weight every replica equally
             (Zinkevich et al.) or by the examples it processed since the last
             averaging (after Cheng et al.); they differ when shards are unequal.
+        sample_weight : array-like (n,) or None
+            Finite, non-negative row weights with a positive sum: every
+            mini-batch minimises its weighted mean loss Σ w C / Σ w, so a row
+            of weight 0 counts as if removed; a mini-batch whose weights are
+            all 0 is skipped (no update, no examples counted).  Equal weights
+            (all ones) train exactly as no weights.  The history's ``loss``
+            averages the batches' weighted losses; with ``validation_fraction``
+            the held-out rows' weights weight ``val_loss`` and ``val_accuracy``.
+        class_weight : None, "balanced" or dict
+            For integer labels: multiply the weight of each row of class c by
+            ``class_weight[c]`` (classes missing from the dict weigh 1);
+            ``"balanced"`` uses n_samples / (n_classes · count(c)) as
+            scikit-learn.
+        clip_norm : float > 0 or None
+            Scale each step's mean gradient (of the loss, before weight decay
+            is added, as PyTorch's ``clip_grad_norm_``) so that its global L2
+            norm over all parameters is at most ``clip_norm``.
+
+        ``sample_weight``, ``class_weight``, ``clip_norm`` and the network's
+        ``dropout`` need ``parallel="sync"``.
         """
         settings, data = _training.check_fit(
             self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
@@ -500,7 +555,8 @@ class Network:
             beta1=beta1, beta2=beta2, eps=eps, validation_fraction=validation_fraction,
             early_stopping=early_stopping, patience=patience, callbacks=callbacks,
             progress=progress, verbose=verbose, on_divergence=on_divergence, parallel=parallel,
-            average_every=average_every, average_weighting=average_weighting)
+            average_every=average_every, average_weighting=average_weighting,
+            sample_weight=sample_weight, class_weight=class_weight, clip_norm=clip_norm)
         return _training.train(self, settings, data)
 
     # -- persistence (cymlp/_persistence.py) ---------------------------------------
