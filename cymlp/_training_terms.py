@@ -101,6 +101,8 @@ def check_dropout(dropout, sizes):
                              f"use dropout=0 or add a hidden layer")
         return (rate,) * n_hidden
     try:
+        if isinstance(dropout, (str, bytes)):
+            raise TypeError
         rates = list(dropout)
     except TypeError:
         raise TypeError(f"dropout must be a number in [0, 1) or a sequence with one per hidden "

@@ -334,6 +334,12 @@ def add_train_parser(subparsers):
     opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
     opt.add_argument("--weight-decay", type=_number(float, 0), help="L2 penalty on the weights")
     opt.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant, step (halve 4 times) or cosine")
+    opt.add_argument("--dropout", type=_number(float, 0, high=1, high_open=True), default=0.0,
+                     metavar="P", help="drop each hidden unit with probability P in training (default 0)")
+    opt.add_argument("--class-weight", choices=("balanced",), default=None,
+                     help="weight each class by n_samples / (n_classes * count)")
+    opt.add_argument("--clip-norm", type=_number(float, 0, low_open=True), default=None, metavar="C",
+                     help="clip each step's gradient to global L2 norm C")
     opt.add_argument("--early-stopping", action="store_true",
                      help="stop when the validation loss stops improving; keep the best epoch's weights")
     opt.add_argument("--patience", type=_number(int, 1), default=5,
@@ -406,6 +412,10 @@ def cmd_train(args):
 
     net = Network(sizes, activation=args.activation, output=args.output, loss=args.loss,
                   dtype=args.dtype, backend=args.backend, n_threads=args.threads, seed=args.seed)
+    if args.dropout:
+        if len(sizes) < 3:
+            raise CommandError(f"--dropout needs a hidden layer; --sizes {','.join(map(str, sizes))} has none")
+        net.dropout = args.dropout
     if not args.quiet:
         print(f"cymlp {_version()}: {name}, {len(X_train):,} training / {len(X_test):,} test rows; "
               f"network {'-'.join(map(str, sizes))} {args.activation}/{args.output}, {args.dtype}, "
@@ -416,7 +426,10 @@ def cmd_train(args):
               + f", {s['lr_schedule']} schedule, batch {s['batch_size']}, {s['epochs']} epochs"
               + (f", weight decay {s['weight_decay']:g}" if s["weight_decay"] else "")
               + (", standardized inputs" if s["standardize"] else "")
-              + (f", early stopping (patience {args.patience})" if args.early_stopping else ""),
+              + (f", early stopping (patience {args.patience})" if args.early_stopping else "")
+              + (f", dropout {args.dropout:g}" if args.dropout else "")
+              + (f", {args.class_weight} class weights" if args.class_weight else "")
+              + (f", gradient norm clipped to {args.clip_norm:g}" if args.clip_norm else ""),
               flush=True)
 
     reporter = _EpochReporter(s["epochs"], bar=args.progress and not args.quiet, lines=not args.quiet)
@@ -430,7 +443,7 @@ def cmd_train(args):
                     validation_fraction=args.validation_fraction or None,
                     early_stopping=args.early_stopping, patience=args.patience,
                     callbacks=[reporter.epoch_done], progress=reporter.progress,
-                    parallel=args.parallel)
+                    parallel=args.parallel, class_weight=args.class_weight, clip_norm=args.clip_norm)
     except KeyboardInterrupt:
         interrupted = True
     finally:
