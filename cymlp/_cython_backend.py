@@ -171,6 +171,9 @@ class CythonTrainer(_CompiledTrainer):
                                    terms.clip_norm or 0.0,
                                    terms.counters.seed if terms.counters is not None else 0)
             self._counters = terms.counters
+        self.adaptive = (AdaptiveThreads(n_threads)
+                         if adaptive and mode == "chunked" and n_threads > 1 else None)
+        self._blas = BlasHold(1 if mode == "chunked" else n_threads)
 
     def _kernel_run(self, order, first, stop, lr):
         """One kernel call, its dropout masks keyed by the fit's (epoch, step) counters."""
@@ -181,9 +184,6 @@ class CythonTrainer(_CompiledTrainer):
         result = self._kernel.run(order, first, stop, lr)
         c.step = self._kernel.drop_step
         return result
-        self.adaptive = (AdaptiveThreads(n_threads)
-                         if adaptive and mode == "chunked" and n_threads > 1 else None)
-        self._blas = BlasHold(1 if mode == "chunked" else n_threads)
 
     def run(self, order, first, stop, lr):
         if self.adaptive is None:
