@@ -49,7 +49,7 @@ from ._kernels_common cimport (
     make_opt, adam_corrections, check_trainer_arrays, check_order, n_chunks,
     act_ptr, zout_ptr, delta_ptr, gather_rows, loss_delta_rows, sum_rows, deriv_range, col_sum,
     update_range, momentum_range, block_forward, block_backward_grad,
-    Drop, Terms, Dropout, chunk_loss_grad_terms, weight_rows, make_masks, mask_ptr, dropped_ptr,
+    Drop, Terms, Dropout, chunk_loss_grad_terms, weight_rows, mask_ptr, dropped_ptr,
     mask_delta, reduce_squares, scale_range,
 )
 from ._random cimport dropout_key
@@ -262,9 +262,7 @@ cdef StepOut step_batch(const Shape* s, floating* theta, const floating* X, cons
     cdef floating n_rows
     cdef StepOut out
     gather_rows(X, rows, 0, n, s.sizes[0], A0)
-    if d != NULL:
-        make_masks(s, d, dbuf, cap, 0, n)
-    block_forward(s, theta, A0, scratch, cap, n, d, dbuf)
+    block_forward(s, theta, A0, scratch, cap, n, d, dbuf, 0)
     loss_delta_rows(s, act_ptr(s, scratch, cap, L), zout_ptr(s, scratch, cap),
                     delta_ptr(s, scratch, cap, 0), Y, rows, labels, 0, n, row_loss, row_correct)
     if t != NULL and t.weight != NULL:
@@ -528,7 +526,7 @@ def forward(_Plan plan not None, const floating[::1] theta, const floating[:, ::
     if n == 0:
         return None if Y is None else 0.0
     with nogil:
-        block_forward(s, &theta[0], &X[0, 0], &scratch[0], cap, n, NULL, NULL)
+        block_forward(s, &theta[0], &X[0, 0], &scratch[0], cap, n, NULL, NULL, 0)
         memcpy(&out[0, 0], act_ptr(s, &scratch[0], cap, L), n * k * sizeof(floating))
     if Y is None:
         return None
@@ -557,7 +555,7 @@ def loss_grad(_Plan plan not None, const floating[::1] theta, const floating[:, 
     and in order, followed by room for as many elements again (gradcheck).
     """
     cdef const Shape* s = &plan.s
-    cdef Py_ssize_t n = X.shape[0], cap = n, r
+    cdef Py_ssize_t n = X.shape[0], cap = n
     cdef int L = s.n_layers
     cdef double[::1] row_loss
     cdef unsigned char[::1] row_correct
@@ -589,7 +587,7 @@ def loss_grad(_Plan plan not None, const floating[::1] theta, const floating[:, 
     row_loss = np.zeros(n, dtype=np.float64)
     row_correct = np.zeros(n, dtype=np.uint8)
     with nogil:
-        block_forward(s, &theta[0], &X[0, 0], &scratch[0], cap, n, d, dbuf)
+        block_forward(s, &theta[0], &X[0, 0], &scratch[0], cap, n, d, dbuf, 0)
         loss_delta_rows(s, act_ptr(s, &scratch[0], cap, L), zout_ptr(s, &scratch[0], cap),
                         delta_ptr(s, &scratch[0], cap, 0), &Y[0, 0], NULL, NULL, 0, n,
                         &row_loss[0], &row_correct[0])

@@ -230,8 +230,8 @@ cdef void scale_range(floating* G, Py_ssize_t i0, Py_ssize_t i1, floating n_rows
 
 cdef void weight_rows(floating* D, double* row_loss, const double* w, const cnp.intp_t* rows,
                       Py_ssize_t n, Py_ssize_t k, double scale) noexcept nogil
-cdef void make_masks(const Shape* s, const Drop* d, floating* dbuf, Py_ssize_t cap,
-                     Py_ssize_t row0, Py_ssize_t n) noexcept nogil
+cdef void drop_rows(const Drop* d, int h, const floating* A, floating* M, floating* At,
+                    Py_ssize_t row0, Py_ssize_t n, Py_ssize_t m) noexcept nogil
 
 
 cdef inline floating* mask_ptr(const Drop* d, floating* dbuf, Py_ssize_t cap, int h) noexcept nogil:
@@ -257,7 +257,7 @@ cdef inline floating* dropped_ptr(const Drop* d, floating* dbuf, Py_ssize_t cap,
 
 cdef void block_forward(const Shape* s, const floating* theta, const floating* A0,
                         floating* scr, Py_ssize_t cap, Py_ssize_t n,
-                        const Drop* d, floating* dbuf) noexcept nogil
+                        const Drop* d, floating* dbuf, Py_ssize_t row0) noexcept nogil
 cdef void block_backward_grad(const Shape* s, const floating* theta, const floating* A0,
                               floating* scr, Py_ssize_t cap, Py_ssize_t n,
                               floating* G, const Drop* d, floating* dbuf) noexcept nogil

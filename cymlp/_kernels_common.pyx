@@ -20,7 +20,7 @@ decide what runs on which thread.
 """
 
 from libc.math cimport pow, isfinite, ceil
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
 
 import numpy as np
@@ -438,30 +438,37 @@ cdef void weight_rows(floating* D, double* row_loss, const double* w, const cnp.
             d[j] = d[j] * fr
 
 
-cdef void make_masks(const Shape* s, const Drop* d, floating* dbuf, Py_ssize_t cap,
-                     Py_ssize_t row0, Py_ssize_t n) noexcept nogil:
-    """Dropout multipliers M_h for the ``n`` rows of a block whose first row is batch row ``row0``.
+cdef void drop_rows(const Drop* d, int h, const floating* A, floating* M, floating* At,
+                    Py_ssize_t row0, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
+    """Draw hidden layer h's dropout multipliers for ``n`` rows (batch rows row0..) and
+    apply them: M (n, m) gets 0 or 1/(1-p), At = A ⊙ M.
 
-    The hash of (key of the step and layer, batch row, unit): the same bits as
-    reference.dropout_masks, whatever block or thread computes them.
+    A unit's multiplier is a hash of (the step's key for the layer, batch row,
+    unit): the same bits as reference.dropout_masks, whatever block or thread
+    computes them.  Branch-free (a random keep/drop branch mispredicts): the
+    multiplier's bit pattern is ANDed with all ones (keep) or zeros (drop).
     """
-    cdef int h
-    cdef Py_ssize_t r, j, m
-    cdef uint64_t key, thr, row_bits
-    cdef floating keep
-    cdef floating* M
-    for h in range(d.n_hidden):
-        if not d.active[h]:
-            continue
-        m = s.sizes[h + 1]
-        M = mask_ptr(d, dbuf, cap, h)
-        key = d.key[h]
-        thr = d.threshold[h]
-        keep = <floating>d.scale[h]
-        for r in range(n):
-            row_bits = (<uint64_t>(row0 + r)) << 32
-            for j in range(m):
-                M[r * m + j] = keep if (mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr else 0
+    cdef Py_ssize_t r, j, i
+    cdef uint64_t key = d.key[h], thr = d.threshold[h], row_bits
+    cdef floating keep = <floating>d.scale[h], mult
+    cdef uint32_t keep32, bits32
+    cdef uint64_t keep64, bits64
+    if floating is float:
+        memcpy(&keep32, &keep, 4)
+    else:
+        memcpy(&keep64, &keep, 8)
+    for r in range(n):
+        row_bits = (<uint64_t>(row0 + r)) << 32
+        for j in range(m):
+            i = r * m + j
+            if floating is float:
+                bits32 = keep32 & <uint32_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
+                memcpy(&mult, &bits32, 4)
+            else:
+                bits64 = keep64 & <uint64_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
+                memcpy(&mult, &bits64, 8)
+            M[i] = mult
+            At[i] = A[i] * mult
 
 
 # --------------------------------------------------------------------------
@@ -569,13 +576,15 @@ cdef void scale_range(floating* G, Py_ssize_t i0, Py_ssize_t i1, floating n_rows
 
 cdef void block_forward(const Shape* s, const floating* theta, const floating* A0,
                         floating* scr, Py_ssize_t cap, Py_ssize_t n,
-                        const Drop* d, floating* dbuf) noexcept nogil:
+                        const Drop* d, floating* dbuf, Py_ssize_t row0) noexcept nogil:
     """Forward pass for ``n`` rows: A0 (n, sizes[0]) → A_1 .. A_L and Z_out in ``scr``.
 
     The GEMMs use whatever threads the BLAS pool is limited to; the fused
     bias + activation pass runs on this thread.  With dropout ``d`` (else
     NULL) a hidden layer's masked activations Ã = A ⊙ M go to ``dbuf`` and
     feed the next layer; A itself stays unmasked (σ' is computed from it).
+    The masks M are drawn here for batch rows row0.. (or, when ``d`` does not
+    generate them, taken from ``dbuf``).
     """
     cdef int L = s.n_layers, l, act
     cdef Py_ssize_t n_in, n_out, i
@@ -598,8 +607,11 @@ cdef void block_forward(const Shape* s, const floating* theta, const floating* A
         if d != NULL and l < L - 1 and d.active[l]:
             M = mask_ptr(d, dbuf, cap, l)
             At = dropped_ptr(d, dbuf, cap, l)
-            for i in range(n * n_out):
-                At[i] = A[i] * M[i]
+            if d.generate:
+                drop_rows(d, l, A, M, At, row0, n, n_out)
+            else:
+                for i in range(n * n_out):
+                    At[i] = A[i] * M[i]
             A_prev = At
 
 
@@ -667,9 +679,7 @@ cdef void chunk_loss_grad_terms(const Shape* s, const floating* theta, const flo
     cdef int L = s.n_layers
     cdef const Drop* d = t.drop if t != NULL else NULL
     gather_rows(X, rows, 0, n, s.sizes[0], A0)
-    if d != NULL and d.generate:
-        make_masks(s, d, dbuf, cap, row0, n)
-    block_forward(s, theta, A0, scr, cap, n, d, dbuf)
+    block_forward(s, theta, A0, scr, cap, n, d, dbuf, row0)
     loss_delta_rows(s, act_ptr(s, scr, cap, L), zout_ptr(s, scr, cap),
                     delta_ptr(s, scr, cap, 0), Y, rows, labels, 0, n, row_loss, row_correct)
     if t != NULL and t.weight != NULL:

@@ -124,7 +124,7 @@ class StepTerms:
 def dropout_seed(net):
     """The seed of a fit's dropout masks: the network's seed (drawn from its generator if None)."""
     if net.seed is not None or not any(p > 0 for p in net.dropout):
-        return 0 if net.seed is None else net.seed
+        return 0 if net.seed is None else net.seed % 2**64
     return int(net._rng.integers(2**63))
 
 

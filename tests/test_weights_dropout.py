@@ -15,8 +15,7 @@ import pickle
 import numpy as np
 import pytest
 
-from cymlp import Network, available_backends, datasets, reference
-from cymlp import cli
+from cymlp import Network, available_backends, cli, datasets, reference
 from cymlp._spec import layer_views
 from cymlp.gradcheck import gradcheck
 
