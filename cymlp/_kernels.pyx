@@ -50,7 +50,7 @@ from ._kernels_common cimport (
     act_ptr, zout_ptr, delta_ptr, gather_rows, loss_delta_rows, sum_rows, deriv_range, col_sum,
     update_range, momentum_range, block_forward, block_backward_grad,
     Drop, Terms, Dropout, chunk_loss_grad_terms, weight_rows, mask_ptr, dropped_ptr,
-    mask_delta, reduce_squares, scale_range,
+    deriv_mask_range, reduce_squares, scale_range,
 )
 from ._random cimport dropout_key
 
@@ -218,10 +218,11 @@ cdef void block_backward_update(const Shape* s, floating* theta, const floating*
             prev = delta_ptr(s, scr, cap, 1 - which)
             gemm(False, False, n, n_in, n_out, <floating>1, delta, n_out, W, n_in,
                  <floating>0, prev, n_in)
-            deriv_range(prev, A_prev, 0, n * n_in, s.hidden)
             if masked:
-                mask_delta(prev, mask_ptr(d, dbuf, cap, l - 1), n * n_in)
+                deriv_mask_range(prev, A_prev, mask_ptr(d, dbuf, cap, l - 1), 0, n * n_in, s.hidden)
                 A_prev = dropped_ptr(d, dbuf, cap, l - 1)      # BP4 sees what the layer saw
+            else:
+                deriv_range(prev, A_prev, 0, n * n_in, s.hidden)
         if o.kind == OPT_SGD and o.momentum == 0:
             gemm(True, False, n_out, n_in, n, <floating>(-o.lr / n), delta, n_out, A_prev, n_in,
                  <floating>(1 - o.lr * o.weight_decay), W, n_in)

@@ -206,6 +206,8 @@ cdef void bias_act_rows(floating* Z, floating* A, const floating* b, Py_ssize_t 
                         Py_ssize_t m, int act) noexcept nogil
 cdef void deriv_range(floating* D, const floating* A, Py_ssize_t i0, Py_ssize_t i1,
                       int act) noexcept nogil
+cdef void deriv_mask_range(floating* D, const floating* A, const floating* M, Py_ssize_t i0,
+                           Py_ssize_t i1, int act) noexcept nogil
 cdef void loss_delta_rows(const Shape* s, const floating* A_out, const floating* Z_out,
                           floating* D, const floating* Y, const cnp.intp_t* rows,
                           const cnp.int64_t* labels, Py_ssize_t r0, Py_ssize_t r1,
@@ -237,13 +239,6 @@ cdef void drop_rows(const Drop* d, int h, const floating* A, floating* M, floati
 cdef inline floating* mask_ptr(const Drop* d, floating* dbuf, Py_ssize_t cap, int h) noexcept nogil:
     """M_h, the dropout multipliers of hidden layer h (layer h + 1)."""
     return dbuf + cap * d.offset[h]
-
-
-cdef inline void mask_delta(floating* D, const floating* M, Py_ssize_t count) noexcept nogil:
-    """D ← D ⊙ M: a dropped unit passes no error back (BP2 with dropout)."""
-    cdef Py_ssize_t i
-    for i in range(count):
-        D[i] = D[i] * M[i]
 
 
 cdef inline floating* dropped_ptr(const Drop* d, floating* dbuf, Py_ssize_t cap, int h) noexcept nogil:
