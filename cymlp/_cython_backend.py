@@ -176,14 +176,10 @@ class CythonTrainer(_CompiledTrainer):
         self._blas = BlasHold(1 if mode == "chunked" else n_threads)
 
     def _kernel_run(self, order, first, stop, lr):
-        """One kernel call, its dropout masks keyed by the fit's (epoch, step) counters."""
-        c = self._counters
-        if c is None:
-            return self._kernel.run(order, first, stop, lr)
-        self._kernel.epoch, self._kernel.drop_step = c.epoch, c.step
-        result = self._kernel.run(order, first, stop, lr)
-        c.step = self._kernel.drop_step
-        return result
+        """One kernel call, its dropout masks keyed by the current epoch (and the kernel's step)."""
+        if self._counters is not None:
+            self._kernel.epoch = self._counters.epoch
+        return self._kernel.run(order, first, stop, lr)
 
     def run(self, order, first, stop, lr):
         if self.adaptive is None:

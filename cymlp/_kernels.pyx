@@ -313,10 +313,10 @@ cdef class SyncTrainer:
     cdef Opt opt
     cdef bint is_float, has_labels, has_terms
     cdef Terms terms
-    # The dropout masks of a step are keyed by (seed, epoch, drop_step); the caller sets
-    # epoch and drop_step before run, which advances drop_step by one per batch.
+    # The dropout masks of a step are keyed by (seed, epoch, step): step is the optimizer
+    # step about to be taken (Adam's t - 1); the caller sets epoch before run.
     cdef readonly unsigned long long seed
-    cdef public unsigned long long epoch, drop_step
+    cdef public unsigned long long epoch
 
     def __init__(self, _Plan plan not None, theta, X, Y, labels, Py_ssize_t batch_size, str mode,
                  int nthreads, str optimizer, double momentum, bint nesterov,
@@ -350,7 +350,7 @@ cdef class SyncTrainer:
         self.opt = make_opt(optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps)
         self.step = 0
         self.has_terms = False
-        self.epoch = self.drop_step = self.seed = 0
+        self.epoch = self.seed = 0
 
     def set_terms(self, sample_weight, dropout, double clip_norm, seed):
         """Add sample weights, dropout and clipping to every step (issue 14).
@@ -358,7 +358,7 @@ cdef class SyncTrainer:
         sample_weight  IN  (N,) float64, >= 0, one per row of X; or None
         dropout        IN  one drop rate per hidden layer; or None
         clip_norm      IN  > 0 to clip the mean gradient's global norm; 0 for none
-        seed           IN  the dropout masks' seed (with ``epoch`` and ``drop_step``)
+        seed           IN  the dropout masks' seed (with ``epoch`` and the step)
 
         Buffers are made here, once: the dropout buffers of every block
         (2 · cap · Σ hidden widths each) and the partial norms.
@@ -420,7 +420,7 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
     cdef Py_ssize_t cap = t.cap, r
     cdef Terms* terms = &t.terms if t.has_terms else NULL
     cdef uint64_t* keys = t.dropout.keys if terms != NULL and terms.drop != NULL else NULL
-    cdef uint64_t seed = t.seed, epoch = t.epoch, drop_step = t.drop_step
+    cdef uint64_t seed = t.seed, epoch = t.epoch
     cdef double wsum
     o.lr = lr
     with nogil:
@@ -429,10 +429,6 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
             n = min(B, N - start)
             if n <= 0:
                 break
-            if keys != NULL:
-                for h in range(terms.drop.n_hidden):
-                    keys[h] = dropout_key(seed, epoch, drop_step, h)
-            drop_step += 1
             if terms != NULL and terms.weight != NULL:
                 wsum = 0
                 for r in range(n):
@@ -441,6 +437,9 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
                     steps += 1
                     continue
                 terms.weight_scale = n / wsum
+            if keys != NULL:
+                for h in range(terms.drop.n_hidden):
+                    keys[h] = dropout_key(seed, epoch, <uint64_t>step, h)
             if o.kind == OPT_ADAM:
                 adam_corrections(o, <double>(step + 1))
             if mode == MODE_CHUNKED:
@@ -459,7 +458,6 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
             n_seen += n
             steps += 1
     t.step = step
-    t.drop_step = drop_step
     return loss_sum, n_correct, n_seen, steps
 
 

@@ -113,16 +113,14 @@ class NumpyTrainer:
         return loss_sum, n_correct, n_seen, steps
 
     def _terms(self, rows):
-        """The batch's ``(sample weights, dropout masks, clip_norm)``; advances the step counter."""
+        """The batch's ``(sample weights, dropout masks, clip_norm)``."""
         t = self.terms
         if t is None:
             return None, None, None
         masks = None
         if t.has_dropout:
-            c = t.counters
-            masks = reference.dropout_masks(c.seed, c.epoch, c.step, self.spec.sizes, len(rows),
+            c = t.counters         # keyed by the optimizer step about to be taken
+            masks = reference.dropout_masks(c.seed, c.epoch, self.step, self.spec.sizes, len(rows),
                                             t.dropout, self.spec.dtype)
-        if t.counters is not None:
-            t.counters.step += 1
         w = None if t.sample_weight is None else t.sample_weight[rows]
         return w, masks, t.clip_norm

@@ -85,20 +85,21 @@ class FitData:
 
 
 # ---- the training terms of issue 14 (sample weights, dropout, clipping) ----------------
-# The dropout masks are keyed by (seed, epoch, step); the counters live in one small
-# object that the training loop advances (epoch) and the trainers advance (step).
+# The dropout masks of a step are keyed by (seed, epoch, step): the seed and the epoch
+# live in one small object that the training loop advances; the step is the trainer's
+# own optimizer step count (Adam's t before the step), so a skipped batch (all weights
+# 0) uses no key.
 
 @dataclass
 class TrainingCounters:
-    """Where a fit is: ``epoch`` (set by the loop) and ``step`` (batches run, by the trainer).
+    """The dropout masks' ``seed`` and the current ``epoch`` (set by the training loop).
 
-    ``seed`` keys the dropout masks together with them (see
-    :func:`cymlp.reference.dropout_masks`): the mask of a batch is a function of
-    ``(seed, epoch, step)`` and the batch's rows and units, nothing else.
+    With the trainer's optimizer step count they key the masks (see
+    :func:`cymlp.reference.dropout_masks`): the mask of a batch is a function
+    of ``(seed, epoch, step)`` and the batch's rows and units, nothing else.
     """
     seed: int = 0
     epoch: int = 0
-    step: int = 0
 
 
 @dataclass(frozen=True)
@@ -442,11 +443,11 @@ def train(net, settings, data):
     if data.sample_weight_val is not None and not data.sample_weight_val.sum() > 0:
         data = FitData(*[getattr(data, f) for f in ("X", "Y", "labels", "X_val", "Y_val",
                                                     "labels_val", "sample_weight")])
-    counters = TrainingCounters(seed=dropout_seed(net))
-    terms = StepTerms(data.sample_weight, net.dropout, settings.clip_norm, counters)
     if settings.epochs == 0:
         net.history_ = History()
         return net.history_
+    counters = TrainingCounters(seed=dropout_seed(net))
+    terms = StepTerms(data.sample_weight, net.dropout, settings.clip_norm, counters)
     n_threads = net.effective_n_threads
     interrupt = InterruptFlag()
     trainer = make_trainer(net, data.X, data.Y, data.labels, settings.batch_size, settings.optimizer,

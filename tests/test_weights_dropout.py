@@ -246,7 +246,7 @@ def test_numpy_fit_draws_the_reference_masks_keyed_by_seed_epoch_step():
     net.fit(X, y, epochs=2, batch_size=20, lr=0.1, momentum=0.0, shuffle=False)
     Xc, Y, _ = by_hand._check_Xy(X, y)
     for epoch in range(2):
-        masks = reference.dropout_masks(11, epoch, epoch, SIZES, 20, (0.3, 0.6), np.float64)
+        masks = reference.dropout_masks(11, epoch, epoch, SIZES, 20, (0.3, 0.6), np.float64)  # step = epoch here
         gw, gb, _, _ = reference.backprop(list(by_hand.weights), list(by_hand.biases), "tanh",
                                           "softmax", "cross_entropy", Xc, Y, masks=masks)
         for p, g in zip([*by_hand.weights, *by_hand.biases], [*gw, *gb]):
