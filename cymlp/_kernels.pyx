@@ -50,7 +50,7 @@ from ._kernels_common cimport (
     act_ptr, zout_ptr, delta_ptr, gather_rows, loss_delta_rows, sum_rows, deriv_range, col_sum,
     update_range, momentum_range, block_forward, block_backward_grad,
     Drop, Terms, Dropout, chunk_loss_grad_terms, weight_rows, mask_ptr, dropped_ptr,
-    deriv_mask_range, reduce_squares, scale_range,
+    deriv_mask_range, relu_drop_deriv, reduce_squares, scale_range,
 )
 from ._random cimport dropout_key
 
@@ -218,7 +218,9 @@ cdef void block_backward_update(const Shape* s, floating* theta, const floating*
             prev = delta_ptr(s, scr, cap, 1 - which)
             gemm(False, False, n, n_in, n_out, <floating>1, delta, n_out, W, n_in,
                  <floating>0, prev, n_in)
-            if masked:
+            if masked and d.in_place:     # A_prev is Ã already
+                relu_drop_deriv(prev, A_prev, d.scale[l - 1], n * n_in)
+            elif masked:
                 deriv_mask_range(prev, A_prev, mask_ptr(d, dbuf, cap, l - 1), 0, n * n_in, s.hidden)
                 A_prev = dropped_ptr(d, dbuf, cap, l - 1)      # BP4 sees what the layer saw
             else:
@@ -379,7 +381,8 @@ cdef class SyncTrainer:
             self.terms.weight = <const double*>cnp.PyArray_DATA(self.weights)
         if dropout is not None:
             self.dropout = Dropout(self.plan, dropout)
-            self.terms.drop_stride = 2 * self.cap * self.dropout.d.width
+            # ReLU layers are masked in place and need no buffer (see drop_in_place)
+            self.terms.drop_stride = 0 if self.dropout.d.in_place else 2 * self.cap * self.dropout.d.width
             self.drop_buf = np.zeros(max(1, self.n_chunks * self.terms.drop_stride),
                                      dtype=self.theta.dtype)
             self.terms.drop = &self.dropout.d

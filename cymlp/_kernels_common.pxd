@@ -90,6 +90,7 @@ cdef struct Drop:
     const double* scale           # (n_hidden,) 1/(1-p)
     const uint64_t* key           # (n_hidden,) this step's keys (set per step by the trainer)
     bint generate                 # hash the masks (training), or use the buffer's (gradcheck)
+    bint in_place                 # ReLU and generated: A ← A ⊙ M in place, M never stored
 
 
 cdef struct Terms:
@@ -234,6 +235,10 @@ cdef void weight_rows(floating* D, double* row_loss, const double* w, const cnp.
                       Py_ssize_t n, Py_ssize_t k, double scale) noexcept nogil
 cdef void drop_rows(const Drop* d, int h, const floating* A, floating* M, floating* At,
                     Py_ssize_t row0, Py_ssize_t n, Py_ssize_t m) noexcept nogil
+cdef void drop_in_place(const Drop* d, int h, floating* A, Py_ssize_t row0, Py_ssize_t n,
+                        Py_ssize_t m) noexcept nogil
+cdef void relu_drop_deriv(floating* D, const floating* At, double scale,
+                          Py_ssize_t count) noexcept nogil
 
 
 cdef inline floating* mask_ptr(const Drop* d, floating* dbuf, Py_ssize_t cap, int h) noexcept nogil:

@@ -144,6 +144,7 @@ cdef class Dropout:
         self.d.key = &key[0]
         self.keys = &key[0]
         self.d.generate = rates is not None
+        self.d.in_place = self.d.generate and plan.s.hidden == ACT_RELU
 
     @property
     def width(self):
@@ -496,6 +497,49 @@ cdef void drop_rows(const Drop* d, int h, const floating* A, floating* M, floati
             At[i] = A[i] * mult
 
 
+cdef void drop_in_place(const Drop* d, int h, floating* A, Py_ssize_t row0, Py_ssize_t n,
+                        Py_ssize_t m) noexcept nogil:
+    """A ← A ⊙ M for ReLU hidden layer h, M drawn as in drop_rows but never stored.
+
+    With ReLU the masked activation ã says all BP2 needs: σ'(a)·M is 1/(1-p)
+    where ã > 0 (kept and active) and 0 elsewhere (see relu_drop_deriv), so
+    neither M nor the unmasked A is kept: one pass less each way.
+    """
+    cdef Py_ssize_t r, j, i
+    cdef uint64_t key = d.key[h], thr = d.threshold[h], row_bits
+    cdef floating keep = <floating>d.scale[h], mult
+    cdef uint32_t keep32, bits32
+    cdef uint64_t keep64, bits64
+    if floating is float:
+        memcpy(&keep32, &keep, 4)
+    else:
+        memcpy(&keep64, &keep, 8)
+    for r in range(n):
+        row_bits = (<uint64_t>(row0 + r)) << 32
+        for j in range(m):
+            i = r * m + j
+            if floating is float:
+                bits32 = keep32 & <uint32_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
+                memcpy(&mult, &bits32, 4)
+            else:
+                bits64 = keep64 & <uint64_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
+                memcpy(&mult, &bits64, 8)
+            A[i] = A[i] * mult
+
+
+cdef void relu_drop_deriv(floating* D, const floating* At, double scale,
+                          Py_ssize_t count) noexcept nogil:
+    """BP2 for a ReLU layer masked in place: D ← D·(1/(1-p)) where ã > 0, else 0.
+
+    Equals (D · [a > 0]) · M of the reference: ã > 0 exactly when the unit was
+    kept and a > 0 (a kept a > 0 times 1/(1-p) > 1 stays positive).
+    """
+    cdef Py_ssize_t i
+    cdef floating s = <floating>scale
+    for i in range(count):
+        D[i] = (D[i] if At[i] > 0 else 0) * s
+
+
 # --------------------------------------------------------------------------
 # The optimizer update on a range of parameters
 # --------------------------------------------------------------------------
@@ -630,6 +674,9 @@ cdef void block_forward(const Shape* s, const floating* theta, const floating* A
         bias_act_rows(Z, A, theta + s.b_off[l], 0, n, n_out, act)
         A_prev = A
         if d != NULL and l < L - 1 and d.active[l]:
+            if d.in_place:
+                drop_in_place(d, l, A, row0, n, n_out)
+                continue
             M = mask_ptr(d, dbuf, cap, l)
             At = dropped_ptr(d, dbuf, cap, l)
             if d.generate:
@@ -661,12 +708,14 @@ cdef void block_backward_grad(const Shape* s, const floating* theta, const float
         n_out = s.sizes[l + 1]
         A_prev = A0 if l == 0 else act_ptr(s, scr, cap, l)
         masked = d != NULL and l > 0 and d.active[l - 1]
-        A_in = dropped_ptr(d, dbuf, cap, l - 1) if masked else A_prev
+        A_in = dropped_ptr(d, dbuf, cap, l - 1) if masked and not d.in_place else A_prev
         if l > 0:   # BP2: δ^{l-1} = (δ^l W^l) ⊙ σ'(a^{l-1}) (⊙ M^{l-1})
             prev = delta_ptr(s, scr, cap, 1 - which)
             gemm(False, False, n, n_in, n_out, <floating>1, delta, n_out, theta + s.w_off[l], n_in,
                  <floating>0, prev, n_in)
-            if masked:
+            if masked and d.in_place:
+                relu_drop_deriv(prev, A_prev, d.scale[l - 1], n * n_in)
+            elif masked:
                 deriv_mask_range(prev, A_prev, mask_ptr(d, dbuf, cap, l - 1), 0, n * n_in, s.hidden)
             else:
                 deriv_range(prev, A_prev, 0, n * n_in, s.hidden)
