@@ -356,11 +356,12 @@ def test_compiled_terms_match_numpy_for_each_optimizer(optimizer, extra, mode):
 
 @needs_compiled
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_compiled_dropout_is_identical_on_one_and_two_threads(dtype):
+@pytest.mark.parametrize("act", ["relu", "tanh"])     # masked in place / masked copy
+def test_compiled_dropout_is_identical_on_one_and_two_threads(dtype, act):
     X, y = data(n=300)
     results = []
     for threads in (1, 2):
-        net = Network([6, 32, 16, 4], dtype=dtype, backend="cython", n_threads=threads, seed=3,
+        net = Network([6, 32, 16, 4], act, dtype=dtype, backend="cython", n_threads=threads, seed=3,
                       dropout=0.3)
         net._cython_mode = "chunked"
         net.fit(X, y, epochs=2, batch_size=100, sample_weight=weights_for(len(X)), clip_norm=1.0)
