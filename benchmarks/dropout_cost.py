@@ -18,7 +18,7 @@ from cymlp import _kernels
 from cymlp._cython_backend import CythonTrainer, choose_mode
 from cymlp._spec import ModelSpec
 from cymlp._threads import effective_n_threads
-from cymlp._training import OptimizerConfig, StepTerms, TrainingCounters
+from cymlp._training import OptimizerConfig, StepTerms
 
 SIZES = (784, 256, 128, 10)
 
@@ -27,7 +27,7 @@ def make_trainer(spec, X, Y, labels, rate, n_threads, mode, optimizer):
     theta = np.random.default_rng(0).normal(0, 0.05, spec.n_params).astype(spec.dtype)
     terms = None
     if rate > 0:
-        terms = StepTerms(None, (rate,) * (len(SIZES) - 2), None, TrainingCounters(seed=0))
+        terms = StepTerms(None, (rate,) * (len(SIZES) - 2), None)
     return CythonTrainer(spec, theta, X, Y, labels, 128, optimizer, n_threads, mode,
                          adaptive=False, terms=terms)
 

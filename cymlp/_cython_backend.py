@@ -37,6 +37,7 @@ import numpy as np
 
 from . import _kernels
 from ._spec import layer_views, n_params
+from ._state import TrainingState, dropout_seed
 from ._threads import AdaptiveThreads, BlasHold, blas_limit
 
 MODES = ("chunked", "batch")
@@ -118,14 +119,15 @@ class CythonBackend:
         return grads_w, grads_b, loss / n
 
     def trainer(self, spec, theta, X, Y, labels, *, batch_size, optimizer, parallel, average_every,
-                average_weighting, n_threads, adaptive, should_stop, mode=None, terms=None):
+                average_weighting, n_threads, adaptive, should_stop, mode=None, terms=None,
+                state=None):
         # With one thread every strategy is plain mini-batch SGD: one worker,
         # one replica (averaging one model is the identity).  Running it
         # through the sync trainer makes that exact, bit for bit.
         if parallel == "sync" or n_threads == 1:
             return CythonTrainer(spec, theta, X, Y, labels, batch_size, optimizer, n_threads,
                                  choose_mode(spec.sizes, batch_size, spec.dtype.itemsize, mode),
-                                 adaptive, should_stop, terms)
+                                 adaptive, should_stop, terms, state)
         return ParallelTrainer(spec, theta, X, Y, labels, batch_size, optimizer, parallel,
                                average_every, average_weighting, n_threads)
 
@@ -157,31 +159,41 @@ class CythonTrainer(_CompiledTrainer):
     """
 
     def __init__(self, spec, theta, X, Y, labels, batch_size, optimizer, n_threads, mode,
-                 adaptive=False, should_stop=None, terms=None):
+                 adaptive=False, should_stop=None, terms=None, state=None):
         self.n_threads = n_threads
         self.mode = mode
         self._should_stop = should_stop or (lambda: False)
+        if state is None:
+            state = TrainingState(optimizer, theta.size, theta.dtype, seed=None)
+        self.state = state        # its m, v ARE the kernel's buffers; its step is copied back
         self._kernel = _kernels.SyncTrainer(
             plan_for(spec), theta, X, Y, _labels(labels), batch_size, mode, n_threads,
             optimizer.name, optimizer.momentum, optimizer.nesterov, optimizer.weight_decay,
-            optimizer.beta1, optimizer.beta2, optimizer.eps)
-        self._counters = None
+            optimizer.beta1, optimizer.beta2, optimizer.eps, state.m, state.v, state.step)
+        self._keyed = False
         if terms is not None:
+            # the dropout masks are keyed by the state's (seed, epoch, step): the kernel's step
+            # starts at state.step, and _kernel_run passes the epoch the loop is in
             self._kernel.set_terms(terms.sample_weight, terms.dropout if terms.has_dropout else None,
-                                   terms.clip_norm or 0.0,
-                                   terms.counters.seed if terms.counters is not None else 0)
-            self._counters = terms.counters
+                                   terms.clip_norm or 0.0, dropout_seed(state.seed))
+            self._keyed = terms.has_dropout
         self.adaptive = (AdaptiveThreads(n_threads)
                          if adaptive and mode == "chunked" and n_threads > 1 else None)
         self._blas = BlasHold(1 if mode == "chunked" else n_threads)
 
     def _kernel_run(self, order, first, stop, lr):
         """One kernel call, its dropout masks keyed by the current epoch (and the kernel's step)."""
-        if self._counters is not None:
-            self._kernel.epoch = self._counters.epoch
+        if self._keyed:
+            self._kernel.epoch = self.state.epoch
         return self._kernel.run(order, first, stop, lr)
 
     def run(self, order, first, stop, lr):
+        try:
+            return self._run(order, first, stop, lr)
+        finally:
+            self.state.step = self._kernel.step
+
+    def _run(self, order, first, stop, lr):
         if self.adaptive is None:
             return self._kernel_run(order, first, stop, lr)
         loss_sum, n_correct, n_seen, steps = 0.0, 0, 0, 0

@@ -303,6 +303,12 @@ cdef class SyncTrainer:
     X            IN      (N, sizes[0]) of theta's dtype
     Y            IN      (N, sizes[-1]) targets, of theta's dtype
     labels       IN      (N,) int64 class labels for accuracy, or None
+    state_m      IN/OUT  (plan.n_params,) of theta's dtype: momentum velocity or Adam's m,
+                         continued and updated in place (the training state's own buffer);
+                         None allocates zeros
+    state_v      IN/OUT  (plan.n_params,) Adam's v, as state_m (ignored by SGD)
+    step                 optimizer steps already taken (Adam's t); ``step`` is current
+                         after every ``run``
     """
     cdef _Plan plan
     cdef object theta, X, Y, labels, scratch, grads, state_m, state_v, row_loss, row_correct
@@ -322,8 +328,14 @@ cdef class SyncTrainer:
 
     def __init__(self, _Plan plan not None, theta, X, Y, labels, Py_ssize_t batch_size, str mode,
                  int nthreads, str optimizer, double momentum, bint nesterov,
-                 double weight_decay, double beta1, double beta2, double eps):
+                 double weight_decay, double beta1, double beta2, double eps,
+                 state_m=None, state_v=None, long step=0):
         check_trainer_arrays(plan, theta, X, Y, labels, batch_size, optimizer)
+        _check_state("state_m", state_m, theta)
+        if optimizer == "adam":
+            _check_state("state_v", state_v, theta)
+        if step < 0:
+            raise ValueError(f"trainer: step must be >= 0; got {step}")
         self.mode = lookup_code(MODES, "mode", mode)
         self.plan = plan
         self.theta, self.X, self.Y = theta, X, Y
@@ -345,12 +357,15 @@ cdef class SyncTrainer:
             self.cap = batch_size
             self.scratch = np.zeros(self.cap * plan.s.row_width, dtype=dtype)
             self.grads = np.zeros(P, dtype=dtype)
-        self.state_m = np.zeros(P, dtype=dtype)
-        self.state_v = np.zeros(P if optimizer == "adam" else 1, dtype=dtype)
+        self.state_m = np.zeros(P, dtype=dtype) if state_m is None else state_m
+        if optimizer == "adam":
+            self.state_v = np.zeros(P, dtype=dtype) if state_v is None else state_v
+        else:
+            self.state_v = np.zeros(1, dtype=dtype)
         self.row_loss = np.zeros(batch_size, dtype=np.float64)
         self.row_correct = np.zeros(batch_size, dtype=np.uint8)
         self.opt = make_opt(optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps)
-        self.step = 0
+        self.step = step
         self.has_terms = False
         self.epoch = self.seed = 0
 
@@ -402,6 +417,17 @@ cdef class SyncTrainer:
                                self.state_m, self.state_v, order, first, stop, lr)
         return _run[double](self, self.theta, self.X, self.Y, self.scratch, self.grads,
                             self.state_m, self.state_v, order, first, stop, lr)
+
+
+cdef void _check_state(str name, buf, theta) except *:
+    """An optimizer state buffer given to the trainer: None, or laid out like theta, writable."""
+    if buf is None:
+        return
+    if (not isinstance(buf, np.ndarray) or buf.dtype != theta.dtype or buf.shape != theta.shape
+            or not buf.flags.c_contiguous or not buf.flags.writeable):
+        raise ValueError(f"trainer: {name} must be a writable C-contiguous {theta.dtype} array of "
+                         f"shape {theta.shape}; got {getattr(buf, 'dtype', type(buf).__name__)} "
+                         f"{getattr(buf, 'shape', '')}")
 
 
 cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,

@@ -14,7 +14,7 @@ backend implements too):
 ``loss_and_output(spec, theta, X, Y, n_threads) -> (float, (n, k))``
     Mean loss and the output activations (one forward pass for both).
 ``trainer(spec, theta, X, Y, labels, *, batch_size, optimizer, parallel, average_every,
-average_weighting, n_threads, adaptive, should_stop, mode=None)``
+average_weighting, n_threads, adaptive, should_stop, mode=None, state=None)``
     A :class:`~cymlp._spec.Trainer` made once per ``fit`` (the NumPy path
     runs ``parallel="sync"`` only; fit rejects the others first) whose
     ``run(order, first, stop, lr)`` performs the SGD steps for mini-batches
@@ -25,13 +25,18 @@ average_weighting, n_threads, adaptive, should_stop, mode=None)``
     (0 without labels), how many examples and how many steps were done.  It
     stops early, after fewer steps, when a batch loss is not finite
     (divergence) or when ``should_stop()`` returns True.  ``close()`` runs
-    after the fit, on every path out.
+    after the fit, on every path out.  ``state`` is the
+    :class:`~cymlp._state.TrainingState` to continue: the trainer uses its
+    ``m``/``v`` arrays as its optimizer buffers (in place), starts counting
+    steps at ``state.step`` and advances it with every step taken (``None``:
+    a fresh state of the trainer's own).
 """
 
 import numpy as np
 
 from . import reference
 from ._spec import layer_views
+from ._state import TrainingState, dropout_seed
 
 
 class NumpyBackend:
@@ -55,24 +60,33 @@ class NumpyBackend:
         return float(loss), activations[-1]
 
     def trainer(self, spec, theta, X, Y, labels, *, batch_size, optimizer, should_stop=None,
-                terms=None, **threads_and_strategy):
-        return NumpyTrainer(spec, theta, X, Y, labels, batch_size, optimizer, should_stop, terms)
+                terms=None, state=None, **threads_and_strategy):
+        return NumpyTrainer(spec, theta, X, Y, labels, batch_size, optimizer, should_stop, terms,
+                            state)
 
 
 class NumpyTrainer:
     """Mini-batch SGD/Adam with the reference passes, one batch per Python iteration."""
 
     def __init__(self, spec, theta, X, Y, labels, batch_size, optimizer, should_stop=None,
-                 terms=None):
+                 terms=None, state=None):
         self.spec, self.X, self.Y, self.labels = spec, X, Y, labels
         self.weights, self.biases = layer_views(spec.sizes, theta)
         self.batch_size = batch_size
         self.opt = optimizer
         self.params = [p for pair in zip(self.weights, self.biases) for p in pair]
         self.decays = [True, False] * len(self.weights)
-        self.state_m = [np.zeros_like(p) for p in self.params]   # velocity, or Adam's m
-        self.state_v = [np.zeros_like(p) for p in self.params] if optimizer.name == "adam" else None
-        self.step = 0
+        if state is None:
+            state = TrainingState(optimizer, theta.size, theta.dtype, seed=None)
+        self.state = state
+
+        def per_param(flat):     # views into the state's flat buffer, in the order of params
+            if flat is None:
+                return None
+            w, b = layer_views(spec.sizes, flat)
+            return [p for pair in zip(w, b) for p in pair]
+        self.state_m = per_param(state.m)      # velocity, or Adam's m
+        self.state_v = per_param(state.v)
         self.should_stop = should_stop or (lambda: False)
         self.terms = terms
 
@@ -98,9 +112,9 @@ class NumpyTrainer:
             grads = [g for pair in zip(grads_w, grads_b) for g in pair]
             if clip_norm is not None:
                 reference.clip_by_global_norm(grads, clip_norm)
-            self.step += 1
+            self.state.step += 1
             if opt.name == "adam":
-                reference.adam_update(self.params, grads, self.state_m, self.state_v, self.step, lr,
+                reference.adam_update(self.params, grads, self.state_m, self.state_v, self.state.step, lr,
                                       opt.beta1, opt.beta2, opt.eps, self.decays, opt.weight_decay)
             else:
                 reference.sgd_update(self.params, grads, self.state_m, lr, opt.momentum, opt.nesterov,
@@ -119,8 +133,8 @@ class NumpyTrainer:
             return None, None, None
         masks = None
         if t.has_dropout:
-            c = t.counters         # keyed by the optimizer step about to be taken
-            masks = reference.dropout_masks(c.seed, c.epoch, self.step, self.spec.sizes, len(rows),
-                                            t.dropout, self.spec.dtype)
+            st = self.state        # keyed by the optimizer step about to be taken
+            masks = reference.dropout_masks(dropout_seed(st.seed), st.epoch, st.step,
+                                            self.spec.sizes, len(rows), t.dropout, self.spec.dtype)
         w = None if t.sample_weight is None else t.sample_weight[rows]
         return w, masks, t.clip_norm

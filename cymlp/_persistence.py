@@ -6,6 +6,14 @@ one member per parameter array (``W0``, ``b0``, ``W1``, ...).  The parameter
 members a file must hold, and their shapes, follow from the configuration
 (:func:`member_table`); a later format adds optional members there.
 
+The training state (``Network.training_state_``, see :mod:`cymlp._state`) is
+optional: ``training_state`` (a JSON string: the optimizer and its settings,
+``step``, ``epoch``, ``seed``, the shuffle generator's state and ``meta``),
+``state_m`` and, for Adam, ``state_v`` (flat, like the parameters).  Files
+without them (every file written before they existed, or by
+``save(path, training_state=False)``) load with no training state and a
+shuffle generator seeded from ``seed``.
+
 Loading treats the file as hostile.  Everything that sizes an allocation is
 checked before anything large is decompressed or allocated, in this order:
 
@@ -44,6 +52,7 @@ import numpy as np
 
 from . import _training_terms, reference
 from . import _validation as v
+from ._state import TrainingState, resolve_seed
 
 FORMAT_VERSION = 1
 MAX_CONFIG_BYTES = 64 * 1024        # the config member, header included (a real one is ~200 bytes)
@@ -55,7 +64,8 @@ TEMP_INFIX = ".cymlp-tmp-"          # save writes PATH.cymlp-tmp-XXXXXXXX, then 
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
-_ALLOWED_FLAGS = 0x0006 | 0x0008 | 0x0800    # deflate level, data descriptor, UTF-8 names; anything else (encryption...) is refused
+# deflate level, data descriptor, UTF-8 names; anything else (encryption...) is refused
+_ALLOWED_FLAGS = 0x0006 | 0x0008 | 0x0800
 _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _CONFIG_KEYS = {"sizes", "activation", "output", "loss", "dtype", "seed", "dropout"}
 _FLOAT_DESCR = re.compile(r"[<>|=]?f(2|4|8|10|12|16)")
@@ -87,17 +97,26 @@ HEADER_MEMBERS = {
 }
 
 
+STATE_MEMBERS = ("training_state", "state_m", "state_v")
+_STATE_KEYS = {"optimizer", "step", "epoch", "seed", "rng", "meta"}
+_OPTIMIZER_KEYS = {"name", "momentum", "nesterov", "weight_decay", "beta1", "beta2", "eps"}
+
+
 def member_table(sizes):
     """The parameter members a file of this architecture holds, in the order of the flat buffer.
 
-    ``W{l}`` is ``(sizes[l+1], sizes[l])`` and ``b{l}`` is ``(sizes[l+1],)``.
-    Optional members (``required=False``) may be added here by later formats;
-    this table is the only list of parameter member names ``load`` accepts.
+    ``W{l}`` is ``(sizes[l+1], sizes[l])`` and ``b{l}`` is ``(sizes[l+1],)``;
+    then the optional training state members (``required=False``).  This
+    table is the only list of member names ``load`` accepts.
     """
     table = {}
     for l, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         table[f"W{l}"] = Member((n_out, n_in), "f")
         table[f"b{l}"] = Member((n_out,), "f")
+    n = int(sum(int(np.prod(m.shape)) for m in table.values()))
+    table["training_state"] = Member((), "U", required=False, max_bytes=MAX_CONFIG_BYTES)
+    table["state_m"] = Member((n,), "f", required=False)
+    table["state_v"] = Member((n,), "f", required=False)
     return table
 
 
@@ -115,8 +134,10 @@ def config_of(net):
 def get_state(net):
     """``Network.__getstate__``: the configuration, a copy of the parameters, rng and history."""
     state = config_of(net)
+    training = net.training_state_
     state.update(theta=net._theta.copy(), backend=net.backend, n_threads=net._n_threads,
-                 rng=net._rng.bit_generator.state, history=net.history_)
+                 rng=net._rng.bit_generator.state, history=net.history_,
+                 train_seed=net._train_seed, training_state=None if training is None else training.copy())
     return state
 
 
@@ -150,12 +171,21 @@ def set_state(net, state, *, strict_backend=False):
         theta = theta.reshape(-1)
     net._allocate(theta)
     net.history_ = state.get("history")
+    # pickles from before the training state: none, and the training seed is the seed
+    net._train_seed = resolve_seed(state.get("train_seed", net.seed))
+    training = state.get("training_state")
+    if training is not None:
+        for name in ("m", "v"):
+            buf = getattr(training, name)
+            if buf is not None:
+                setattr(training, name, np.require(buf, dtype=net.dtype, requirements=("C", "W", "O")))
+    net.training_state_ = training
     return net
 
 
 # ---------------------------------------------------------------- save
 
-def save(net, path):
+def save(net, path, training_state=True):
     """Write ``net`` to ``path`` atomically (see ``Network.save``)."""
     if not np.isfinite(net._theta).all():
         raise ValueError("refusing to save a network whose parameters contain NaN or infinity")
@@ -164,6 +194,8 @@ def save(net, path):
     for l, (W, b) in enumerate(zip(net.weights, net.biases)):
         arrays[f"W{l}"] = W
         arrays[f"b{l}"] = b
+    if training_state and net.training_state_ is not None:
+        arrays.update(_state_members(net))
     try:
         mode = stat.S_IMODE(os.stat(target).st_mode)  # re-saving keeps the file's permissions
     except FileNotFoundError:
@@ -183,6 +215,25 @@ def save(net, path):
         raise
 
 
+def _state_members(net):
+    """The training state's members: its JSON description and its buffers."""
+    state = net.training_state_
+    buffers = {"state_m": state.m} if state.v is None else {"state_m": state.m, "state_v": state.v}
+    for name, buf in buffers.items():
+        if not np.isfinite(buf).all():
+            raise ValueError(f"refusing to save a training state whose {name} contains NaN or "
+                             f"infinity; save(path, training_state=False) saves the network alone")
+    opt = state.optimizer
+    description = {"optimizer": {name: getattr(opt, name) for name in _OPTIMIZER_KEYS},
+                   "step": state.step, "epoch": state.epoch, "seed": state.seed,
+                   "rng": net._rng.bit_generator.state, "meta": state.meta}
+    text = json.dumps(description)
+    if 4 * len(text) + 128 > MAX_CONFIG_BYTES:
+        raise ValueError(f"the training state's meta is too large to save ({len(text):,} characters); "
+                         f"keep it under {MAX_CONFIG_BYTES // 4 - 1000:,}")
+    return {"training_state": np.array(text), **buffers}
+
+
 def _umask():
     umask = os.umask(0)
     os.umask(umask)
@@ -200,16 +251,29 @@ def load(cls, path, backend=None, n_threads=None):
     name = os.fspath(path)
     with open(name, "rb") as f:          # a missing file: FileNotFoundError, as open() gives
         with _reworded(name):
-            archive, config, infos, headers = _check(f)
+            archive, config, infos, headers, training = _check(f)
         # everything checked: build the network once, then read straight into its buffer
         state = dict(config, theta=None, backend=backend, n_threads=n_threads, rng=None, history=None)
         net = set_state(cls.__new__(cls), state, strict_backend=True)
         views = {}
         for l, (W, b) in enumerate(zip(net.weights, net.biases)):
             views[f"W{l}"], views[f"b{l}"] = W, b
+        if training is not None:
+            state = TrainingState(training["optimizer"], net.n_params, net.dtype, training["seed"],
+                                  step=training["step"], epoch=training["epoch"], meta=training["meta"])
+            views["state_m"] = state.m
+            if state.v is not None:
+                views["state_v"] = state.v
         with _reworded(name), archive:
             for member, header in headers.items():
-                _read_into(archive, infos[member], member, header, views[member])
+                if member in views:
+                    _read_into(archive, infos[member], member, header, views[member])
+            if training is not None and state.v is not None and (state.v < 0).any():
+                raise _Damaged("member 'state_v' holds negative values (Adam's second moment is >= 0)")
+        if training is not None:
+            net.training_state_ = state
+            net._train_seed = state.seed
+            net._rng = training["rng"]
     return net
 
 
@@ -248,9 +312,56 @@ def _check(f):
         raise _Damaged(f"it does not match its configuration {config['sizes']}: "
                        + "; ".join(filter(None, [unknown and f"unknown members {unknown[:5]}",
                                                  missing and f"missing members {missing}"])))
+    training = _check_training_state(archive, infos, table)
     headers = {name: _check_member(archive, infos[name], name, table[name])
-               for name in table if name in infos}
-    return archive, config, infos, headers
+               for name in table if name in infos and name != "training_state"}
+    return archive, config, infos, headers, training
+
+
+def _check_training_state(archive, infos, table):
+    """Read and check the training state's description; None when the file has none."""
+    present = [name for name in STATE_MEMBERS if name in infos]
+    if not present:
+        return None
+    if "training_state" not in infos or "state_m" not in infos:
+        raise _Damaged(f"its training state is incomplete (it has {present}; a training state "
+                       f"is training_state and state_m, and state_v for Adam)")
+    text = str(_read_small(archive, infos, "training_state", table["training_state"]))
+    try:
+        state = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise _Damaged(f"its training state is not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or set(state) != _STATE_KEYS:
+        raise _Damaged(f"its training state must be a JSON object with the keys {sorted(_STATE_KEYS)}")
+    opt = state["optimizer"]
+    try:
+        if not isinstance(opt, dict) or set(opt) != _OPTIMIZER_KEYS:
+            raise ValueError(f"optimizer must be an object with the keys {sorted(_OPTIMIZER_KEYS)}")
+        from ._training import OPTIMIZERS, OptimizerConfig  # (a cycle at import time otherwise)
+        v.check_choice("optimizer", opt["name"], OPTIMIZERS)
+        if not isinstance(opt["nesterov"], bool):
+            raise ValueError("nesterov must be true or false")
+        optimizer = OptimizerConfig(
+            opt["name"], v.check_real("momentum", opt["momentum"], low=0, high=1, high_open=True),
+            opt["nesterov"], v.check_real("weight_decay", opt["weight_decay"], low=0),
+            v.check_real("beta1", opt["beta1"], low=0, high=1, high_open=True),
+            v.check_real("beta2", opt["beta2"], low=0, high=1, high_open=True),
+            v.check_real("eps", opt["eps"], low=0, low_open=True))
+        for key in ("step", "epoch", "seed"):
+            if type(state[key]) is not int or state[key] < 0:
+                raise ValueError(f"{key} must be a non-negative integer")
+        if not isinstance(state["meta"], dict):
+            raise ValueError("meta must be a JSON object")
+        rng = np.random.default_rng()
+        if not isinstance(state["rng"], dict) or state["rng"].get("bit_generator") != "PCG64":
+            raise ValueError("rng must be the state of a PCG64 generator")
+        rng.bit_generator.state = state["rng"]
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise _Damaged(f"its training state is invalid ({exc})") from None
+    if ("state_v" in infos) != (optimizer.name == "adam"):
+        raise _Damaged(f"its training state is for optimizer {optimizer.name!r}, which "
+                       + ("needs a state_v member" if optimizer.name == "adam" else "has no state_v"))
+    return dict(state, optimizer=optimizer, rng=rng)
 
 
 def _check_directory(archive, file_size):
@@ -281,9 +392,9 @@ def _check_directory(archive, file_size):
     return infos
 
 
-def _read_small(archive, infos, name):
-    """Read and check ``format_version`` or ``config``; return the value as a 0-d array."""
-    member = HEADER_MEMBERS[name]
+def _read_small(archive, infos, name, member=None):
+    """Read and check ``format_version``, ``config`` or another small member; a 0-d array."""
+    member = member or HEADER_MEMBERS[name]
     info = infos.get(name)
     if info is None:
         raise _Damaged(f"it has no {name} member (not a cymlp model file)")

@@ -94,5 +94,10 @@ class Backend(Protocol):
 
     def trainer(self, spec, theta, X, Y, labels, *, batch_size, optimizer, parallel,
                 average_every, average_weighting, n_threads, adaptive, should_stop,
-                mode=None) -> Trainer:
-        """A :class:`Trainer` writing into ``theta``; ``adaptive``: ``n_threads`` was the default."""
+                mode=None, state=None) -> Trainer:
+        """A :class:`Trainer` writing into ``theta``; ``adaptive``: ``n_threads`` was the default.
+
+        ``state``: the :class:`~cymlp._state.TrainingState` to continue (its
+        ``m``/``v`` used in place as the optimizer's buffers, ``step``
+        advanced with every step); None for a fresh one of the trainer's own.
+        """

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _training_terms as terms_
 from . import _validation as v
+from ._state import TrainingState
 from .history import History
 
 TARGET_SECONDS_PER_CALL = 0.2      # the trainer returns to Python about this often
@@ -69,6 +70,9 @@ class FitSettings:
     average_weighting: str
     n_validation: int               # rows to hold out (validation_fraction); 0 for none
     clip_norm: float | None = None  # clip the mean gradient's global norm (before weight decay)
+    resume: bool = False            # continue net.training_state_ (checked compatible)
+    start_epoch: int = 0            # index of the first epoch: the state's epoch when resuming
+    horizon: int = 0                # the schedule's total epochs (lr_schedule_epochs)
 
 
 @dataclass(frozen=True)
@@ -85,22 +89,10 @@ class FitData:
 
 
 # ---- the training terms of issue 14 (sample weights, dropout, clipping) ----------------
-# The dropout masks of a step are keyed by (seed, epoch, step): the seed and the epoch
-# live in one small object that the training loop advances; the step is the trainer's
-# own optimizer step count (Adam's t before the step), so a skipped batch (all weights
-# 0) uses no key.
-
-@dataclass
-class TrainingCounters:
-    """The dropout masks' ``seed`` and the current ``epoch`` (set by the training loop).
-
-    With the trainer's optimizer step count they key the masks (see
-    :func:`cymlp.reference.dropout_masks`): the mask of a batch is a function
-    of ``(seed, epoch, step)`` and the batch's rows and units, nothing else.
-    """
-    seed: int = 0
-    epoch: int = 0
-
+# The dropout masks of a step are keyed by the training state's (seed, epoch, step)
+# (see cymlp._state.dropout_seed): step is the optimizer step about to be taken (Adam's
+# t before the step), so a skipped batch (all weights 0) uses no key, and a resumed fit
+# draws the masks the uninterrupted fit would have drawn.
 
 @dataclass(frozen=True)
 class StepTerms:
@@ -115,25 +107,17 @@ class StepTerms:
     sample_weight: np.ndarray | None = None
     dropout: tuple = ()
     clip_norm: float | None = None
-    counters: TrainingCounters | None = None
 
     @property
     def has_dropout(self):
         return any(p > 0 for p in self.dropout)
 
 
-def dropout_seed(net):
-    """The seed of a fit's dropout masks: the network's seed (drawn from its generator if None)."""
-    if net.seed is not None or not any(p > 0 for p in net.dropout):
-        return 0 if net.seed is None else net.seed % 2**64
-    return int(net._rng.integers(2**63))
-
-
 def check_fit(net, X, y, *, epochs, batch_size, lr, momentum, nesterov, weight_decay, shuffle,
               validation_data, optimizer, lr_schedule, beta1, beta2, eps, validation_fraction,
               early_stopping, patience, callbacks, progress, verbose, on_divergence, parallel,
               average_every, average_weighting, sample_weight=None, class_weight=None,
-              clip_norm=None):
+              clip_norm=None, resume=False, lr_schedule_epochs=None):
     """Validate every argument of ``fit``; return ``(FitSettings, FitData)``.
 
     Touches nothing: no random numbers are drawn and no state changes, so a
@@ -159,7 +143,17 @@ def check_fit(net, X, y, *, epochs, batch_size, lr, momentum, nesterov, weight_d
     eps = v.check_real("eps", eps, low=0, low_open=True)
     patience = v.check_positive_int("patience", patience)
     batch_size = v.check_positive_int("batch_size", batch_size)
-    schedule = make_schedule(lr_schedule, lr, epochs)
+    optimizer = OptimizerConfig(optimizer, momentum, bool(nesterov), weight_decay, beta1, beta2, eps)
+    start_epoch = check_resume(net, resume, optimizer, parallel)
+    if lr_schedule_epochs is None:
+        horizon = start_epoch + epochs
+    else:
+        horizon = v.check_positive_int("lr_schedule_epochs", lr_schedule_epochs)
+        if horizon < start_epoch + epochs:
+            raise ValueError(f"lr_schedule_epochs={horizon} ends before this fit does (epochs "
+                             f"{start_epoch + 1}..{start_epoch + epochs}); pass at least "
+                             f"{start_epoch + epochs}, the total number of epochs the schedule spans")
+    schedule = make_schedule(lr_schedule, lr, horizon)
     callbacks = tuple(callbacks or ())
     for cb in callbacks + ((progress,) if progress is not None else ()):
         if not callable(cb):
@@ -190,7 +184,7 @@ def check_fit(net, X, y, *, epochs, batch_size, lr, momentum, nesterov, weight_d
             raise ValueError(f"validation_fraction={fraction} leaves no rows for training or "
                              f"validation out of {X.shape[0]}")
     if epochs > 0:
-        schedule(0)          # a callable schedule's first rate is checked before anything changes
+        schedule(start_epoch)  # a callable schedule's first rate is checked before anything changes
     # ---- warnings last: under -W error they reject the call, which must change nothing
     if early_stopping and validation_data is None and validation_fraction is None:
         warnings.warn("early_stopping without validation data monitors the training loss",
@@ -198,16 +192,73 @@ def check_fit(net, X, y, *, epochs, batch_size, lr, momentum, nesterov, weight_d
     batch_size = v.clip_batch_size(batch_size, X.shape[0] - n_validation, stacklevel=4)
     settings = FitSettings(
         epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
-        optimizer=OptimizerConfig(optimizer, momentum, bool(nesterov), weight_decay, beta1, beta2, eps),
+        optimizer=optimizer,
         shuffle=bool(shuffle), early_stopping=bool(early_stopping), patience=patience,
         callbacks=callbacks, progress=progress, verbose=bool(verbose), on_divergence=on_divergence,
         parallel=parallel, average_every=average_every, average_weighting=average_weighting,
-        n_validation=n_validation, clip_norm=clip_norm)
+        n_validation=n_validation, clip_norm=clip_norm, resume=bool(resume),
+        start_epoch=start_epoch, horizon=horizon)
     return settings, data
 
 
+def uses_worker_states(net, parallel):
+    """True when a fit runs the hogwild/average trainer, which keeps one optimizer state per worker."""
+    return parallel != "sync" and net.effective_n_threads > 1
+
+
+def check_resume(net, resume, optimizer, parallel):
+    """Check that ``fit(..., resume=resume)`` can continue; return the index of its first epoch."""
+    if not resume:
+        return 0
+    state = net.training_state_
+    if state is None:
+        raise ValueError("resume=True needs a training state, and this network has none (it was "
+                         "never trained, or was loaded from a file saved without one, or its last "
+                         "fit used parallel='hogwild'/'average'); call fit without resume=True to "
+                         "start the optimizer afresh")
+    why = state.mismatch(optimizer)
+    if why is not None:
+        raise ValueError(f"resume=True cannot continue this network's training state: {why}. "
+                         f"Pass the same optimizer settings, or resume=False to start the "
+                         f"optimizer afresh")
+    if uses_worker_states(net, parallel):
+        raise ValueError(f"resume=True continues one optimizer state; parallel={parallel!r} on "
+                         f"{net.effective_n_threads} threads keeps one per worker. Resume with "
+                         f"parallel='sync' (or n_threads=1), or pass resume=False")
+    return state.epoch
+
+
+def check_classes(classes, y, n_outputs):
+    """``partial_fit``'s ``classes``: distinct integer labels 0..n_outputs-1 that cover ``y``."""
+    try:
+        arr = np.asarray(classes)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
+        raise ValueError(f"classes must be a non-empty 1-D sequence of integer labels; got {classes!r}")
+    if arr.min() < 0 or arr.max() >= n_outputs:
+        raise ValueError(f"classes holds {int(arr.min() if arr.min() < 0 else arr.max())}, but the "
+                         f"network has {n_outputs} outputs, so its labels are 0..{n_outputs - 1}; "
+                         f"build the network with an output per class")
+    if np.unique(arr).size != arr.size:
+        raise ValueError("classes holds repeated labels")
+    try:
+        labels = np.asarray(y)
+    except (TypeError, ValueError):
+        return                      # fit's own checks reject it
+    if labels.ndim == 1 and labels.dtype.kind in "iu" and labels.size:
+        extra = np.setdiff1d(labels, arr)
+        if extra.size:
+            raise ValueError(f"y holds labels {extra[:5].tolist()} that are not in classes "
+                             f"{arr.tolist()[:10]}")
+
+
 def make_schedule(lr_schedule, lr, epochs):
-    """``epoch -> learning rate`` for a schedule name or a callable (its result checked)."""
+    """``epoch -> learning rate`` for a schedule name or a callable (its result checked).
+
+    ``epochs`` is the horizon (the total epochs the schedule spans); the
+    epoch index counts across resumed fits.
+    """
     if callable(lr_schedule):
         cache = {}
 
@@ -228,8 +279,20 @@ def make_schedule(lr_schedule, lr, epochs):
     return lambda epoch: lr
 
 
+VALIDATION_STREAM = 0x76616C    # SeedSequence spawn key of the validation split ("val")
+
+
+def split_generator(seed):
+    """The generator of the validation split: a function of the training seed alone.
+
+    Every fit of a network (a resumed one included) holds out the same rows
+    of the same data, and the split draws nothing from the shuffle generator.
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(VALIDATION_STREAM,)))
+
+
 def _split_validation(rng, data, n_validation):
-    """Hold out ``n_validation`` shuffled rows (draws from the network's generator)."""
+    """Hold out ``n_validation`` shuffled rows, drawn from ``rng``."""
     if n_validation == 0:
         return data
     split = rng.permutation(data.X.shape[0])
@@ -243,15 +306,22 @@ def _split_validation(rng, data, n_validation):
 
 
 def make_trainer(net, X, Y, labels, batch_size, optimizer, parallel="sync", average_every=None,
-                 average_weighting="uniform", should_stop=None, n_threads=None, terms=None):
-    """The backend's trainer for ``net`` (buffers for one fit); ``close()`` it after use."""
+                 average_weighting="uniform", should_stop=None, n_threads=None, terms=None,
+                 state=None):
+    """The backend's trainer for ``net`` (buffers for one fit); ``close()`` it after use.
+
+    ``terms``: the :class:`StepTerms` of the fit (None: plain steps).
+    ``state``: the :class:`~cymlp._state.TrainingState` whose buffers and
+    step count the trainer continues and advances (None: a fresh one of its
+    own); its seed, epoch and step key the dropout masks.
+    """
     extra = {} if terms is None else {"terms": terms}
     return net._backend.trainer(
         net._spec, net._theta, X, Y, labels, batch_size=batch_size, optimizer=optimizer,
         parallel=parallel, average_every=average_every, average_weighting=average_weighting,
         n_threads=net.effective_n_threads if n_threads is None else n_threads,
         adaptive=net.n_threads is None, should_stop=should_stop or (lambda: False),
-        mode=getattr(net, "_cython_mode", None), **extra)
+        mode=getattr(net, "_cython_mode", None), state=state, **extra)
 
 
 def evaluate(backend, spec, theta, X, Y, n_threads, should_stop=None, sample_weight=None):
@@ -317,21 +387,23 @@ class InterruptFlag:
 class _Loop:
     """One fit's state: the network, its trainer, the history, the rollback points."""
 
-    def __init__(self, net, settings, data, trainer, interrupt, n_threads, counters=None):
+    def __init__(self, net, settings, data, trainer, interrupt, n_threads, state):
         self.net, self.s, self.data = net, settings, data
-        self.counters = counters or TrainingCounters()
         self.trainer, self.interrupt, self.n_threads = trainer, interrupt, n_threads
+        self.state = state
         self.theta = net._theta
         self.history = History()
         self.last_good = self.theta.copy()   # weights at the last check where all were finite
+        self.last_state = state.snapshot() if state is not None else None   # and the optimizer's
         self.best = None                     # (monitored loss, epoch, weights)
         self.steps_per_call = 1
 
     def run(self):
         s = self.s
-        for epoch in range(s.epochs):
+        for epoch in range(s.start_epoch, s.start_epoch + s.epochs):
             rate = s.schedule(epoch)
-            self.counters.epoch = epoch
+            if self.state is not None:
+                self.state.epoch = epoch       # the epoch that runs (dropout keys, see _state)
             if not self.train_epoch(epoch, rate):
                 return self.diverged(epoch, rate)
             if self.end_epoch() or self.interrupt.is_set():
@@ -359,7 +431,7 @@ class _Loop:
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     l_sum, n_corr, n_seen, steps = self.trainer.run(order, done, stop, rate)
             except BaseException:
-                theta[...] = self.last_good    # never leave a half-done step behind
+                self.roll_back()               # never leave a half-done step behind
                 raise
             elapsed = time.perf_counter() - t0
             cut_short = steps < stop - done and not interrupt.is_set()
@@ -368,21 +440,31 @@ class _Loop:
             seen += n_seen
             done += steps
             if cut_short or not np.isfinite(l_sum) or not np.isfinite(theta).all():
-                theta[...] = self.last_good
+                self.roll_back()
                 return False
             np.copyto(self.last_good, theta)
+            if self.state is not None:
+                self.last_state = self.state.snapshot()
             if steps:          # aim for one return to Python every TARGET_SECONDS_PER_CALL
                 per_step = max(elapsed / steps, 1e-9)
                 self.steps_per_call = max(1, min(n_batches, int(TARGET_SECONDS_PER_CALL / per_step)))
             if s.progress is not None:
                 s.progress(epoch, done, n_batches)
         seconds = time.perf_counter() - t_epoch
+        if done == n_batches and self.state is not None:
+            self.state.epoch = epoch + 1         # completed: a resumed fit starts after it
         self.row = None
         if seen:
             self.row = {"epoch": epoch + 1, "loss": loss_sum / seen, "lr": rate, "seconds": seconds,
                             "examples_per_second": seen / seconds if seconds > 0 else float("inf"),
                             "accuracy": correct / seen if data.labels is not None else None}
         return True
+
+    def roll_back(self):
+        """Weights and optimizer state as at the last check where the weights were finite."""
+        self.theta[...] = self.last_good
+        if self.state is not None:
+            self.state.restore(self.last_state)
 
     def end_epoch(self):
         """Validate, record and judge the epoch just trained; True to stop training."""
@@ -399,7 +481,7 @@ class _Loop:
                                                            weights=data.sample_weight_val))
         self.history.append(**row)
         if s.verbose:
-            print(self.history.format_epoch(-1, s.epochs), flush=True)
+            print(self.history.format_epoch(-1, s.start_epoch + s.epochs), flush=True)
         if interrupt.is_set():
             return True
         # every callback sees every completed epoch, the last one included
@@ -433,11 +515,14 @@ class _Loop:
 
 
 def train(net, settings, data):
-    """Run a checked fit on ``net``; returns the :class:`History` (also ``net.history_``)."""
-    rng_state = net._rng.bit_generator.state
-    data = _split_validation(net._rng, data, settings.n_validation)
+    """Run a checked fit on ``net``; returns the :class:`History` (also ``net.history_``).
+
+    Continues ``net.training_state_`` when ``settings.resume``; otherwise
+    gives the network a fresh state (none for the hogwild/average trainers,
+    which keep one state per worker).  A rejected call changes nothing.
+    """
+    data = _split_validation(split_generator(net._train_seed), data, settings.n_validation)
     if data.sample_weight is not None and not data.sample_weight.sum() > 0:
-        net._rng.bit_generator.state = rng_state        # a rejected call changes nothing
         raise ValueError("every training row left after the validation split has weight 0; "
                          "give some of them a positive sample_weight")
     if data.sample_weight_val is not None and not data.sample_weight_val.sum() > 0:
@@ -446,15 +531,22 @@ def train(net, settings, data):
     if settings.epochs == 0:
         net.history_ = History()
         return net.history_
-    counters = TrainingCounters(seed=dropout_seed(net))
-    terms = StepTerms(data.sample_weight, net.dropout, settings.clip_norm, counters)
+    terms = StepTerms(data.sample_weight, net.dropout, settings.clip_norm)
     n_threads = net.effective_n_threads
+    if settings.resume:
+        state = net.training_state_
+    elif uses_worker_states(net, settings.parallel):
+        state = None
+    else:
+        state = TrainingState(settings.optimizer, net._theta.size, net.dtype, net._train_seed)
+    net.training_state_ = state
     interrupt = InterruptFlag()
     trainer = make_trainer(net, data.X, data.Y, data.labels, settings.batch_size, settings.optimizer,
                            settings.parallel, settings.average_every, settings.average_weighting,
-                           should_stop=interrupt.is_set, n_threads=n_threads, terms=terms)
+                           should_stop=interrupt.is_set, n_threads=n_threads, terms=terms,
+                           state=state)
     try:
-        loop = _Loop(net, settings, data, trainer, interrupt, n_threads, counters)
+        loop = _Loop(net, settings, data, trainer, interrupt, n_threads, state)
         net.history_ = loop.history        # training starts: the history is this fit's
         with interrupt:
             history = loop.run()

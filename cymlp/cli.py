@@ -4,6 +4,7 @@
 
     cymlp train                                   # digits, a few seconds, prints test accuracy
     cymlp train --dataset fashion-mnist --threads 2 --save fmnist.npz
+    cymlp train --resume fmnist.npz --epochs 4 --save fmnist.npz   # 4 more epochs
     cymlp predict fmnist.npz --dataset fashion-mnist
     cymlp info
 
@@ -211,6 +212,45 @@ def _fold_standardization(net, mean, std):
     W[...] = W64
 
 
+def _unfold_standardization(net, mean, std):
+    """The inverse of :func:`_fold_standardization` (to rounding): back to standardized inputs."""
+    W, b = net.weights[0], net.biases[0]
+    W64 = W.astype(np.float64) * std
+    b[...] = b.astype(np.float64) + W64 @ (mean / std)
+    W[...] = W64
+
+
+# The options a resumed run takes from the saved one unless the command line sets them to
+# other values than their defaults (kept in the training state's meta["cli"] by --save).
+RESUMED_OPTIONS = ("dataset", "standardize", "validation_fraction", "train_size", "epochs", "batch_size",
+                   "optimizer", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule",
+                   "early_stopping", "patience", "parallel", "seed", "class_weight", "clip_norm")
+_ARCHITECTURE_OPTIONS = ("sizes", "hidden", "activation", "output", "loss", "dtype")
+
+
+def _resume(args):
+    """Load ``--resume MODEL.npz``: the network with its training state; fill ``args`` from the saved run."""
+    net = Network.load(args.resume, backend=args.backend, n_threads=args.threads)
+    state = net.training_state_
+    if state is None:
+        raise CommandError(f"--resume {args.resume}: the file holds no training state (saved by "
+                           f"save(path, training_state=False), by an older cymlp, or after a "
+                           f"hogwild/average run); train afresh without --resume")
+    saved = state.meta.get("cli")
+    if not isinstance(saved, dict):
+        saved = {}
+    defaults = vars(build_parser().parse_args(["train"]))
+    for option in _ARCHITECTURE_OPTIONS:
+        if getattr(args, option) != defaults[option]:
+            raise CommandError(f"--resume takes the network from {args.resume}; drop "
+                               f"--{option.replace('_', '-')}")
+    for option in RESUMED_OPTIONS:
+        if option in saved and getattr(args, option) == defaults[option]:
+            setattr(args, option, saved[option])
+    args.dtype = net.dtype.name
+    return net
+
+
 # ------------------------------------------------------------------ progress
 
 
@@ -356,7 +396,12 @@ def add_train_parser(subparsers):
                      help="seeds initialisation, shuffling, the validation and digits splits (default: 0)")
 
     out = p.add_argument_group("output")
-    out.add_argument("--save", metavar="MODEL.npz", help="save the trained network here")
+    out.add_argument("--save", metavar="MODEL.npz",
+                     help="save the trained network here, with its training state (see --resume)")
+    out.add_argument("--resume", metavar="MODEL.npz",
+                     help="continue the run saved in MODEL.npz: its network, optimizer state and "
+                          "settings; options set to other values than their defaults override the "
+                          "settings, --epochs counts the epochs to add (default: as many as before)")
     out.add_argument("--json", metavar="FILE", help="write the history and test results as JSON")
     out.add_argument("--plot", metavar="FILE.png", help="plot loss and accuracy curves (needs matplotlib)")
     out.add_argument("--no-progress", dest="progress", action="store_false",
@@ -387,12 +432,18 @@ def cmd_train(args):
         if path:
             _check_output_path(option, path)
 
+    net = _resume(args) if args.resume else None
     name, X_train, y_train, X_test, y_test = load_dataset(args.dataset, args.dtype, args.seed)
     if args.train_size is not None:
         X_train, y_train = X_train[:args.train_size], y_train[:args.train_size]
     s = _settings(args, name)
     n_features, n_classes = X_train.shape[1], _n_classes(y_train, y_test)
-    if args.sizes is not None:
+    if net is not None:
+        sizes = list(net.sizes)
+        if sizes[0] != n_features or sizes[-1] < n_classes:
+            raise CommandError(f"--resume {args.resume}: the network {'-'.join(map(str, sizes))} does "
+                               f"not fit {name}, which has {n_features} inputs and {n_classes} classes")
+    elif args.sizes is not None:
         sizes = list(args.sizes)
         if len(sizes) < 2 or sizes[0] != n_features or sizes[-1] < n_classes:
             raise CommandError(f"--sizes {','.join(map(str, sizes))} does not fit {name}: it has "
@@ -410,13 +461,22 @@ def cmd_train(args):
     else:
         X_fit = X_train
 
-    net = Network(sizes, activation=args.activation, output=args.output, loss=args.loss,
-                  dtype=args.dtype, backend=args.backend, n_threads=args.threads, seed=args.seed)
-    if args.dropout:
+    start_epoch = 0
+    if net is None:
+        net = Network(sizes, activation=args.activation, output=args.output, loss=args.loss,
+                      dtype=args.dtype, backend=args.backend, n_threads=args.threads, seed=args.seed)
+    else:
+        start_epoch = net.training_state_.epoch
+        if mean is not None:          # the saved model takes raw inputs: train it on standardized ones
+            _unfold_standardization(net, mean, std)
+    if args.dropout:                  # on --resume the saved network keeps its own unless set here
         if len(sizes) < 3:
             raise CommandError(f"--dropout needs a hidden layer; --sizes {','.join(map(str, sizes))} has none")
         net.dropout = args.dropout
     if not args.quiet:
+        if start_epoch:
+            print(f"resuming {args.resume} after epoch {start_epoch} (optimizer step "
+                  f"{net.training_state_.step})", flush=True)
         print(f"cymlp {_version()}: {name}, {len(X_train):,} training / {len(X_test):,} test rows; "
               f"network {'-'.join(map(str, sizes))} {args.activation}/{args.output}, {args.dtype}, "
               f"backend {net.backend}, {_threads_text(net)}", flush=True)
@@ -427,12 +487,13 @@ def cmd_train(args):
               + (f", weight decay {s['weight_decay']:g}" if s["weight_decay"] else "")
               + (", standardized inputs" if s["standardize"] else "")
               + (f", early stopping (patience {args.patience})" if args.early_stopping else "")
-              + (f", dropout {args.dropout:g}" if args.dropout else "")
+              + (f", dropout {'/'.join(f'{p:g}' for p in net.dropout)}" if any(net.dropout) else "")
               + (f", {args.class_weight} class weights" if args.class_weight else "")
               + (f", gradient norm clipped to {args.clip_norm:g}" if args.clip_norm else ""),
               flush=True)
 
-    reporter = _EpochReporter(s["epochs"], bar=args.progress and not args.quiet, lines=not args.quiet)
+    reporter = _EpochReporter(start_epoch + s["epochs"], bar=args.progress and not args.quiet,
+                              lines=not args.quiet)
     interrupted = False
     t_fit = time.perf_counter()
     try:
@@ -443,7 +504,8 @@ def cmd_train(args):
                     validation_fraction=args.validation_fraction or None,
                     early_stopping=args.early_stopping, patience=args.patience,
                     callbacks=[reporter.epoch_done], progress=reporter.progress,
-                    parallel=args.parallel, class_weight=args.class_weight, clip_norm=args.clip_norm)
+                    parallel=args.parallel, class_weight=args.class_weight, clip_norm=args.clip_norm,
+                    resume=bool(args.resume))
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -470,6 +532,11 @@ def cmd_train(args):
           f"{len(history)} epochs, training {fit_seconds:.1f} s, total {total_seconds:.1f} s", flush=True)
 
     if args.save:
+        if net.training_state_ is not None:     # what --resume needs to continue this run
+            net.training_state_.meta["cli"] = {
+                **{option: getattr(args, option) for option in RESUMED_OPTIONS},
+                **{key: s[key] for key in ("epochs", "batch_size", "optimizer", "lr", "momentum",
+                                           "weight_decay", "lr_schedule", "standardize")}}
         net.save(args.save)
         print(f"saved model to {args.save}")
     if args.json:

@@ -22,6 +22,7 @@ from . import _persistence, _threads, _training, reference
 from . import _training_terms as terms_
 from . import _validation as v
 from ._spec import ModelSpec, layer_views
+from ._state import resolve_seed
 from ._training import (  # noqa: F401  (public names kept here)
     AVERAGE_WEIGHTINGS,
     LR_SCHEDULES,
@@ -182,15 +183,18 @@ class Network:
     n_threads : int or None
         Threads for the compiled path; ``None`` uses every usable core.
     seed : int or None
-        Seeds weight initialisation and the per-epoch shuffles (and keys the
-        dropout masks).
+        Seeds weight initialisation and the per-epoch shuffles (see
+        :meth:`reseed` for new shuffles without new weights); the training
+        seed also keys the dropout masks.
     dropout : float or sequence of float, each in [0, 1)
         Inverted dropout on the hidden layers during ``fit``: each hidden
         unit is dropped with this probability (one number for every hidden
         layer, or one per hidden layer) and the kept ones are scaled by
         1/(1-p).  Prediction, ``loss`` and ``score`` never drop units.  The
-        masks are hashed from (seed, epoch, step, layer, row, unit), so both
-        backends draw the same masks for any thread count.  Settable.
+        masks are hashed from the training state's (seed, epoch, step) and
+        the (layer, row, unit), so both backends draw the same masks for any
+        thread count, and a resumed fit draws the masks the uninterrupted
+        one would have drawn.  Settable.
 
     Attributes
     ----------
@@ -204,6 +208,10 @@ class Network:
         ``biases[l]`` has shape ``(sizes[l+1],)``; assigned the same way.
     history_ : History or None
         The history of the last (possibly interrupted) ``fit``.
+    training_state_ : TrainingState or None
+        The optimizer's buffers and counters (``step``, ``epoch``, ``seed``)
+        that ``fit(..., resume=True)`` and :meth:`partial_fit` continue;
+        None before any training (see :mod:`cymlp._state`).
     """
 
     sizes = _Fixed("Units per layer, inputs first (a tuple).")
@@ -221,6 +229,8 @@ class Network:
         self.n_threads = n_threads
         self.seed = v.check_seed(seed)
         self._rng = np.random.default_rng(seed)
+        self._train_seed = resolve_seed(self.seed)
+        self.training_state_ = None
         self._allocate()
         for W, b in zip(self.weights, self.biases):
             n_out, n_in = W.shape
@@ -309,6 +319,31 @@ class Network:
     @property
     def n_params(self):
         return self._theta.size
+
+    @property
+    def training_seed(self):
+        """The seed of the validation split and of the training state (dropout masks).
+
+        ``seed`` until :meth:`reseed` gives another; drawn from the operating
+        system once when ``seed`` is None.
+        """
+        return self._train_seed
+
+    def reseed(self, seed):
+        """Draw the shuffles (and validation split, dropout masks) from ``seed`` from now on.
+
+        Resets the shuffle generator to ``numpy.random.default_rng(seed)`` and
+        sets :attr:`training_seed` (also in ``training_state_``), so that
+        replicas of one network can draw independent orders.  The weights and
+        the ``seed`` attribute (the initialisation's seed) do not change.
+        ``None`` draws a fresh seed from the operating system.
+        """
+        seed = v.check_seed(seed)
+        self._rng = np.random.default_rng(seed)
+        self._train_seed = resolve_seed(seed)
+        if self.training_state_ is not None:
+            self.training_state_.seed = self._train_seed
+        return self
 
     def get_flat_params(self):
         """A copy of all parameters as one flat array (the internal layout)."""
@@ -459,14 +494,15 @@ class Network:
             lr_schedule="constant", beta1=0.9, beta2=0.999, eps=1e-8, validation_fraction=None,
             early_stopping=False, patience=5, callbacks=None, progress=None, verbose=False,
             on_divergence="raise", parallel="sync", average_every=None,
-            average_weighting="uniform", sample_weight=None, class_weight=None, clip_norm=None):
+            average_weighting="uniform", sample_weight=None, class_weight=None, clip_norm=None,
+            resume=False, lr_schedule_epochs=None):
         """Train with mini-batch SGD (or Adam); returns a :class:`History`.
 
         Each epoch shuffles the rows with the network's own random generator
         (unless ``shuffle=False``) and takes consecutive batches of
         ``batch_size`` rows, the last one possibly smaller.  Calling ``fit``
-        again continues from the current weights (the optimizer state starts
-        afresh).
+        again continues from the current weights; the optimizer state starts
+        afresh unless ``resume=True``.
 
         Parameters
         ----------
@@ -527,26 +563,8 @@ class Network:
             For ``parallel="average"``: weight every replica equally
             (Zinkevich et al.) or by the examples it processed since the last
             averaging (after Cheng et al.); they differ when shards are unequal.
-        sample_weight : array-like (n,) or None
-            Finite, non-negative row weights with a positive sum: every
-            mini-batch minimises its weighted mean loss Σ w C / Σ w, so a row
-            of weight 0 counts as if removed; a mini-batch whose weights are
-            all 0 is skipped (no update, no examples counted).  Equal weights
-            (all ones) train exactly as no weights.  The history's ``loss``
-            averages the batches' weighted losses; with ``validation_fraction``
-            the held-out rows' weights weight ``val_loss`` and ``val_accuracy``.
-        class_weight : None, "balanced" or dict
-            For integer labels: multiply the weight of each row of class c by
-            ``class_weight[c]`` (classes missing from the dict weigh 1);
-            ``"balanced"`` uses n_samples / (n_classes · count(c)) as
-            scikit-learn.
-        clip_norm : float > 0 or None
-            Scale each step's mean gradient (of the loss, before weight decay
-            is added, as PyTorch's ``clip_grad_norm_``) so that its global L2
-            norm over all parameters is at most ``clip_norm``.
-
-        ``sample_weight``, ``class_weight``, ``clip_norm`` and the network's
-        ``dropout`` need ``parallel="sync"``.
+            average_weighting="uniform", sample_weight=None, class_weight=None, clip_norm=None):
+            average_weighting="uniform", resume=False, lr_schedule_epochs=None):
         """
         settings, data = _training.check_fit(
             self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
@@ -556,20 +574,57 @@ class Network:
             early_stopping=early_stopping, patience=patience, callbacks=callbacks,
             progress=progress, verbose=verbose, on_divergence=on_divergence, parallel=parallel,
             average_every=average_every, average_weighting=average_weighting,
-            sample_weight=sample_weight, class_weight=class_weight, clip_norm=clip_norm)
+            sample_weight=sample_weight, class_weight=class_weight, clip_norm=clip_norm,
+            resume=resume, lr_schedule_epochs=lr_schedule_epochs)
         return _training.train(self, settings, data)
+
+    def partial_fit(self, X, y, *, classes=None, sample_weight=None, class_weight=None, **options):
+        """One pass over the rows of ``X`` as mini-batches, continuing the training state.
+
+        The streaming (out-of-core) building block: each call is one epoch
+        of ``fit`` on the rows given, resuming ``training_state_`` (made by
+        the first call).  With the same settings, ``partial_fit(X, y)``
+        twice equals ``fit(X, y, epochs=2)`` bit for bit, dropout included
+        (its masks are keyed by the training state).  ``options`` are
+        ``fit``'s (``batch_size``, ``lr``, ``optimizer``, ``shuffle``,
+        ``clip_norm``, ...) and must keep the optimizer settings of the
+        state; ``epochs``, ``resume`` and the validation and early-stopping
+        options belong to ``fit``.
+
+        ``classes``: the class labels of the whole stream (scikit-learn's
+        convention), checked against the network's outputs (labels are
+        ``0..sizes[-1]-1``) and against ``y``.  ``sample_weight`` and
+        ``class_weight`` weight the rows of this call as in ``fit``;
+        ``class_weight="balanced"`` counts the classes of this call's rows
+        only, so for a stream pass a dict computed over the whole stream.
+        Returns the network.
+        """
+        for name in PARTIAL_FIT_EXCLUDED:
+            if name in options:
+                raise TypeError(f"partial_fit() does not take {name!r}: it is one epoch that "
+                                f"continues the training state; use fit() for {name}")
+        if classes is not None:
+            _training.check_classes(classes, y, self.sizes[-1])
+        self.fit(X, y, epochs=1, resume=self.training_state_ is not None,
+                 sample_weight=sample_weight, class_weight=class_weight, **options)
+        return self
 
     # -- persistence (cymlp/_persistence.py) ---------------------------------------
 
-    def save(self, path):
+    def save(self, path, training_state=True):
         """Save architecture, dtype and parameters to a ``.npz`` file, atomically.
+
+        With ``training_state`` (the default) the file also holds
+        ``training_state_`` and the shuffle generator's state, so that a
+        loaded network resumes exactly (``fit(..., resume=True)``); False
+        writes the network alone, in the format of earlier versions.
 
         The file is written to ``PATH.cymlp-tmp-XXXXXXXX`` beside ``path``,
         ``fsync``ed and renamed over it, so an interrupted save never leaves a
         broken model where a good one was.  Re-saving keeps the file's mode; a
         symlink ``path`` is followed (its target is replaced).
         """
-        _persistence.save(self, path)
+        _persistence.save(self, path, training_state=training_state)
 
     @classmethod
     def load(cls, path, backend=None, n_threads=None):
@@ -588,8 +643,16 @@ class Network:
     def __setstate__(self, state):
         _persistence.set_state(self, state)
 
-    def copy(self, dtype=None, backend=None):
-        """An independent copy, optionally in another dtype or backend."""
+    def copy(self, dtype=None, backend=None, seed=None):
+        """An independent copy, optionally in another dtype or backend, or reseeded.
+
+        The copy keeps the training state (cast to ``dtype``).  ``seed``:
+        the copy draws its shuffles from it (:meth:`reseed`), so replicas of
+        one network see independent orders; None keeps this network's
+        generator state.
+        """
+        if seed is not None:
+            v.check_seed(seed)
         net = Network.__new__(Network)
         state = self.__getstate__()
         if dtype is not None:
@@ -597,10 +660,23 @@ class Network:
             state["dtype"] = dtype.name
             state["theta"] = v.check_finite_params(f"copy(dtype={dtype.name!r}): the parameter buffer",
                                                    state["theta"], dtype)
+            training = state["training_state"]
+            if training is not None:
+                for name in ("m", "v"):
+                    if getattr(training, name) is not None:
+                        setattr(training, name, v.check_finite_params(
+                            f"copy(dtype={dtype.name!r}): the training state's {name}",
+                            getattr(training, name), dtype))
         if backend is not None:
             state["backend"] = backend
         net.__setstate__(state)
+        if seed is not None:
+            net.reseed(seed)
         return net
+
+
+PARTIAL_FIT_EXCLUDED = ("epochs", "resume", "validation_data", "validation_fraction",
+                        "early_stopping", "patience")
 
 
 def _check_runtime_args(backend, n_threads):

@@ -15,7 +15,7 @@ import pickle
 import numpy as np
 import pytest
 
-from cymlp import Network, available_backends, cli, datasets, reference
+from cymlp import Network, _training, available_backends, cli, datasets, reference
 from cymlp._spec import layer_views
 from cymlp.gradcheck import gradcheck
 
@@ -155,9 +155,8 @@ def test_validation_rows_keep_their_weights(backend):
     w = weights_for(len(X))
     net = Network(SIZES, backend=backend, dtype="float64", seed=0)
     h = net.fit(X, y, epochs=1, sample_weight=w, validation_fraction=0.3)
-    # the same split, recomputed from the generator's state before the fit
-    again = Network(SIZES, backend=backend, dtype="float64", seed=0)
-    rows = again._rng.permutation(len(X))[:30]
+    # the same split, recomputed from the training seed's validation generator
+    rows = _training.split_generator(net.training_seed).permutation(len(X))[:30]
     assert h.val_loss[-1] == pytest.approx(net.loss(X[rows], y[rows], w[rows]), rel=1e-12)
     assert h.val_accuracy[-1] == pytest.approx(net.score(X[rows], y[rows], w[rows]), rel=1e-12)
 

@@ -1,0 +1,121 @@
+"""The training state a network keeps between fits: what ``fit(..., resume=True)`` continues.
+
+A :class:`TrainingState` is made by the first ``fit`` (or ``partial_fit``)
+and lives in ``net.training_state_`` (``None`` before any training).  It
+holds what a trainer needs, beyond the weights, to continue exactly where it
+stopped:
+
+``optimizer``
+    The :class:`~cymlp._training.OptimizerConfig` the state was made with
+    (name and hyper-parameters); resuming with other settings is refused.
+``m``, ``v``
+    Flat buffers laid out like the parameters (see
+    :func:`cymlp._spec.layer_views`): the momentum velocity or Adam's first
+    moment, and Adam's second moment (``None`` for SGD).  The trainers of
+    both backends write into these arrays in place: they are the trainers'
+    own buffers, never copies.
+``step``
+    Optimizer steps taken so far (Adam's ``t``): the global index of the
+    next step, counted from 0.  A trainer reads it when made and advances it
+    with every step; :attr:`step` is current after each ``Trainer.run``.
+``epoch``
+    Completed epochs: the index of the next epoch, which the learning-rate
+    schedule sees, counted across resumed fits.  While an epoch runs it is
+    that epoch's index (the loop sets ``epoch + 1`` when the epoch
+    completes), so a trainer reads the current epoch as ``state.epoch``.
+``seed``
+    The training seed: keys the validation split and, with ``epoch`` and
+    ``step``, the dropout masks (see :func:`dropout_seed`).  It is
+    the network's ``seed``, or the one given to ``Network.reseed``.
+
+The shuffle generator is the network's own (``net._rng``, reset by
+``reseed``); it travels with the network (pickle, ``copy``) and is written
+with the training state by ``save``.  ``meta`` is a small JSON-able dict
+for tools that resume a run (the command line keeps its settings there).
+"""
+
+import copy as _copy
+
+import numpy as np
+
+# Fields of the optimizer that define what the buffers mean, per optimizer:
+# resuming with another value of any of them is refused.
+STATE_FIELDS = {"sgd": ("momentum", "nesterov", "weight_decay"),
+                "adam": ("beta1", "beta2", "eps", "weight_decay")}
+
+
+def resolve_seed(seed):
+    """``seed``, or a seed drawn from the operating system when it is None."""
+    if seed is not None:
+        return seed
+    return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
+
+
+def dropout_seed(seed):
+    """The 64-bit seed of the dropout masks for a training seed (0 when there is none).
+
+    The masks of a step are keyed by ``(dropout_seed(state.seed), state.epoch,
+    state.step)`` (see :func:`cymlp.reference.dropout_masks`), so a resumed
+    fit draws the masks the uninterrupted fit would have drawn.
+    """
+    return 0 if seed is None else int(seed) % 2**64
+
+
+class TrainingState:
+    """Optimizer buffers and counters of a network's training (see the module docstring)."""
+
+    __slots__ = ("epoch", "m", "meta", "optimizer", "seed", "step", "v")
+
+    def __init__(self, optimizer, n_params, dtype, seed, *, m=None, v=None, step=0, epoch=0,
+                 meta=None):
+        self.optimizer = optimizer
+        self.m = np.zeros(n_params, dtype=dtype) if m is None else m
+        if optimizer.name == "adam":
+            self.v = np.zeros(n_params, dtype=dtype) if v is None else v
+        else:
+            self.v = None
+        self.step = int(step)
+        self.epoch = int(epoch)
+        self.seed = seed
+        self.meta = {} if meta is None else meta
+
+    def mismatch(self, optimizer):
+        """Why this state cannot continue with ``optimizer`` (a sentence), or None if it can."""
+        mine = self.optimizer
+        if optimizer.name != mine.name:
+            return f"it was made by optimizer={mine.name!r}, not {optimizer.name!r}"
+        changed = [f"{f}={getattr(mine, f)!r} (now {getattr(optimizer, f)!r})"
+                   for f in STATE_FIELDS[mine.name] if getattr(optimizer, f) != getattr(mine, f)]
+        if changed:
+            return f"it was made with {', '.join(changed)}"
+        return None
+
+    def copy(self, dtype=None):
+        """An independent copy, its buffers cast to ``dtype`` when given."""
+        def buf(a):
+            return None if a is None else a.astype(dtype or a.dtype, copy=True)
+        return TrainingState(self.optimizer, self.m.size, self.m.dtype, self.seed, m=buf(self.m),
+                             v=buf(self.v), step=self.step, epoch=self.epoch,
+                             meta=_copy.deepcopy(self.meta))
+
+    def snapshot(self):
+        """What :meth:`restore` needs to undo the steps taken after this call."""
+        return (self.m.copy(), None if self.v is None else self.v.copy(), self.step, self.epoch)
+
+    def restore(self, snapshot):
+        """Put back a :meth:`snapshot` (in place: the buffers stay the same arrays)."""
+        m, v, self.step, self.epoch = snapshot
+        self.m[...] = m
+        if v is not None:
+            self.v[...] = v
+
+    def __getstate__(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state):
+        for name in self.__slots__:
+            setattr(self, name, state[name])
+
+    def __repr__(self):
+        return (f"TrainingState(optimizer={self.optimizer.name!r}, step={self.step}, "
+                f"epoch={self.epoch}, seed={self.seed})")
