@@ -392,6 +392,15 @@ def add_train_parser(subparsers):
                      help="threads for the compiled path and BLAS (default: every usable core)")
     run.add_argument("--parallel", choices=PARALLEL_STRATEGIES, default="sync",
                      help="multi-threaded SGD strategy of the compiled path (default: sync)")
+    run.add_argument("--workers", type=_number(int, 1), default=None, metavar="N",
+                     help="train on a local Dask cluster of N worker processes, one shard of the data "
+                          "each (needs `pip install 'cymlp[distributed]'`; see docs/distributed.md)")
+    run.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                     help="train on an existing Dask cluster, e.g. tcp://host:8786")
+    run.add_argument("--strategy", choices=("average", "sync"), default="average",
+                     help="with --workers/--scheduler: model averaging or synchronous SGD (default: average)")
+    run.add_argument("--average-every", type=_number(int, 1), default=None, metavar="STEPS",
+                     help="with --strategy average: local steps between averagings (default: once per epoch)")
     run.add_argument("--seed", type=_number(int, 0), default=0,
                      help="seeds initialisation, shuffling, the validation and digits splits (default: 0)")
 
@@ -492,20 +501,26 @@ def cmd_train(args):
               + (f", gradient norm clipped to {args.clip_norm:g}" if args.clip_norm else ""),
               flush=True)
 
-    reporter = _EpochReporter(start_epoch + s["epochs"], bar=args.progress and not args.quiet,
+    distributed = args.workers is not None or args.scheduler is not None
+    if distributed:
+        _check_distributed_args(args)
+    reporter = _EpochReporter(start_epoch + s["epochs"], bar=args.progress and not args.quiet and not distributed,
                               lines=not args.quiet)
     interrupted = False
     t_fit = time.perf_counter()
     try:
-        with threadpool_limits(limits=args.threads, user_api="blas"):
-            net.fit(X_fit, y_train, epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
-                    momentum=s["momentum"], nesterov=args.nesterov, weight_decay=s["weight_decay"],
-                    optimizer=s["optimizer"], lr_schedule=s["lr_schedule"],
-                    validation_fraction=args.validation_fraction or None,
-                    early_stopping=args.early_stopping, patience=args.patience,
-                    callbacks=[reporter.epoch_done], progress=reporter.progress,
-                    parallel=args.parallel, class_weight=args.class_weight, clip_norm=args.clip_norm,
-                    resume=bool(args.resume))
+        if distributed:
+            _fit_on_dask(args, s, net, X_fit, y_train, reporter)
+        else:
+            with threadpool_limits(limits=args.threads, user_api="blas"):
+                net.fit(X_fit, y_train, epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
+                        momentum=s["momentum"], nesterov=args.nesterov, weight_decay=s["weight_decay"],
+                        optimizer=s["optimizer"], lr_schedule=s["lr_schedule"],
+                        validation_fraction=args.validation_fraction or None,
+                        early_stopping=args.early_stopping, patience=args.patience,
+                        callbacks=[reporter.epoch_done], progress=reporter.progress,
+                        parallel=args.parallel, class_weight=args.class_weight,
+                        clip_norm=args.clip_norm, resume=bool(args.resume))
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -556,6 +571,57 @@ def cmd_train(args):
         else:
             print("no epoch finished; nothing to plot", file=sys.stderr)
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+def _check_distributed_args(args):
+    if args.workers is not None and args.scheduler is not None:
+        raise CommandError("--workers starts a local Dask cluster and --scheduler uses an existing one; "
+                           "give one of them")
+    if args.early_stopping:
+        raise CommandError("--early-stopping is not available with --workers/--scheduler")
+    if getattr(args, "resume", None):
+        raise CommandError("--resume continues a single-process run; it is not available with "
+                           "--workers/--scheduler")
+    if args.parallel != "sync":
+        raise CommandError("--parallel chooses threads inside one process; with --workers/--scheduler "
+                           "use --strategy")
+    for option in ("dropout", "class_weight", "clip_norm"):
+        if getattr(args, option, None):
+            raise CommandError(f"--{option.replace('_', '-')} trains in a single process; it is not "
+                               f"available with --workers/--scheduler")
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise CommandError("--workers/--scheduler need Dask: pip install 'cymlp[distributed]'") from None
+
+
+def _fit_on_dask(args, s, net, X, y, reporter):
+    """``cymlp train --workers N`` / ``--scheduler ADDRESS``: fit_distributed with the CLI's settings."""
+    from distributed import Client
+
+    from .distributed import fit_distributed
+    validation_data = None
+    if args.validation_fraction:
+        split = np.random.default_rng(args.seed).permutation(len(X))
+        n_val = max(1, int(round(args.validation_fraction * len(X))))
+        validation_data = (X[split[:n_val]], y[split[:n_val]])
+        X, y = X[split[n_val:]], y[split[n_val:]]
+    client = None
+    if args.scheduler is not None:
+        try:
+            client = Client(args.scheduler, timeout=30)
+        except OSError as exc:
+            raise CommandError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from None
+    try:
+        fit_distributed(net, X, y, client=client, n_workers=args.workers, threads_per_worker=args.threads,
+                        strategy=args.strategy, average_every=args.average_every, epochs=s["epochs"],
+                        batch_size=s["batch_size"], lr=s["lr"], lr_schedule=s["lr_schedule"], seed=args.seed,
+                        validation_data=validation_data, callbacks=[reporter.epoch_done],
+                        optimizer=s["optimizer"], momentum=s["momentum"], nesterov=args.nesterov,
+                        weight_decay=s["weight_decay"])
+    finally:
+        if client is not None:
+            client.close()
 
 
 def _threads_text(net):

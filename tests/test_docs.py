@@ -197,5 +197,5 @@ def test_docs_cite_nothing_users_cannot_see():
         for target in re.findall(r"\]\(([^)#\s]+)", path.read_text(encoding="utf-8")):
             if "://" in target:
                 continue
-            assert (path.parent / target).exists() or target.endswith("distributed.md"), \
+            assert (path.parent / target).exists(), \
                 f"{path.name} links to missing {target}"

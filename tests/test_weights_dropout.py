@@ -511,3 +511,12 @@ def test_cli_trains_with_dropout_class_weights_and_clipping(capsys, tmp_path):
 def test_cli_rejects_bad_values(capsys, args):
     assert cli.main(["train", *args]) == 2
     assert args[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--dropout", "0.2"], ["--class-weight", "balanced"],
+                                  ["--clip-norm", "1"]])
+def test_cli_refuses_the_training_terms_with_workers(capsys, args):
+    # refused before Dask is needed, so this runs without the distributed extra
+    assert cli.main(["train", "-q", "--no-progress", "--train-size", "100", "--workers", "2",
+                     *args]) == 1
+    assert f"{args[0]} trains in a single process" in capsys.readouterr().err
