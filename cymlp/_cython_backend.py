@@ -40,7 +40,7 @@ import numpy as np
 
 from . import _kernels
 from ._spec import layer_views, n_params
-from ._state import TrainingState
+from ._state import TrainingState, dropout_seed
 from ._threads import AdaptiveThreads, BlasHold, blas_limit
 
 MODES = ("chunked", "batch")
@@ -84,12 +84,14 @@ class CythonBackend:
     def feedforward(self, spec, theta, X, n_threads):
         return self._forward(spec, theta, X, n_threads)[1]
 
-    def loss_and_output(self, spec, theta, X, Y, n_threads):
-        total, out = self._forward(spec, theta, X, n_threads, Y)
-        return total / X.shape[0], out
+    def loss_and_output(self, spec, theta, X, Y, n_threads, sample_weight=None):
+        total, out = self._forward(spec, theta, X, n_threads, Y, sample_weight)
+        if sample_weight is None:
+            return total / X.shape[0], out
+        return total / float(np.sum(sample_weight)), out
 
-    def _forward(self, spec, theta, X, n_threads, Y=None):
-        """Outputs for ``X`` in blocks of rows; with ``Y``, also the summed loss."""
+    def _forward(self, spec, theta, X, n_threads, Y=None, sample_weight=None):
+        """Outputs for ``X`` in blocks of rows; with ``Y``, also the (weighted) summed loss."""
         plan = plan_for(spec)
         out = np.empty((X.shape[0], spec.n_outputs), dtype=spec.dtype)
         rows = min(X.shape[0], FORWARD_BLOCK_ROWS)
@@ -101,29 +103,34 @@ class CythonBackend:
                 if Y is None:
                     _kernels.forward(plan, theta, X[block], out[block], scratch)
                 else:
-                    total += _kernels.forward(plan, theta, X[block], out[block], scratch, Y[block])
+                    total += _kernels.forward(plan, theta, X[block], out[block], scratch, Y[block],
+                                              None if sample_weight is None else sample_weight[block])
         return total, out
 
-    def backprop(self, spec, theta, X, Y, n_threads):
+    def backprop(self, spec, theta, X, Y, n_threads, sample_weight=None, masks=None):
         plan = plan_for(spec)
         n = X.shape[0]
         grad = np.empty(plan.n_params, dtype=spec.dtype)
         scratch = np.empty(n * plan.row_width, dtype=spec.dtype)
+        if masks is not None:       # fixed dropout multipliers (gradcheck): M_0, M_1, ..., then room for Ã
+            masks = np.concatenate([np.asarray(m, dtype=spec.dtype).ravel() for m in masks]
+                                   + [np.empty(sum(m.size for m in masks), dtype=spec.dtype)])
         with blas_limit(n_threads, n * plan.n_params):
-            loss = _kernels.loss_grad(plan, theta, X, Y, grad, scratch)
+            loss = _kernels.loss_grad(plan, theta, X, Y, grad, scratch, sample_weight, masks)
         grad /= grad.dtype.type(n)
         grads_w, grads_b = layer_views(spec.sizes, grad)
         return grads_w, grads_b, loss / n
 
     def trainer(self, spec, theta, X, Y, labels, *, batch_size, optimizer, parallel, average_every,
-                average_weighting, n_threads, adaptive, should_stop, mode=None, state=None):
+                average_weighting, n_threads, adaptive, should_stop, mode=None, terms=None,
+                state=None):
         # With one thread every strategy is plain mini-batch SGD: one worker,
         # one replica (averaging one model is the identity).  Running it
         # through the sync trainer makes that exact, bit for bit.
         if parallel == "sync" or n_threads == 1:
             return CythonTrainer(spec, theta, X, Y, labels, batch_size, optimizer, n_threads,
                                  choose_mode(spec.sizes, batch_size, spec.dtype.itemsize, mode),
-                                 adaptive, should_stop, state)
+                                 adaptive, should_stop, terms, state)
         return ParallelTrainer(spec, theta, X, Y, labels, batch_size, optimizer, parallel,
                                average_every, average_weighting, n_threads)
 
@@ -155,7 +162,7 @@ class CythonTrainer(_CompiledTrainer):
     """
 
     def __init__(self, spec, theta, X, Y, labels, batch_size, optimizer, n_threads, mode,
-                 adaptive=False, should_stop=None, state=None):
+                 adaptive=False, should_stop=None, terms=None, state=None):
         self.n_threads = n_threads
         self.mode = mode
         self._should_stop = should_stop or (lambda: False)
@@ -166,9 +173,22 @@ class CythonTrainer(_CompiledTrainer):
             plan_for(spec), theta, X, Y, _labels(labels), batch_size, mode, n_threads,
             optimizer.name, optimizer.momentum, optimizer.nesterov, optimizer.weight_decay,
             optimizer.beta1, optimizer.beta2, optimizer.eps, state.m, state.v, state.step)
+        self._keyed = False
+        if terms is not None:
+            # the dropout masks are keyed by the state's (seed, epoch, step): the kernel's step
+            # starts at state.step, and _kernel_run passes the epoch the loop is in
+            self._kernel.set_terms(terms.sample_weight, terms.dropout if terms.has_dropout else None,
+                                   terms.clip_norm or 0.0, dropout_seed(state.seed))
+            self._keyed = terms.has_dropout
         # chunked: the OpenMP team's size; batch: the BLAS pool's (see _run)
         self.adaptive = AdaptiveThreads(n_threads) if adaptive and n_threads > 1 else None
         self._blas = BlasHold(1 if mode == "chunked" else n_threads)
+
+    def _kernel_run(self, order, first, stop, lr):
+        """One kernel call, its dropout masks keyed by the current epoch (and the kernel's step)."""
+        if self._keyed:
+            self._kernel.epoch = self.state.epoch
+        return self._kernel.run(order, first, stop, lr)
 
     def run(self, order, first, stop, lr):
         try:
@@ -178,7 +198,7 @@ class CythonTrainer(_CompiledTrainer):
 
     def _run(self, order, first, stop, lr):
         if self.adaptive is None:
-            return self._kernel.run(order, first, stop, lr)
+            return self._kernel_run(order, first, stop, lr)
         loss_sum, n_correct, n_seen, steps = 0.0, 0, 0, 0
         i = first
         while i < stop and not self._should_stop():
@@ -190,7 +210,7 @@ class CythonTrainer(_CompiledTrainer):
                 serial_blas = BlasHold(1) if threads == 1 else contextlib.nullcontext()
             t0 = time.perf_counter()
             with serial_blas:
-                l_sum, n_corr, n_rows, done = self._kernel.run(order, i, i + wanted, lr)
+                l_sum, n_corr, n_rows, done = self._kernel_run(order, i, i + wanted, lr)
             self.adaptive.record(threads, done, time.perf_counter() - t0)
             loss_sum += l_sum
             n_correct += n_corr

@@ -35,6 +35,8 @@ module re-exports their entry points (and :class:`Plan`) so that
 """
 
 from cython.parallel cimport prange
+from libc.math cimport sqrt
+from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
 
 import numpy as np
@@ -46,12 +48,15 @@ from ._kernels_common cimport (
     Plan as _Plan, Shape, Opt, StepOut, OPT_ADAM, OPT_SGD, ROWS_PER_CHUNK, MAX_CHUNKS, ELEM_BLOCK,
     make_opt, adam_corrections, check_trainer_arrays, check_order, n_chunks,
     act_ptr, zout_ptr, delta_ptr, gather_rows, loss_delta_rows, sum_rows, deriv_range, col_sum,
-    update_range, momentum_range, block_forward, block_backward_grad, chunk_loss_grad,
+    update_range, momentum_range, block_forward, block_backward_grad,
+    Drop, Terms, Dropout, chunk_loss_grad_terms, weight_rows, mask_ptr, dropped_ptr,
+    deriv_mask_range, relu_drop_deriv, reduce_squares, scale_range,
 )
+from ._random cimport dropout_key
 
 from ._kernels_common import lookup_code
 # re-exported: cymlp._kernels stays the one import path of the compiled kernels
-from ._kernels_common import ACTIVATION_CODES, LOSS_CODES, Plan  # no-cython-lint
+from ._kernels_common import ACTIVATION_CODES, LOSS_CODES, Plan, Dropout  # no-cython-lint
 from ._kernels_parallel import ParallelTrainer, average_replicas  # no-cython-lint
 
 cnp.import_array()
@@ -105,49 +110,94 @@ cdef StepOut step_chunked(const Shape* s, floating* theta, const floating* X, co
                           const cnp.intp_t* rows, const cnp.int64_t* labels, Py_ssize_t n,
                           floating* scratch, Py_ssize_t chunk_cap, floating* grads,
                           floating* m, floating* v, double* row_loss,
-                          unsigned char* row_correct, const Opt* o, int nthreads) noexcept nogil:
-    """One SGD step on ``n`` rows split into balanced chunks (see module doc)."""
-    cdef Py_ssize_t chunks = n_chunks(n), c, r0, r1, l, P = s.n_params
+                          unsigned char* row_correct, const Opt* o, int nthreads,
+                          const Terms* t) noexcept nogil:
+    """One SGD step on ``n`` rows split into balanced chunks (see module doc).
+
+    ``t`` (or NULL) adds sample weights, dropout (each chunk draws the masks of
+    its rows in its own dropout buffer) and gradient clipping.
+    """
+    cdef Py_ssize_t chunks = n_chunks(n), c, r0, r1, l, P = s.n_params, n_src = chunks
     cdef Py_ssize_t scr_stride = chunk_cap * s.row_width
     cdef int threads = nthreads if nthreads < chunks else <int>chunks
+    cdef floating* drop = <floating*>t.drop_buf if t != NULL and t.drop != NULL else NULL
+    cdef Py_ssize_t drop_stride = t.drop_stride if drop != NULL else 0
+    cdef floating n_rows = <floating>n
     cdef StepOut out
     if threads <= 1:
         for c in range(chunks):
             r0 = c * n // chunks
             r1 = (c + 1) * n // chunks
-            chunk_loss_grad(s, theta, X, Y, rows + r0, labels, r1 - r0,
-                            scratch + c * scr_stride, chunk_cap, grads + c * P,
-                            row_loss + r0, row_correct + r0)
+            chunk_loss_grad_terms(s, theta, X, Y, rows + r0, labels, r1 - r0,
+                                  scratch + c * scr_stride, chunk_cap, grads + c * P,
+                                  row_loss + r0, row_correct + r0, t, r0, drop + c * drop_stride)
     else:
         for c in prange(chunks, schedule='static', num_threads=threads):
             r0 = c * n // chunks
             r1 = (c + 1) * n // chunks
-            chunk_loss_grad(s, theta, X, Y, rows + r0, labels, r1 - r0,
-                            scratch + c * scr_stride, chunk_cap, grads + c * P,
-                            row_loss + r0, row_correct + r0)
+            chunk_loss_grad_terms(s, theta, X, Y, rows + r0, labels, r1 - r0,
+                                  scratch + c * scr_stride, chunk_cap, grads + c * P,
+                                  row_loss + r0, row_correct + r0, t, r0, drop + c * drop_stride)
     out = sum_rows(row_loss, row_correct, n)
     if not out.finite:
         return out
+    if t != NULL and t.clip_norm > 0:     # reduce the chunk buffers first, then clip
+        n_rows = clip_gradient(grads, chunks, P, n_rows, t, nthreads)
+        n_src = 1
     # Fixed-order reduction over the chunk buffers, fused with the update.
     for l in range(s.n_layers):
-        update_threaded(theta + s.w_off[l], grads + s.w_off[l], chunks, P,
-                        s.sizes[l] * s.sizes[l + 1], <floating>n, True, o,
+        update_threaded(theta + s.w_off[l], grads + s.w_off[l], n_src, P,
+                        s.sizes[l] * s.sizes[l + 1], n_rows, True, o,
                         m + s.w_off[l], v + s.w_off[l], nthreads)
-        update_range(theta + s.b_off[l], grads + s.b_off[l], chunks, P, 0, s.sizes[l + 1],
-                     <floating>n, False, o, m + s.b_off[l], v + s.b_off[l])
+        update_range(theta + s.b_off[l], grads + s.b_off[l], n_src, P, 0, s.sizes[l + 1],
+                     n_rows, False, o, m + s.b_off[l], v + s.b_off[l])
     return out
+
+
+cdef floating clip_gradient(floating* G, Py_ssize_t n_src, Py_ssize_t P, floating n_rows,
+                            const Terms* t, int nthreads) noexcept nogil:
+    """Sum the ``n_src`` gradient buffers into G and clip the mean gradient G/n_rows to
+    ``t.clip_norm`` (global L2 norm, before weight decay, as reference.clip_by_global_norm).
+
+    The squared norm is summed per block of ELEM_BLOCK parameters (on ``nthreads``
+    threads), then over the blocks in order: the same for any thread count.
+    Returns the divisor the update must use: ``n_rows`` when the norm is within the
+    bound (G untouched: the step is bit for bit the unclipped one), else 1 with
+    G = (G / n_rows) · clip_norm / norm.
+    """
+    cdef Py_ssize_t nb = (P + ELEM_BLOCK - 1) // ELEM_BLOCK, i
+    cdef double total = 0, norm
+    cdef floating factor
+    if nthreads <= 1 or nb < 2:
+        for i in range(nb):
+            t.norm_parts[i] = reduce_squares(G, n_src, P, i * ELEM_BLOCK,
+                                             min((i + 1) * ELEM_BLOCK, P), n_rows)
+    else:
+        for i in prange(nb, schedule='static', num_threads=nthreads):
+            t.norm_parts[i] = reduce_squares(G, n_src, P, i * ELEM_BLOCK,
+                                             min((i + 1) * ELEM_BLOCK, P), n_rows)
+    for i in range(nb):
+        total += t.norm_parts[i]
+    norm = sqrt(total)
+    if not norm > t.clip_norm:
+        return n_rows
+    factor = <floating>(t.clip_norm / norm)
+    scale_range(G, 0, P, n_rows, factor)
+    return 1
 
 
 cdef void block_backward_update(const Shape* s, floating* theta, const floating* A0,
                                 floating* scr, Py_ssize_t cap, Py_ssize_t n, floating* G,
-                                floating* m, floating* v, const Opt* o) noexcept nogil:
+                                floating* m, floating* v, const Opt* o,
+                                const Drop* d, floating* dbuf) noexcept nogil:
     """Backward pass and optimizer step for ``n`` rows (the whole batch), δ^L in D_0.
 
     Each layer's update happens right after its δ^{l-1} has been computed
     from the old W^l.  Plain SGD folds the update into the gradient GEMM:
     W ← (1 − lr·λ)·W − (lr/n)·δᵀA; momentum folds the velocity:
     v ← μ·v + δᵀA/n, then v += λ·W, W −= lr·v.  Nesterov and Adam go through
-    the gradient buffer G and an elementwise pass.
+    the gradient buffer G and an elementwise pass.  With dropout ``d`` (else
+    NULL), as block_backward_grad: BP4 uses Ã, BP2 gains the factor M.
     """
     cdef int L = s.n_layers, l, which = 0
     cdef Py_ssize_t n_in, n_out, nw
@@ -156,17 +206,25 @@ cdef void block_backward_update(const Shape* s, floating* theta, const floating*
     cdef floating* W
     cdef const floating* A_prev
     cdef floating rows = <floating>n
+    cdef bint masked
     for l in range(L - 1, -1, -1):
         n_in = s.sizes[l]
         n_out = s.sizes[l + 1]
         nw = n_in * n_out
         W = theta + s.w_off[l]
         A_prev = A0 if l == 0 else act_ptr(s, scr, cap, l)
+        masked = d != NULL and l > 0 and d.active[l - 1]
         if l > 0:
             prev = delta_ptr(s, scr, cap, 1 - which)
             gemm(False, False, n, n_in, n_out, <floating>1, delta, n_out, W, n_in,
                  <floating>0, prev, n_in)
-            deriv_range(prev, A_prev, 0, n * n_in, s.hidden)
+            if masked and d.in_place:     # A_prev is Ã already
+                relu_drop_deriv(prev, A_prev, d.scale[l - 1], n * n_in)
+            elif masked:
+                deriv_mask_range(prev, A_prev, mask_ptr(d, dbuf, cap, l - 1), 0, n * n_in, s.hidden)
+                A_prev = dropped_ptr(d, dbuf, cap, l - 1)      # BP4 sees what the layer saw
+            else:
+                deriv_range(prev, A_prev, 0, n * n_in, s.hidden)
         if o.kind == OPT_SGD and o.momentum == 0:
             gemm(True, False, n_out, n_in, n, <floating>(-o.lr / n), delta, n_out, A_prev, n_in,
                  <floating>(1 - o.lr * o.weight_decay), W, n_in)
@@ -191,24 +249,41 @@ cdef StepOut step_batch(const Shape* s, floating* theta, const floating* X, cons
                         const cnp.intp_t* rows, const cnp.int64_t* labels, Py_ssize_t n,
                         floating* scratch, Py_ssize_t cap, floating* grads,
                         floating* m, floating* v, double* row_loss,
-                        unsigned char* row_correct, const Opt* o) noexcept nogil:
+                        unsigned char* row_correct, const Opt* o, const Terms* t) noexcept nogil:
     """One SGD step on ``n`` rows with whole-batch GEMMs (BLAS threads).
 
     The elementwise passes stay on this thread: the BLAS pool owns the cores
     in this mode, and alternating it with an OpenMP team (both spin while
     waiting) oversubscribes them; measured 100x slower on a busy machine.
+    ``t`` (or NULL) adds sample weights, dropout and clipping (which needs
+    the whole gradient before the update, so it is not fused).
     """
     cdef floating* A0 = act_ptr(s, scratch, cap, 0)
-    cdef int L = s.n_layers
+    cdef int L = s.n_layers, l
+    cdef const Drop* d = t.drop if t != NULL else NULL
+    cdef floating* dbuf = <floating*>t.drop_buf if d != NULL else NULL
+    cdef floating n_rows
     cdef StepOut out
     gather_rows(X, rows, 0, n, s.sizes[0], A0)
-    block_forward(s, theta, A0, scratch, cap, n)
+    block_forward(s, theta, A0, scratch, cap, n, d, dbuf, 0)
     loss_delta_rows(s, act_ptr(s, scratch, cap, L), zout_ptr(s, scratch, cap),
                     delta_ptr(s, scratch, cap, 0), Y, rows, labels, 0, n, row_loss, row_correct)
+    if t != NULL and t.weight != NULL:
+        weight_rows(delta_ptr(s, scratch, cap, 0), row_loss, t.weight, rows, n, s.sizes[L],
+                    t.weight_scale)
     out = sum_rows(row_loss, row_correct, n)
     if not out.finite:
         return out
-    block_backward_update(s, theta, A0, scratch, cap, n, grads, m, v, o)
+    if t == NULL or not t.clip_norm > 0:
+        block_backward_update(s, theta, A0, scratch, cap, n, grads, m, v, o, d, dbuf)
+        return out
+    block_backward_grad(s, theta, A0, scratch, cap, n, grads, d, dbuf)
+    n_rows = clip_gradient(grads, 1, s.n_params, <floating>n, t, 1)
+    for l in range(L):
+        update_range(theta + s.w_off[l], grads + s.w_off[l], 1, 0, 0, s.sizes[l] * s.sizes[l + 1],
+                     n_rows, True, o, m + s.w_off[l], v + s.w_off[l])
+        update_range(theta + s.b_off[l], grads + s.b_off[l], 1, 0, 0, s.sizes[l + 1],
+                     n_rows, False, o, m + s.b_off[l], v + s.b_off[l])
     return out
 
 
@@ -237,12 +312,19 @@ cdef class SyncTrainer:
     """
     cdef _Plan plan
     cdef object theta, X, Y, labels, scratch, grads, state_m, state_v, row_loss, row_correct
+    cdef object weights, drop_buf, norm_parts
+    cdef Dropout dropout
     cdef readonly Py_ssize_t batch_size, cap, n_chunks
     cdef readonly int mode
     cdef public int nthreads      # settable between runs: chunked results do not depend on it
     cdef readonly long step
     cdef Opt opt
-    cdef bint is_float, has_labels
+    cdef bint is_float, has_labels, has_terms
+    cdef Terms terms
+    # The dropout masks of a step are keyed by (seed, epoch, step): step is the optimizer
+    # step about to be taken (Adam's t - 1); the caller sets epoch before run.
+    cdef readonly unsigned long long seed
+    cdef public unsigned long long epoch
 
     def __init__(self, _Plan plan not None, theta, X, Y, labels, Py_ssize_t batch_size, str mode,
                  int nthreads, str optimizer, double momentum, bint nesterov,
@@ -284,6 +366,44 @@ cdef class SyncTrainer:
         self.row_correct = np.zeros(batch_size, dtype=np.uint8)
         self.opt = make_opt(optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps)
         self.step = step
+        self.has_terms = False
+        self.epoch = self.seed = 0
+
+    def set_terms(self, sample_weight, dropout, double clip_norm, seed):
+        """Add sample weights, dropout and clipping to every step (issue 14).
+
+        sample_weight  IN  (N,) float64, >= 0, one per row of X; or None
+        dropout        IN  one drop rate per hidden layer; or None
+        clip_norm      IN  > 0 to clip the mean gradient's global norm; 0 for none
+        seed           IN  the dropout masks' seed (with ``epoch`` and the step)
+
+        Buffers are made here, once: the dropout buffers of every block
+        (2 · cap · Σ hidden widths each) and the partial norms.
+        """
+        cdef const Shape* s = &self.plan.s
+        P = s.n_params
+        self.terms.weight = NULL
+        self.terms.drop = NULL
+        self.terms.drop_buf = NULL
+        self.terms.drop_stride = 0
+        self.terms.weight_scale = 1
+        self.terms.clip_norm = clip_norm if clip_norm > 0 else 0
+        self.norm_parts = np.zeros((P + ELEM_BLOCK - 1) // ELEM_BLOCK, dtype=np.float64)
+        self.terms.norm_parts = <double*>cnp.PyArray_DATA(self.norm_parts)
+        if sample_weight is not None:
+            _check_weights("trainer", sample_weight, self.X.shape[0])
+            self.weights = sample_weight
+            self.terms.weight = <const double*>cnp.PyArray_DATA(self.weights)
+        if dropout is not None:
+            self.dropout = Dropout(self.plan, dropout)
+            # ReLU layers are masked in place and need no buffer (see drop_in_place)
+            self.terms.drop_stride = 0 if self.dropout.d.in_place else 2 * self.cap * self.dropout.d.width
+            self.drop_buf = np.zeros(max(1, self.n_chunks * self.terms.drop_stride),
+                                     dtype=self.theta.dtype)
+            self.terms.drop = &self.dropout.d
+            self.terms.drop_buf = cnp.PyArray_DATA(self.drop_buf)
+        self.seed = int(seed) % 2**64
+        self.has_terms = True
 
     def run(self, order, Py_ssize_t first, Py_ssize_t stop, double lr):
         """Steps for batches first..stop-1 of ``order`` (a permutation of the rows).
@@ -325,8 +445,12 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
     cdef StepOut out
     cdef Opt* o = &t.opt
     cdef long step = t.step
-    cdef int mode = t.mode, nthreads = t.nthreads
-    cdef Py_ssize_t cap = t.cap
+    cdef int mode = t.mode, nthreads = t.nthreads, h
+    cdef Py_ssize_t cap = t.cap, r
+    cdef Terms* terms = &t.terms if t.has_terms else NULL
+    cdef uint64_t* keys = t.dropout.keys if terms != NULL and terms.drop != NULL else NULL
+    cdef uint64_t seed = t.seed, epoch = t.epoch
+    cdef double wsum
     o.lr = lr
     with nogil:
         for i in range(first, stop):
@@ -334,16 +458,27 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
             n = min(B, N - start)
             if n <= 0:
                 break
+            if terms != NULL and terms.weight != NULL:
+                wsum = 0
+                for r in range(n):
+                    wsum += terms.weight[order[start + r]]
+                if not wsum > 0:        # a batch of weight 0: no update, no examples
+                    steps += 1
+                    continue
+                terms.weight_scale = n / wsum
+            if keys != NULL:
+                for h in range(terms.drop.n_hidden):
+                    keys[h] = dropout_key(seed, epoch, <uint64_t>step, h)
             if o.kind == OPT_ADAM:
                 adam_corrections(o, <double>(step + 1))
             if mode == MODE_CHUNKED:
                 out = step_chunked(s, &theta[0], &X[0, 0], &Y[0, 0], &order[start], labels, n,
                                    &scratch[0], cap, &grads[0], &m[0], &v[0],
-                                   &row_loss[0], &row_correct[0], o, nthreads)
+                                   &row_loss[0], &row_correct[0], o, nthreads, terms)
             else:
                 out = step_batch(s, &theta[0], &X[0, 0], &Y[0, 0], &order[start], labels, n,
                                  &scratch[0], cap, &grads[0], &m[0], &v[0],
-                                 &row_loss[0], &row_correct[0], o)
+                                 &row_loss[0], &row_correct[0], o, terms)
             if not out.finite:
                 break
             step += 1
@@ -380,15 +515,24 @@ cdef void _check_rows(str where, str name, _Plan plan, Py_ssize_t rows, Py_ssize
         raise ValueError(f"{where}: {name} has shape ({rows}, {cols}), expected ({n}, {k})")
 
 
+def _check_weights(str where, w, Py_ssize_t n):
+    if not isinstance(w, np.ndarray) or w.dtype != np.float64 or w.ndim != 1 or w.shape[0] != n \
+            or not w.flags.c_contiguous:
+        raise ValueError(f"{where}: sample_weight must be a C-contiguous float64 array of {n} "
+                         f"weights; got {getattr(w, 'dtype', type(w).__name__)} "
+                         f"{getattr(w, 'shape', '')}")
+
+
 def forward(_Plan plan not None, const floating[::1] theta, const floating[:, ::1] X,
-            floating[:, ::1] out, floating[::1] scratch, Y=None):
+            floating[:, ::1] out, floating[::1] scratch, Y=None, sample_weight=None):
     """Output activations of the rows of X into ``out`` (n, k).
 
     Whole-block GEMMs (threaded by the BLAS pool as limited by the caller);
     the elementwise passes run on this thread, as in batch mode.
 
     ``scratch`` holds ``n · plan.row_width`` elements.  With targets ``Y``
-    (n, k) returns the summed loss over the rows (else None).
+    (n, k) returns the summed loss over the rows (else None), each row's loss
+    times its weight when ``sample_weight`` (n,) float64 is given.
     """
     cdef const Shape* s = &plan.s
     cdef Py_ssize_t n = X.shape[0], cap = n, k = s.sizes[s.n_layers]
@@ -397,15 +541,20 @@ def forward(_Plan plan not None, const floating[::1] theta, const floating[:, ::
     cdef double[::1] row_loss
     cdef unsigned char[::1] row_correct
     cdef StepOut res
+    cdef const double[::1] w
+    cdef Py_ssize_t r
     _check_pass("forward", plan, theta.shape[0], n, X.shape[1], scratch.shape[0])
     _check_rows("forward", "out", plan, out.shape[0], out.shape[1], n)
     if Y is not None:
         Yv = Y
         _check_rows("forward", "Y", plan, Yv.shape[0], Yv.shape[1], n)
+    if sample_weight is not None:
+        _check_weights("forward", sample_weight, n)
+        w = sample_weight
     if n == 0:
         return None if Y is None else 0.0
     with nogil:
-        block_forward(s, &theta[0], &X[0, 0], &scratch[0], cap, n)
+        block_forward(s, &theta[0], &X[0, 0], &scratch[0], cap, n, NULL, NULL, 0)
         memcpy(&out[0, 0], act_ptr(s, &scratch[0], cap, L), n * k * sizeof(floating))
     if Y is None:
         return None
@@ -415,35 +564,64 @@ def forward(_Plan plan not None, const floating[::1] theta, const floating[:, ::
         loss_delta_rows(s, act_ptr(s, &scratch[0], cap, L), zout_ptr(s, &scratch[0], cap),
                         delta_ptr(s, &scratch[0], cap, 0), &Yv[0, 0], NULL, NULL, 0, n,
                         &row_loss[0], &row_correct[0])
+        if sample_weight is not None:
+            for r in range(n):
+                row_loss[r] = row_loss[r] * w[r]
         res = sum_rows(&row_loss[0], &row_correct[0], n)
     return res.loss_sum
 
 
 def loss_grad(_Plan plan not None, const floating[::1] theta, const floating[:, ::1] X,
-              const floating[:, ::1] Y, floating[::1] grad, floating[::1] scratch):
+              const floating[:, ::1] Y, floating[::1] grad, floating[::1] scratch,
+              sample_weight=None, floating[::1] masks=None):
     """Gradient sums over the rows (laid out like theta) into ``grad``; returns the summed loss.
 
     ``grad`` holds ``plan.n_params`` elements, ``scratch`` ``n · plan.row_width``.
+    ``sample_weight`` (n,) float64 with a positive sum: the sums are those of
+    the weighted mean times n (row r counts w_r·n/Σw).  ``masks``: fixed
+    dropout multipliers M_h of every hidden layer, (n, sizes[h+1]) each, flat
+    and in order, followed by room for as many elements again (gradcheck).
     """
     cdef const Shape* s = &plan.s
     cdef Py_ssize_t n = X.shape[0], cap = n
     cdef int L = s.n_layers
     cdef double[::1] row_loss
     cdef unsigned char[::1] row_correct
+    cdef const double[::1] w
+    cdef double wsum = 0
     cdef StepOut res
+    cdef Dropout dropout = None
+    cdef const Drop* d = NULL
+    cdef floating* dbuf = NULL
     _check_pass("loss_grad", plan, theta.shape[0], n, X.shape[1], scratch.shape[0])
     _check_rows("loss_grad", "Y", plan, Y.shape[0], Y.shape[1], n)
     if grad.shape[0] != s.n_params:
         raise ValueError(f"loss_grad: grad has {grad.shape[0]} elements, expected {s.n_params}")
     if n == 0:
         raise ValueError("loss_grad: X has no rows")
+    if sample_weight is not None:
+        _check_weights("loss_grad", sample_weight, n)
+        w = sample_weight
+        wsum = float(np.sum(sample_weight))
+        if not wsum > 0:
+            raise ValueError("loss_grad: sample_weight must have a positive sum")
+    if masks is not None:
+        dropout = Dropout(plan, None)
+        if masks.shape[0] != 2 * n * dropout.d.width or dropout.d.n_hidden == 0:
+            raise ValueError(f"loss_grad: masks has {masks.shape[0]} elements, expected "
+                             f"{2 * n * dropout.d.width} (2 · n · Σ hidden widths)")
+        d = &dropout.d
+        dbuf = &masks[0]
     row_loss = np.zeros(n, dtype=np.float64)
     row_correct = np.zeros(n, dtype=np.uint8)
     with nogil:
-        block_forward(s, &theta[0], &X[0, 0], &scratch[0], cap, n)
+        block_forward(s, &theta[0], &X[0, 0], &scratch[0], cap, n, d, dbuf, 0)
         loss_delta_rows(s, act_ptr(s, &scratch[0], cap, L), zout_ptr(s, &scratch[0], cap),
                         delta_ptr(s, &scratch[0], cap, 0), &Y[0, 0], NULL, NULL, 0, n,
                         &row_loss[0], &row_correct[0])
+        if sample_weight is not None:
+            weight_rows(delta_ptr(s, &scratch[0], cap, 0), &row_loss[0], &w[0], NULL, n,
+                        s.sizes[L], n / wsum)
         res = sum_rows(&row_loss[0], &row_correct[0], n)
-        block_backward_grad(s, &theta[0], &X[0, 0], &scratch[0], cap, n, &grad[0])
+        block_backward_grad(s, &theta[0], &X[0, 0], &scratch[0], cap, n, &grad[0], d, dbuf)
     return res.loss_sum

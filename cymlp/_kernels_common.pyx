@@ -19,13 +19,15 @@ Every helper here is ``noexcept nogil`` and serial; the trainers in
 decide what runs on which thread.
 """
 
-from libc.math cimport pow, isfinite
+from libc.math cimport pow, isfinite, ceil
+from libc.stdint cimport uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
 
 import numpy as np
 cimport numpy as cnp
 
 from ._blas cimport floating, gemm
+from ._random cimport mix64
 
 cnp.import_array()
 
@@ -98,6 +100,56 @@ cdef class Plan:
     def row_width(self):
         """Scratch elements per row (activations of all layers, Z_out, two δ)."""
         return self.s.row_width
+
+
+cdef class Dropout:
+    """The per-hidden-layer dropout settings of a network as a C struct (see ``Drop``).
+
+    ``rates`` (one per hidden layer, each in [0, 1)) for training: masks are
+    hashed per step from the keys the trainer sets.  ``rates=None``: fixed
+    masks supplied in the dropout buffer for every hidden layer (gradcheck).
+    """
+
+    def __init__(self, Plan plan not None, rates):
+        cdef int H = plan.s.n_layers - 1, h
+        widths = [plan.s.sizes[h + 1] for h in range(H)]
+        if rates is not None and len(rates) != H:
+            raise ValueError(f"Dropout: {len(rates)} rates for {H} hidden layers")
+        self._offset = np.zeros(max(H, 1), dtype=np.intp)
+        self._offset[:H] = np.cumsum([0] + widths[:-1]) if H else []
+        self._active = np.ones(max(H, 1), dtype=np.uint8)
+        self._threshold = np.zeros(max(H, 1), dtype=np.uint64)
+        self._scale = np.ones(max(H, 1), dtype=np.float64)
+        self._key = np.zeros(max(H, 1), dtype=np.uint64)
+        if rates is not None:
+            for h, p in enumerate(rates):
+                p = float(p)
+                if not 0 <= p < 1:
+                    raise ValueError(f"Dropout: rate {p} is outside [0, 1)")
+                self._active[h] = p > 0
+                # uniform = (bits >> 11)·2⁻⁵³ >= p  ⇔  (bits >> 11) >= ceil(p·2⁵³), exactly
+                self._threshold[h] = <uint64_t>ceil(p * 9007199254740992.0)
+                self._scale[h] = 1.0 / (1.0 - p)
+        cdef cnp.intp_t[::1] offset = self._offset
+        cdef unsigned char[::1] active = self._active
+        cdef uint64_t[::1] threshold = self._threshold
+        cdef double[::1] scale = self._scale
+        cdef uint64_t[::1] key = self._key
+        self.d.n_hidden = H
+        self.d.width = sum(widths)
+        self.d.offset = <const Py_ssize_t*>&offset[0]
+        self.d.active = &active[0]
+        self.d.threshold = &threshold[0]
+        self.d.scale = &scale[0]
+        self.d.key = &key[0]
+        self.keys = &key[0]
+        self.d.generate = rates is not None
+        self.d.in_place = self.d.generate and plan.s.hidden == ACT_RELU
+
+    @property
+    def width(self):
+        """Σ hidden widths: a block of ``cap`` rows needs ``2 · cap · width`` buffer elements."""
+        return self.d.width
 
 
 cdef Opt make_opt(str optimizer, double momentum, bint nesterov, double weight_decay,
@@ -269,6 +321,31 @@ cdef void deriv_range(floating* D, const floating* A, Py_ssize_t i0, Py_ssize_t 
             D[i] = D[i] if A[i] > 0 else D[i] * slope
 
 
+cdef void deriv_mask_range(floating* D, const floating* A, const floating* M, Py_ssize_t i0,
+                           Py_ssize_t i1, int act) noexcept nogil:
+    """D[i] = D[i] · σ'(a) · M[i]: deriv_range and the dropout mask in one pass (BP2)."""
+    cdef Py_ssize_t i
+    cdef floating a
+    cdef floating slope = <floating>LEAKY_SLOPE
+    if act == ACT_SIGMOID:
+        for i in range(i0, i1):
+            a = A[i]
+            D[i] = (D[i] * (a * (1 - a))) * M[i]
+    elif act == ACT_TANH:
+        for i in range(i0, i1):
+            a = A[i]
+            D[i] = (D[i] * (1 - a * a)) * M[i]
+    elif act == ACT_RELU:
+        for i in range(i0, i1):
+            D[i] = (D[i] if A[i] > 0 else 0) * M[i]
+    elif act == ACT_LEAKY:
+        for i in range(i0, i1):
+            D[i] = (D[i] if A[i] > 0 else D[i] * slope) * M[i]
+    else:
+        for i in range(i0, i1):
+            D[i] = D[i] * M[i]
+
+
 cdef void loss_delta_rows(const Shape* s, const floating* A_out, const floating* Z_out,
                           floating* D, const floating* Y, const cnp.intp_t* rows,
                           const cnp.int64_t* labels, Py_ssize_t r0, Py_ssize_t r1,
@@ -366,6 +443,103 @@ cdef StepOut sum_rows(const double* row_loss, const unsigned char* row_correct,
     return out
 
 
+cdef void weight_rows(floating* D, double* row_loss, const double* w, const cnp.intp_t* rows,
+                      Py_ssize_t n, Py_ssize_t k, double scale) noexcept nogil:
+    """Weight the rows of a block: row r's δ^L (D, (n, k)) and loss by w_x·scale (BP1).
+
+    ``scale`` is the batch's n / Σ w, so the gradient's division by n gives
+    Σ w δ / Σ w; all-ones weights multiply by exactly 1.  Row ``r`` is
+    example ``rows[r]`` (``r`` when ``rows`` is NULL).
+    """
+    cdef Py_ssize_t r, j
+    cdef double f
+    cdef floating fr
+    cdef floating* d
+    for r in range(n):
+        f = w[rows[r] if rows != NULL else r] * scale
+        row_loss[r] = row_loss[r] * f
+        fr = <floating>f
+        d = D + r * k
+        for j in range(k):
+            d[j] = d[j] * fr
+
+
+cdef void drop_rows(const Drop* d, int h, const floating* A, floating* M, floating* At,
+                    Py_ssize_t row0, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
+    """Draw hidden layer h's dropout multipliers for ``n`` rows (batch rows row0..) and
+    apply them: M (n, m) gets 0 or 1/(1-p), At = A ⊙ M.
+
+    A unit's multiplier is a hash of (the step's key for the layer, batch row,
+    unit): the same bits as reference.dropout_masks, whatever block or thread
+    computes them.  Branch-free (a random keep/drop branch mispredicts): the
+    multiplier's bit pattern is ANDed with all ones (keep) or zeros (drop).
+    """
+    cdef Py_ssize_t r, j, i
+    cdef uint64_t key = d.key[h], thr = d.threshold[h], row_bits
+    cdef floating keep = <floating>d.scale[h], mult
+    cdef uint32_t keep32, bits32
+    cdef uint64_t keep64, bits64
+    if floating is float:
+        memcpy(&keep32, &keep, 4)
+    else:
+        memcpy(&keep64, &keep, 8)
+    for r in range(n):
+        row_bits = (<uint64_t>(row0 + r)) << 32
+        for j in range(m):
+            i = r * m + j
+            if floating is float:
+                bits32 = keep32 & <uint32_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
+                memcpy(&mult, &bits32, 4)
+            else:
+                bits64 = keep64 & <uint64_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
+                memcpy(&mult, &bits64, 8)
+            M[i] = mult
+            At[i] = A[i] * mult
+
+
+cdef void drop_in_place(const Drop* d, int h, floating* A, Py_ssize_t row0, Py_ssize_t n,
+                        Py_ssize_t m) noexcept nogil:
+    """A ← A ⊙ M for ReLU hidden layer h, M drawn as in drop_rows but never stored.
+
+    With ReLU the masked activation ã says all BP2 needs: σ'(a)·M is 1/(1-p)
+    where ã > 0 (kept and active) and 0 elsewhere (see relu_drop_deriv), so
+    neither M nor the unmasked A is kept: one pass less each way.
+    """
+    cdef Py_ssize_t r, j, i
+    cdef uint64_t key = d.key[h], thr = d.threshold[h], row_bits
+    cdef floating keep = <floating>d.scale[h], mult
+    cdef uint32_t keep32, bits32
+    cdef uint64_t keep64, bits64
+    if floating is float:
+        memcpy(&keep32, &keep, 4)
+    else:
+        memcpy(&keep64, &keep, 8)
+    for r in range(n):
+        row_bits = (<uint64_t>(row0 + r)) << 32
+        for j in range(m):
+            i = r * m + j
+            if floating is float:
+                bits32 = keep32 & <uint32_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
+                memcpy(&mult, &bits32, 4)
+            else:
+                bits64 = keep64 & <uint64_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
+                memcpy(&mult, &bits64, 8)
+            A[i] = A[i] * mult
+
+
+cdef void relu_drop_deriv(floating* D, const floating* At, double scale,
+                          Py_ssize_t count) noexcept nogil:
+    """BP2 for a ReLU layer masked in place: D ← D·(1/(1-p)) where ã > 0, else 0.
+
+    Equals (D · [a > 0]) · M of the reference: ã > 0 exactly when the unit was
+    kept and a > 0 (a kept a > 0 times 1/(1-p) > 1 stays positive).
+    """
+    cdef Py_ssize_t i
+    cdef floating s = <floating>scale
+    for i in range(count):
+        D[i] = (D[i] if At[i] > 0 else 0) * s
+
+
 # --------------------------------------------------------------------------
 # The optimizer update on a range of parameters
 # --------------------------------------------------------------------------
@@ -439,22 +613,55 @@ cdef void momentum_range(floating* p, floating* vel, Py_ssize_t i0, Py_ssize_t i
             p[i] = p[i] - lr * vel[i]
 
 
+cdef double reduce_squares(floating* G, Py_ssize_t n_src, Py_ssize_t stride, Py_ssize_t i0,
+                           Py_ssize_t i1, floating n_rows) noexcept nogil:
+    """Sum the ``n_src`` gradient buffers into G[i0:i1] (in order, as update_range does) and
+    return Σ (G[i] / n_rows)², the squared norm of this range of the mean gradient."""
+    cdef Py_ssize_t i, c
+    cdef floating* Gc
+    cdef floating g
+    cdef double acc = 0
+    for c in range(1, n_src):
+        Gc = G + c * stride
+        for i in range(i0, i1):
+            G[i] = G[i] + Gc[i]
+    for i in range(i0, i1):
+        g = G[i] / n_rows
+        acc += <double>g * <double>g
+    return acc
+
+
+cdef void scale_range(floating* G, Py_ssize_t i0, Py_ssize_t i1, floating n_rows,
+                      floating factor) noexcept nogil:
+    """G[i] ← (G[i] / n_rows) · factor: the clipped mean gradient (then updated with n_rows 1)."""
+    cdef Py_ssize_t i
+    for i in range(i0, i1):
+        G[i] = (G[i] / n_rows) * factor
+
+
 # --------------------------------------------------------------------------
 # Forward and backward on a block of rows (one chunk, one batch, or one worker's batch)
 # --------------------------------------------------------------------------
 
 cdef void block_forward(const Shape* s, const floating* theta, const floating* A0,
-                        floating* scr, Py_ssize_t cap, Py_ssize_t n) noexcept nogil:
+                        floating* scr, Py_ssize_t cap, Py_ssize_t n,
+                        const Drop* d, floating* dbuf, Py_ssize_t row0) noexcept nogil:
     """Forward pass for ``n`` rows: A0 (n, sizes[0]) → A_1 .. A_L and Z_out in ``scr``.
 
     The GEMMs use whatever threads the BLAS pool is limited to; the fused
-    bias + activation pass runs on this thread.
+    bias + activation pass runs on this thread.  With dropout ``d`` (else
+    NULL) a hidden layer's masked activations Ã = A ⊙ M go to ``dbuf`` and
+    feed the next layer; A itself stays unmasked (σ' is computed from it).
+    The masks M are drawn here for batch rows row0.. (or, when ``d`` does not
+    generate them, taken from ``dbuf``).
     """
     cdef int L = s.n_layers, l, act
-    cdef Py_ssize_t n_in, n_out
+    cdef Py_ssize_t n_in, n_out, i
     cdef const floating* A_prev = A0
     cdef floating* Z
     cdef floating* A
+    cdef floating* M
+    cdef floating* At
     for l in range(L):
         n_in = s.sizes[l]
         n_out = s.sizes[l + 1]
@@ -466,31 +673,53 @@ cdef void block_forward(const Shape* s, const floating* theta, const floating* A
              <floating>0, Z, n_out)
         bias_act_rows(Z, A, theta + s.b_off[l], 0, n, n_out, act)
         A_prev = A
+        if d != NULL and l < L - 1 and d.active[l]:
+            if d.in_place:
+                drop_in_place(d, l, A, row0, n, n_out)
+                continue
+            M = mask_ptr(d, dbuf, cap, l)
+            At = dropped_ptr(d, dbuf, cap, l)
+            if d.generate:
+                drop_rows(d, l, A, M, At, row0, n, n_out)
+            else:
+                for i in range(n * n_out):
+                    At[i] = A[i] * M[i]
+            A_prev = At
 
 
 cdef void block_backward_grad(const Shape* s, const floating* theta, const floating* A0,
                               floating* scr, Py_ssize_t cap, Py_ssize_t n,
-                              floating* G) noexcept nogil:
+                              floating* G, const Drop* d, floating* dbuf) noexcept nogil:
     """Backward pass for ``n`` rows whose output error δ^L is in D_0.
 
     Writes the gradient *sums* over the rows (not divided by n) into ``G``,
     laid out like theta: G[W_l] = δ^lᵀ a^{l-1} (BP4), G[b_l] = Σ_rows δ^l (BP3).
+    With dropout ``d``: BP4 uses the masked Ã^{l-1}, and BP2 gains the factor M.
     """
     cdef int L = s.n_layers, l, which = 0
     cdef Py_ssize_t n_in, n_out
     cdef floating* delta = delta_ptr(s, scr, cap, 0)
     cdef floating* prev
     cdef const floating* A_prev
+    cdef const floating* A_in
+    cdef bint masked
     for l in range(L - 1, -1, -1):
         n_in = s.sizes[l]
         n_out = s.sizes[l + 1]
         A_prev = A0 if l == 0 else act_ptr(s, scr, cap, l)
-        if l > 0:   # BP2: δ^{l-1} = (δ^l W^l) ⊙ σ'(a^{l-1})
+        masked = d != NULL and l > 0 and d.active[l - 1]
+        A_in = dropped_ptr(d, dbuf, cap, l - 1) if masked and not d.in_place else A_prev
+        if l > 0:   # BP2: δ^{l-1} = (δ^l W^l) ⊙ σ'(a^{l-1}) (⊙ M^{l-1})
             prev = delta_ptr(s, scr, cap, 1 - which)
             gemm(False, False, n, n_in, n_out, <floating>1, delta, n_out, theta + s.w_off[l], n_in,
                  <floating>0, prev, n_in)
-            deriv_range(prev, A_prev, 0, n * n_in, s.hidden)
-        gemm(True, False, n_out, n_in, n, <floating>1, delta, n_out, A_prev, n_in,
+            if masked and d.in_place:
+                relu_drop_deriv(prev, A_prev, d.scale[l - 1], n * n_in)
+            elif masked:
+                deriv_mask_range(prev, A_prev, mask_ptr(d, dbuf, cap, l - 1), 0, n * n_in, s.hidden)
+            else:
+                deriv_range(prev, A_prev, 0, n * n_in, s.hidden)
+        gemm(True, False, n_out, n_in, n, <floating>1, delta, n_out, A_in, n_in,
              <floating>0, G + s.w_off[l], n_in)
         col_sum(delta, n, n_out, G + s.b_off[l])
         if l > 0:
@@ -508,10 +737,27 @@ cdef void chunk_loss_grad(const Shape* s, const floating* theta, const floating*
     and its own gradient buffer ``G`` (n_params); nothing shared is written
     except this chunk's ``row_loss``/``row_correct`` slots.
     """
+    chunk_loss_grad_terms(s, theta, X, Y, rows, labels, n, scr, cap, G, row_loss, row_correct,
+                          NULL, 0, NULL)
+
+
+cdef void chunk_loss_grad_terms(const Shape* s, const floating* theta, const floating* X,
+                                const floating* Y, const cnp.intp_t* rows,
+                                const cnp.int64_t* labels, Py_ssize_t n, floating* scr,
+                                Py_ssize_t cap, floating* G, double* row_loss,
+                                unsigned char* row_correct, const Terms* t, Py_ssize_t row0,
+                                floating* dbuf) noexcept nogil:
+    """:func:`chunk_loss_grad` with the training terms ``t`` (or NULL): sample weights
+    scale δ^L and the row losses; dropout masks (for batch rows row0.., in ``dbuf``)
+    are drawn here, in the chunk's thread."""
     cdef floating* A0 = act_ptr(s, scr, cap, 0)
     cdef int L = s.n_layers
+    cdef const Drop* d = t.drop if t != NULL else NULL
     gather_rows(X, rows, 0, n, s.sizes[0], A0)
-    block_forward(s, theta, A0, scr, cap, n)
+    block_forward(s, theta, A0, scr, cap, n, d, dbuf, row0)
     loss_delta_rows(s, act_ptr(s, scr, cap, L), zout_ptr(s, scr, cap),
                     delta_ptr(s, scr, cap, 0), Y, rows, labels, 0, n, row_loss, row_correct)
-    block_backward_grad(s, theta, A0, scr, cap, n, G)
+    if t != NULL and t.weight != NULL:
+        weight_rows(delta_ptr(s, scr, cap, 0), row_loss, t.weight, rows, n, s.sizes[L],
+                    t.weight_scale)
+    block_backward_grad(s, theta, A0, scr, cap, n, G, d, dbuf)

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import reference
 from ._spec import layer_views
-from ._state import TrainingState
+from ._state import TrainingState, dropout_seed
 
 
 class NumpyBackend:
@@ -47,28 +47,29 @@ class NumpyBackend:
         activations, _ = reference.feedforward(weights, biases, spec.activation, spec.output, X)
         return activations[-1]
 
-    def backprop(self, spec, theta, X, Y, n_threads=1):
+    def backprop(self, spec, theta, X, Y, n_threads=1, sample_weight=None, masks=None):
         weights, biases = layer_views(spec.sizes, theta)
         grads_w, grads_b, loss, _ = reference.backprop(
-            weights, biases, spec.activation, spec.output, spec.loss, X, Y)
+            weights, biases, spec.activation, spec.output, spec.loss, X, Y, sample_weight, masks)
         return grads_w, grads_b, loss
 
-    def loss_and_output(self, spec, theta, X, Y, n_threads=1):
+    def loss_and_output(self, spec, theta, X, Y, n_threads=1, sample_weight=None):
         weights, biases = layer_views(spec.sizes, theta)
         activations, z_out = reference.feedforward(weights, biases, spec.activation, spec.output, X)
-        loss = reference.loss_value(spec.loss, spec.output, z_out, activations[-1], Y)
+        loss = reference.loss_value(spec.loss, spec.output, z_out, activations[-1], Y, sample_weight)
         return float(loss), activations[-1]
 
     def trainer(self, spec, theta, X, Y, labels, *, batch_size, optimizer, should_stop=None,
-                state=None, **threads_and_strategy):
-        return NumpyTrainer(spec, theta, X, Y, labels, batch_size, optimizer, should_stop, state)
+                terms=None, state=None, **threads_and_strategy):
+        return NumpyTrainer(spec, theta, X, Y, labels, batch_size, optimizer, should_stop, terms,
+                            state)
 
 
 class NumpyTrainer:
     """Mini-batch SGD/Adam with the reference passes, one batch per Python iteration."""
 
     def __init__(self, spec, theta, X, Y, labels, batch_size, optimizer, should_stop=None,
-                 state=None):
+                 terms=None, state=None):
         self.spec, self.X, self.Y, self.labels = spec, X, Y, labels
         self.weights, self.biases = layer_views(spec.sizes, theta)
         self.batch_size = batch_size
@@ -87,6 +88,7 @@ class NumpyTrainer:
         self.state_m = per_param(state.m)      # velocity, or Adam's m
         self.state_v = per_param(state.v)
         self.should_stop = should_stop or (lambda: False)
+        self.terms = terms
 
     def close(self):
         """Nothing to release (the compiled trainers release the BLAS pool here)."""
@@ -99,11 +101,17 @@ class NumpyTrainer:
                 break
             rows = order[i * self.batch_size:(i + 1) * self.batch_size]
             X, Y = self.X[rows], self.Y[rows]
+            w, masks, clip_norm = self._terms(rows)
+            if w is not None and not w.sum() > 0:
+                steps += 1                 # a batch of weight 0: no update, no examples
+                continue
             grads_w, grads_b, loss, out = reference.backprop(
-                self.weights, self.biases, spec.activation, spec.output, spec.loss, X, Y)
+                self.weights, self.biases, spec.activation, spec.output, spec.loss, X, Y, w, masks)
             if not np.isfinite(loss):
                 break
             grads = [g for pair in zip(grads_w, grads_b) for g in pair]
+            if clip_norm is not None:
+                reference.clip_by_global_norm(grads, clip_norm)
             self.state.step += 1
             if opt.name == "adam":
                 reference.adam_update(self.params, grads, self.state_m, self.state_v, self.state.step, lr,
@@ -117,3 +125,16 @@ class NumpyTrainer:
             if self.labels is not None:   # outputs before this step's update
                 n_correct += int(np.sum(out.argmax(axis=1) == self.labels[rows]))
         return loss_sum, n_correct, n_seen, steps
+
+    def _terms(self, rows):
+        """The batch's ``(sample weights, dropout masks, clip_norm)``."""
+        t = self.terms
+        if t is None:
+            return None, None, None
+        masks = None
+        if t.has_dropout:
+            st = self.state        # keyed by the optimizer step about to be taken
+            masks = reference.dropout_masks(dropout_seed(st.seed), st.epoch, st.step,
+                                            self.spec.sizes, len(rows), t.dropout, self.spec.dtype)
+        w = None if t.sample_weight is None else t.sample_weight[rows]
+        return w, masks, t.clip_norm

@@ -50,8 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _training_terms, reference
 from . import _validation as v
-from . import reference
 from ._state import TrainingState, resolve_seed
 
 FORMAT_VERSION = 1
@@ -67,7 +67,7 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 # deflate level, data descriptor, UTF-8 names; anything else (encryption...) is refused
 _ALLOWED_FLAGS = 0x0006 | 0x0008 | 0x0800
 _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-_CONFIG_KEYS = {"sizes", "activation", "output", "loss", "dtype", "seed"}
+_CONFIG_KEYS = {"sizes", "activation", "output", "loss", "dtype", "seed", "dropout"}
 _FLOAT_DESCR = re.compile(r"[<>|=]?f(2|4|8|10|12|16)")
 _INT_DESCR = re.compile(r"[<>|=]?[iu][1248]")
 _UNICODE_DESCR = re.compile(r"[<>|=]?U([0-9]{1,6})")
@@ -124,8 +124,11 @@ def member_table(sizes):
 
 def config_of(net):
     """The JSON-able configuration of ``net``: what ``Network(...)`` needs to rebuild it."""
-    return {"sizes": list(net.sizes), "activation": net.activation, "output": net.output,
-            "loss": net.loss_name, "dtype": net.dtype.name, "seed": net.seed}
+    config = {"sizes": list(net.sizes), "activation": net.activation, "output": net.output,
+              "loss": net.loss_name, "dtype": net.dtype.name, "seed": net.seed}
+    if any(net.dropout):                  # only then: files without dropout stay as they were
+        config["dropout"] = list(net.dropout)
+    return config
 
 
 def get_state(net):
@@ -148,6 +151,7 @@ def set_state(net, state, *, strict_backend=False):
     """
     net._set_architecture(state["sizes"], state["activation"], state["output"], state["loss"],
                           state["dtype"])
+    net.dropout = state.get("dropout", 0.0)       # absent in files and pickles without dropout
     net.seed = state["seed"]
     try:
         net.backend = state["backend"]
@@ -432,6 +436,9 @@ def _check_config(value):
             raise ValueError("loss='cross_entropy' with output='identity'")
         v.check_choice("dtype", config["dtype"], ("float32", "float64"))
         config["seed"] = v.check_seed(config.get("seed"))
+        if "dropout" in config:
+            config["dropout"] = list(_training_terms.check_dropout(config["dropout"],
+                                                                   config["sizes"]))
     except (TypeError, ValueError) as exc:
         raise _Damaged(f"its configuration is invalid ({exc})") from None
     return config

@@ -24,7 +24,8 @@ stopped:
     that epoch's index (the loop sets ``epoch + 1`` when the epoch
     completes), so a trainer reads the current epoch as ``state.epoch``.
 ``seed``
-    The training seed: keys the validation split and (dropout) masks.  It is
+    The training seed: keys the validation split and, with ``epoch`` and
+    ``step``, the dropout masks (see :func:`dropout_seed`).  It is
     the network's ``seed``, or the one given to ``Network.reseed``.
 
 The shuffle generator is the network's own (``net._rng``, reset by
@@ -48,6 +49,16 @@ def resolve_seed(seed):
     if seed is not None:
         return seed
     return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
+
+
+def dropout_seed(seed):
+    """The 64-bit seed of the dropout masks for a training seed (0 when there is none).
+
+    The masks of a step are keyed by ``(dropout_seed(state.seed), state.epoch,
+    state.step)`` (see :func:`cymlp.reference.dropout_masks`), so a resumed
+    fit draws the masks the uninterrupted fit would have drawn.
+    """
+    return 0 if seed is None else int(seed) % 2**64
 
 
 class TrainingState:

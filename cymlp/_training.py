@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _training_terms as terms_
 from . import _validation as v
 from ._state import TrainingState
 from .history import History
@@ -68,6 +69,7 @@ class FitSettings:
     average_every: Any
     average_weighting: str
     n_validation: int               # rows to hold out (validation_fraction); 0 for none
+    clip_norm: float | None = None  # clip the mean gradient's global norm (before weight decay)
     resume: bool = False            # continue net.training_state_ (checked compatible)
     start_epoch: int = 0            # index of the first epoch: the state's epoch when resuming
     horizon: int = 0                # the schedule's total epochs (lr_schedule_epochs)
@@ -82,12 +84,40 @@ class FitData:
     X_val: np.ndarray | None = None
     Y_val: np.ndarray | None = None
     labels_val: np.ndarray | None = None
+    sample_weight: np.ndarray | None = None      # float64 (n,) or None (unweighted)
+    sample_weight_val: np.ndarray | None = None
+
+
+# ---- the training terms of issue 14 (sample weights, dropout, clipping) ----------------
+# The dropout masks of a step are keyed by the training state's (seed, epoch, step)
+# (see cymlp._state.dropout_seed): step is the optimizer step about to be taken (Adam's
+# t before the step), so a skipped batch (all weights 0) uses no key, and a resumed fit
+# draws the masks the uninterrupted fit would have drawn.
+
+@dataclass(frozen=True)
+class StepTerms:
+    """What a trainer adds to a plain mini-batch step (see ``Network.fit``).
+
+    ``sample_weight`` (float64, one per training row, or None): each batch
+    minimises Σ w C / Σ w over its rows; a batch whose weights are all 0 is
+    skipped (no update, no examples counted).  ``dropout``: a drop rate per
+    hidden layer.  ``clip_norm``: the mean gradient (of the loss, before weight
+    decay is added) is scaled to this global norm when it is longer.
+    """
+    sample_weight: np.ndarray | None = None
+    dropout: tuple = ()
+    clip_norm: float | None = None
+
+    @property
+    def has_dropout(self):
+        return any(p > 0 for p in self.dropout)
 
 
 def check_fit(net, X, y, *, epochs, batch_size, lr, momentum, nesterov, weight_decay, shuffle,
               validation_data, optimizer, lr_schedule, beta1, beta2, eps, validation_fraction,
               early_stopping, patience, callbacks, progress, verbose, on_divergence, parallel,
-              average_every, average_weighting, resume=False, lr_schedule_epochs=None):
+              average_every, average_weighting, sample_weight=None, class_weight=None,
+              clip_norm=None, resume=False, lr_schedule_epochs=None):
     """Validate every argument of ``fit``; return ``(FitSettings, FitData)``.
 
     Touches nothing: no random numbers are drawn and no state changes, so a
@@ -130,14 +160,22 @@ def check_fit(net, X, y, *, epochs, batch_size, lr, momentum, nesterov, weight_d
             raise TypeError(f"callbacks and progress must be callables; got {cb!r}")
     if validation_data is not None and validation_fraction is not None:
         raise ValueError("pass validation_data or validation_fraction, not both")
-    data = FitData(X, Y, labels)
+    weights = terms_.combine_weights(
+        sample_weight, terms_.check_class_weight(class_weight, labels, net.sizes[-1]), X.shape[0])
+    clip_norm = terms_.check_clip_norm(clip_norm)
+    if parallel != "sync" and (weights is not None or clip_norm is not None
+                               or any(p > 0 for p in net.dropout)):
+        raise ValueError(f"sample weights, class weights, dropout and clip_norm run with "
+                         f"parallel='sync' only; got parallel={parallel!r}")
+    data = FitData(X, Y, labels, sample_weight=weights)
     n_validation = 0
     if validation_data is not None:
         try:
             X_val, y_val = validation_data
         except (TypeError, ValueError):
             raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-        data = FitData(X, Y, labels, *net._check_Xy(X_val, y_val, "validation X", "validation y"))
+        data = FitData(X, Y, labels, *net._check_Xy(X_val, y_val, "validation X", "validation y"),
+                       sample_weight=weights)
     elif validation_fraction is not None:
         fraction = v.check_real("validation_fraction", validation_fraction, low=0, high=1,
                                 low_open=True, high_open=True)
@@ -158,7 +196,8 @@ def check_fit(net, X, y, *, epochs, batch_size, lr, momentum, nesterov, weight_d
         shuffle=bool(shuffle), early_stopping=bool(early_stopping), patience=patience,
         callbacks=callbacks, progress=progress, verbose=bool(verbose), on_divergence=on_divergence,
         parallel=parallel, average_every=average_every, average_weighting=average_weighting,
-        n_validation=n_validation, resume=bool(resume), start_epoch=start_epoch, horizon=horizon)
+        n_validation=n_validation, clip_norm=clip_norm, resume=bool(resume),
+        start_epoch=start_epoch, horizon=horizon)
     return settings, data
 
 
@@ -262,28 +301,35 @@ def _split_validation(rng, data, n_validation):
     def part(a, rows):
         return None if a is None else a[rows]
     return FitData(data.X[train], data.Y[train], part(data.labels, train),
-                   data.X[val], data.Y[val], part(data.labels, val))
+                   data.X[val], data.Y[val], part(data.labels, val),
+                   part(data.sample_weight, train), part(data.sample_weight, val))
 
 
 def make_trainer(net, X, Y, labels, batch_size, optimizer, parallel="sync", average_every=None,
-                 average_weighting="uniform", should_stop=None, n_threads=None, state=None):
+                 average_weighting="uniform", should_stop=None, n_threads=None, terms=None,
+                 state=None):
     """The backend's trainer for ``net`` (buffers for one fit); ``close()`` it after use.
 
+    ``terms``: the :class:`StepTerms` of the fit (None: plain steps).
     ``state``: the :class:`~cymlp._state.TrainingState` whose buffers and
-    step count the trainer continues and advances (None: a fresh one of its own).
+    step count the trainer continues and advances (None: a fresh one of its
+    own); its seed, epoch and step key the dropout masks.
     """
+    extra = {} if terms is None else {"terms": terms}
     return net._backend.trainer(
         net._spec, net._theta, X, Y, labels, batch_size=batch_size, optimizer=optimizer,
         parallel=parallel, average_every=average_every, average_weighting=average_weighting,
         n_threads=net.effective_n_threads if n_threads is None else n_threads,
         adaptive=net.n_threads is None, should_stop=should_stop or (lambda: False),
-        mode=getattr(net, "_cython_mode", None), state=state)
+        mode=getattr(net, "_cython_mode", None), state=state, **extra)
 
 
-def evaluate(backend, spec, theta, X, Y, n_threads, should_stop=None):
+def evaluate(backend, spec, theta, X, Y, n_threads, should_stop=None, sample_weight=None):
     """Mean loss and output activations of validated ``X``, ``Y``, in chunks of rows.
 
-    Returns None when ``should_stop()`` turns true between chunks (Ctrl-C).
+    With ``sample_weight`` (checked, positive sum) the loss is the weighted
+    mean Σ w C / Σ w.  Returns None when ``should_stop()`` turns true between
+    chunks (Ctrl-C).
     """
     out = np.empty((X.shape[0], spec.n_outputs), dtype=spec.dtype)
     total = 0.0
@@ -291,9 +337,16 @@ def evaluate(backend, spec, theta, X, Y, n_threads, should_stop=None):
         if should_stop is not None and should_stop():
             return None
         rows = slice(start, start + EVAL_CHUNK_ROWS)
-        loss, out[rows] = backend.loss_and_output(spec, theta, X[rows], Y[rows], n_threads)
-        total += loss * out[rows].shape[0]
-    return total / X.shape[0], out
+        if sample_weight is None:
+            loss, out[rows] = backend.loss_and_output(spec, theta, X[rows], Y[rows], n_threads)
+            total += loss * out[rows].shape[0]
+            continue
+        w = sample_weight[rows]
+        weight = float(w.sum())
+        loss, out[rows] = backend.loss_and_output(spec, theta, X[rows], Y[rows], n_threads,
+                                                  sample_weight=w if weight > 0 else None)
+        total += loss * weight if weight > 0 else 0.0
+    return total / (X.shape[0] if sample_weight is None else float(sample_weight.sum())), out
 
 
 class InterruptFlag:
@@ -349,6 +402,8 @@ class _Loop:
         s = self.s
         for epoch in range(s.start_epoch, s.start_epoch + s.epochs):
             rate = s.schedule(epoch)
+            if self.state is not None:
+                self.state.epoch = epoch       # the epoch that runs (dropout keys, see _state)
             if not self.train_epoch(epoch, rate):
                 return self.diverged(epoch, rate)
             if self.end_epoch() or self.interrupt.is_set():
@@ -418,11 +473,12 @@ class _Loop:
             return True
         if data.X_val is not None and not interrupt.is_set():
             result = evaluate(self.net._backend, self.net._spec, self.theta, data.X_val, data.Y_val,
-                              self.n_threads, interrupt.is_set)
+                              self.n_threads, interrupt.is_set, data.sample_weight_val)
             if result is not None:
                 row["val_loss"], out = result
                 if data.labels_val is not None:
-                    row["val_accuracy"] = float(np.mean(out.argmax(axis=1) == data.labels_val))
+                    row["val_accuracy"] = float(np.average(out.argmax(axis=1) == data.labels_val,
+                                                           weights=data.sample_weight_val))
         self.history.append(**row)
         if s.verbose:
             print(self.history.format_epoch(-1, s.start_epoch + s.epochs), flush=True)
@@ -463,12 +519,19 @@ def train(net, settings, data):
 
     Continues ``net.training_state_`` when ``settings.resume``; otherwise
     gives the network a fresh state (none for the hogwild/average trainers,
-    which keep one state per worker).
+    which keep one state per worker).  A rejected call changes nothing.
     """
     data = _split_validation(split_generator(net._train_seed), data, settings.n_validation)
+    if data.sample_weight is not None and not data.sample_weight.sum() > 0:
+        raise ValueError("every training row left after the validation split has weight 0; "
+                         "give some of them a positive sample_weight")
+    if data.sample_weight_val is not None and not data.sample_weight_val.sum() > 0:
+        data = FitData(*[getattr(data, f) for f in ("X", "Y", "labels", "X_val", "Y_val",
+                                                    "labels_val", "sample_weight")])
     if settings.epochs == 0:
         net.history_ = History()
         return net.history_
+    terms = StepTerms(data.sample_weight, net.dropout, settings.clip_norm)
     n_threads = net.effective_n_threads
     if settings.resume:
         state = net.training_state_
@@ -480,7 +543,8 @@ def train(net, settings, data):
     interrupt = InterruptFlag()
     trainer = make_trainer(net, data.X, data.Y, data.labels, settings.batch_size, settings.optimizer,
                            settings.parallel, settings.average_every, settings.average_weighting,
-                           should_stop=interrupt.is_set, n_threads=n_threads, state=state)
+                           should_stop=interrupt.is_set, n_threads=n_threads, terms=terms,
+                           state=state)
     try:
         loop = _Loop(net, settings, data, trainer, interrupt, n_threads, state)
         net.history_ = loop.history        # training starts: the history is this fit's

@@ -224,7 +224,7 @@ def _unfold_standardization(net, mean, std):
 # other values than their defaults (kept in the training state's meta["cli"] by --save).
 RESUMED_OPTIONS = ("dataset", "standardize", "validation_fraction", "train_size", "epochs", "batch_size",
                    "optimizer", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule",
-                   "early_stopping", "patience", "parallel", "seed")
+                   "early_stopping", "patience", "parallel", "seed", "class_weight", "clip_norm")
 _ARCHITECTURE_OPTIONS = ("sizes", "hidden", "activation", "output", "loss", "dtype")
 
 
@@ -374,6 +374,12 @@ def add_train_parser(subparsers):
     opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
     opt.add_argument("--weight-decay", type=_number(float, 0), help="L2 penalty on the weights")
     opt.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant, step (halve 4 times) or cosine")
+    opt.add_argument("--dropout", type=_number(float, 0, high=1, high_open=True), default=0.0,
+                     metavar="P", help="drop each hidden unit with probability P in training (default 0)")
+    opt.add_argument("--class-weight", choices=("balanced",), default=None,
+                     help="weight each class by n_samples / (n_classes * count)")
+    opt.add_argument("--clip-norm", type=_number(float, 0, low_open=True), default=None, metavar="C",
+                     help="clip each step's gradient to global L2 norm C")
     opt.add_argument("--early-stopping", action="store_true",
                      help="stop when the validation loss stops improving; keep the best epoch's weights")
     opt.add_argument("--patience", type=_number(int, 1), default=5,
@@ -472,6 +478,10 @@ def cmd_train(args):
         start_epoch = net.training_state_.epoch
         if mean is not None:          # the saved model takes raw inputs: train it on standardized ones
             _unfold_standardization(net, mean, std)
+    if args.dropout:                  # on --resume the saved network keeps its own unless set here
+        if len(sizes) < 3:
+            raise CommandError(f"--dropout needs a hidden layer; --sizes {','.join(map(str, sizes))} has none")
+        net.dropout = args.dropout
     if not args.quiet:
         if start_epoch:
             print(f"resuming {args.resume} after epoch {start_epoch} (optimizer step "
@@ -485,7 +495,10 @@ def cmd_train(args):
               + f", {s['lr_schedule']} schedule, batch {s['batch_size']}, {s['epochs']} epochs"
               + (f", weight decay {s['weight_decay']:g}" if s["weight_decay"] else "")
               + (", standardized inputs" if s["standardize"] else "")
-              + (f", early stopping (patience {args.patience})" if args.early_stopping else ""),
+              + (f", early stopping (patience {args.patience})" if args.early_stopping else "")
+              + (f", dropout {'/'.join(f'{p:g}' for p in net.dropout)}" if any(net.dropout) else "")
+              + (f", {args.class_weight} class weights" if args.class_weight else "")
+              + (f", gradient norm clipped to {args.clip_norm:g}" if args.clip_norm else ""),
               flush=True)
 
     distributed = args.workers is not None or args.scheduler is not None
@@ -506,7 +519,8 @@ def cmd_train(args):
                         validation_fraction=args.validation_fraction or None,
                         early_stopping=args.early_stopping, patience=args.patience,
                         callbacks=[reporter.epoch_done], progress=reporter.progress,
-                        parallel=args.parallel, resume=bool(args.resume))
+                        parallel=args.parallel, class_weight=args.class_weight,
+                        clip_norm=args.clip_norm, resume=bool(args.resume))
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -571,6 +585,10 @@ def _check_distributed_args(args):
     if args.parallel != "sync":
         raise CommandError("--parallel chooses threads inside one process; with --workers/--scheduler "
                            "use --strategy")
+    for option in ("dropout", "class_weight", "clip_norm"):
+        if getattr(args, option, None):
+            raise CommandError(f"--{option.replace('_', '-')} trains in a single process; it is not "
+                               f"available with --workers/--scheduler")
     try:
         import distributed  # noqa: F401
     except ImportError:

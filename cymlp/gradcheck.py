@@ -2,12 +2,14 @@
 
 import numpy as np
 
+from . import _training_terms as terms_
 from . import _validation as v
 from . import reference
 from ._spec import layer_views
 
 
-def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0):
+def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0,
+              sample_weight=None, masks=None):
     """Largest relative error between ``net.backprop`` and finite differences.
 
     The check runs in float64 on a copy of ``net`` (same backend), so it also
@@ -36,6 +38,13 @@ def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0)
         Check a random subset of this many parameters (all when None).
     seed : int
         Seeds the subset.
+    sample_weight : array-like (n,) or None
+        Check the gradient of the weighted mean loss Σ w C / Σ w.
+    masks : list of arrays or None
+        Fixed dropout multipliers, one (n, sizes[l+1]) array per hidden layer
+        (0 for a dropped unit, 1/(1-p) for a kept one, as
+        :func:`cymlp.reference.dropout_masks` makes them): checks the
+        gradient of the network with those units dropped.
 
     Returns
     -------
@@ -48,14 +57,18 @@ def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0)
         max_params = v.check_positive_int("max_params", max_params)
     net64 = net.copy(dtype="float64")
     X, Y, _ = net64._check_Xy(X, y)
+    w = terms_.check_sample_weight(sample_weight, X.shape[0])
+    masks = _check_masks(masks, net64.sizes, X.shape[0])
     grads_w, grads_b = net64._backend.backprop(net64._spec, net64._theta, X, Y,
-                                               net64.effective_n_threads)[:2]
+                                               net64.effective_n_threads, sample_weight=w,
+                                               masks=masks)[:2]
     analytic = _flat_grads(net64, grads_w, grads_b, weight_decay)
     theta = net64._theta
 
     def cost():
-        acts, z_out = reference.feedforward(net64.weights, net64.biases, net64.activation, net64.output, X)
-        return reference.loss_value(net64.loss_name, net64.output, z_out, acts[-1], Y)
+        acts, z_out = reference.feedforward(net64.weights, net64.biases, net64.activation,
+                                            net64.output, X, masks)
+        return reference.loss_value(net64.loss_name, net64.output, z_out, acts[-1], Y, w)
 
     # The penalty λ/2·Σ‖W‖² changes only in the perturbed entry w, by
     # λ/2·((w+ε)² − (w−ε)²); differencing just that term avoids the round-off
@@ -84,6 +97,25 @@ def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0)
         error = abs(analytic[i] - numeric) / max(abs(analytic[i]) + abs(numeric), 1e-4)
         worst = max(worst, error)
     return float(worst)
+
+
+def _check_masks(masks, sizes, n_rows):
+    """Float64 C-contiguous copies of fixed dropout masks, checked against the network."""
+    if masks is None:
+        return None
+    masks = list(masks)
+    if len(masks) != len(sizes) - 2:
+        raise ValueError(f"masks needs one array per hidden layer ({len(sizes) - 2}); "
+                         f"got {len(masks)}")
+    out = []
+    for l, m in enumerate(masks):
+        m = v._as_float_array(f"masks[{l}]", m, np.float64)
+        if m.shape != (n_rows, sizes[l + 1]):
+            raise ValueError(f"masks[{l}] must have shape {(n_rows, sizes[l + 1])}; got {m.shape}")
+        if m.min() < 0:
+            raise ValueError(f"masks[{l}] holds negative multipliers")
+        out.append(m)
+    return out
 
 
 def _flat_grads(net, grads_w, grads_b, weight_decay):

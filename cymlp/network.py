@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _persistence, _threads, _training, reference
+from . import _training_terms as terms_
 from . import _validation as v
 from ._spec import ModelSpec, layer_views
 from ._state import resolve_seed
@@ -183,7 +184,17 @@ class Network:
         Threads for the compiled path; ``None`` uses every usable core.
     seed : int or None
         Seeds weight initialisation and the per-epoch shuffles (see
-        :meth:`reseed` for new shuffles without new weights).
+        :meth:`reseed` for new shuffles without new weights); the training
+        seed also keys the dropout masks.
+    dropout : float or sequence of float, each in [0, 1)
+        Inverted dropout on the hidden layers during ``fit``: each hidden
+        unit is dropped with this probability (one number for every hidden
+        layer, or one per hidden layer) and the kept ones are scaled by
+        1/(1-p).  Prediction, ``loss`` and ``score`` never drop units.  The
+        masks are hashed from the training state's (seed, epoch, step) and
+        the (layer, row, unit), so both backends draw the same masks for any
+        thread count, and a resumed fit draws the masks the uninterrupted
+        one would have drawn.  Settable.
 
     Attributes
     ----------
@@ -211,8 +222,9 @@ class Network:
                    advice="use net.copy(dtype=...) for a copy in another dtype")
 
     def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
-                 dtype="float32", backend=None, n_threads=None, seed=0):
+                 dtype="float32", backend=None, n_threads=None, seed=0, dropout=0.0):
         self._set_architecture(sizes, activation, output, loss, dtype)
+        self.dropout = dropout
         self.backend = backend
         self.n_threads = n_threads
         self.seed = v.check_seed(seed)
@@ -271,6 +283,15 @@ class Network:
     def biases(self, value):
         raise AttributeError("net.biases cannot be replaced; assign layer by layer "
                              "(net.biases[l] = b) or all at once with net.set_flat_params(theta)")
+
+    @property
+    def dropout(self):
+        """Drop probability of each hidden layer during ``fit`` (a tuple)."""
+        return self._dropout
+
+    @dropout.setter
+    def dropout(self, dropout):
+        self._dropout = terms_.check_dropout(dropout, self.sizes)
 
     @property
     def backend(self):
@@ -366,8 +387,10 @@ class Network:
                 f"new Network")
 
     def __repr__(self):
+        dropout = f", dropout={list(self.dropout)}" if any(self.dropout) else ""
         return (f"Network({list(self.sizes)}, activation={self.activation!r}, output={self.output!r}, "
-                f"loss={self.loss_name!r}, dtype={self.dtype.name!r}, backend={self.backend!r})")
+                f"loss={self.loss_name!r}, dtype={self.dtype.name!r}, backend={self.backend!r}"
+                f"{dropout})")
 
     # -- validation helpers -----------------------------------------------
 
@@ -417,36 +440,50 @@ class Network:
         out = self.feedforward(X)
         return out.argmax(axis=1) if self.is_classifier else out
 
-    def loss(self, X, y):
-        """Mean loss over the rows of ``X`` (no weight decay term)."""
+    def loss(self, X, y, sample_weight=None):
+        """Mean loss over the rows of ``X`` (no weight decay term, no dropout).
+
+        With ``sample_weight`` (n,) (finite, >= 0, positive sum) the weighted
+        mean Σ w C / Σ w; a row of weight 0 counts as if it were removed.
+        """
         X, Y, _ = self._check_Xy(X, y)
+        w = terms_.check_sample_weight(sample_weight, X.shape[0])
         with np.errstate(over="ignore", invalid="ignore"):
             loss = _training.evaluate(self._backend, self._spec, self._theta, X, Y,
-                                      self.effective_n_threads)[0]
+                                      self.effective_n_threads, sample_weight=w)[0]
             return v.check_finite_result("loss", loss)
 
-    def score(self, X, y):
-        """Accuracy for integer labels; R² (coefficient of determination) for 2-D targets."""
+    def score(self, X, y, sample_weight=None):
+        """Accuracy for integer labels; R² (coefficient of determination) for 2-D targets.
+
+        With ``sample_weight`` the weighted accuracy Σ w·[correct] / Σ w, or
+        the weighted R² (as scikit-learn's ``r2_score``).
+        """
         X, Y, labels = self._check_Xy(X, y)
+        w = terms_.check_sample_weight(sample_weight, X.shape[0])
         out = self._feedforward(X)
         if labels is not None:
-            return float(np.mean(out.argmax(axis=1) == labels))
+            return float(np.average(out.argmax(axis=1) == labels, weights=w))
         with np.errstate(over="ignore", invalid="ignore"):   # outputs near 1e300: reported below
             Y = Y.astype(np.float64)          # square in float64: float32 overflows from 1.8e19
-            ss_res = np.sum((Y - out) ** 2)
-            ss_tot = np.sum((Y - Y.mean(axis=0)) ** 2)
+            rows = 1.0 if w is None else w[:, None]
+            ss_res = np.sum(rows * (Y - out) ** 2)
+            ss_tot = np.sum(rows * (Y - np.average(Y, axis=0, weights=w)) ** 2)
         v.check_finite_result("score", ss_res)
         return float(1 - ss_res / ss_tot) if ss_tot > 0 else float(ss_res == 0)
 
-    def backprop(self, X, y):
-        """Gradient of the mean loss over the rows of ``X``.
+    def backprop(self, X, y, sample_weight=None):
+        """Gradient of the mean loss over the rows of ``X`` (no dropout).
 
-        Returns ``(grads_w, grads_b)``, lists shaped like ``weights`` and ``biases``.
+        Returns ``(grads_w, grads_b)``, lists shaped like ``weights`` and
+        ``biases``.  With ``sample_weight``, the gradient of the weighted
+        mean loss Σ w C / Σ w.
         """
         X, Y, _ = self._check_Xy(X, y)
+        w = terms_.check_sample_weight(sample_weight, X.shape[0])
         with np.errstate(over="ignore", invalid="ignore"):
             grads_w, grads_b, _ = self._backend.backprop(self._spec, self._theta, X, Y,
-                                                         self.effective_n_threads)
+                                                         self.effective_n_threads, sample_weight=w)
         v.check_finite_result("gradient", grads_w + grads_b)
         return grads_w, grads_b
 
@@ -457,7 +494,8 @@ class Network:
             lr_schedule="constant", beta1=0.9, beta2=0.999, eps=1e-8, validation_fraction=None,
             early_stopping=False, patience=5, callbacks=None, progress=None, verbose=False,
             on_divergence="raise", parallel="sync", average_every=None,
-            average_weighting="uniform", resume=False, lr_schedule_epochs=None):
+            average_weighting="uniform", sample_weight=None, class_weight=None, clip_norm=None,
+            resume=False, lr_schedule_epochs=None):
         """Train with mini-batch SGD (or Adam); returns a :class:`History`.
 
         Each epoch shuffles the rows with the network's own random generator
@@ -525,28 +563,8 @@ class Network:
             For ``parallel="average"``: weight every replica equally
             (Zinkevich et al.) or by the examples it processed since the last
             averaging (after Cheng et al.); they differ when shards are unequal.
-        resume : bool
-            Continue ``training_state_`` exactly: the optimizer's buffers and
-            step count (Adam's t), and the epoch count the schedule sees.
-            With the same data and settings, ``fit(epochs=4)`` equals
-            ``fit(epochs=2)`` then ``fit(epochs=2, resume=True)`` bit for bit
-            (docs/guarantees.md).  Needs a state made with the same optimizer
-            and hyper-parameters (ValueError otherwise) and
-            ``parallel="sync"`` (or one thread).  ``False``: a fresh state.
-        lr_schedule_epochs : int or None
-            The schedule's horizon: how many epochs, counted from the first of
-            the training state, ``step`` and ``cosine`` (and a callable, as
-            its ``epochs``) span.  None: up to the end of this fit (``epochs``,
-            plus the epochs already done when resuming).  To split a scheduled
-            run, pass the total to the first call: ``fit(2,
-            lr_schedule="cosine", lr_schedule_epochs=4)`` then ``fit(2,
-            lr_schedule="cosine", resume=True)`` equals ``fit(4,
-            lr_schedule="cosine")``.
-
-        The validation rows (``validation_fraction``) are drawn from a
-        generator seeded by :attr:`training_seed`, not from the shuffle
-        generator: every fit of the network on the same data, resumed or
-        not, holds out the same rows.
+            average_weighting="uniform", sample_weight=None, class_weight=None, clip_norm=None):
+            average_weighting="uniform", resume=False, lr_schedule_epochs=None):
         """
         settings, data = _training.check_fit(
             self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
@@ -555,26 +573,31 @@ class Network:
             beta1=beta1, beta2=beta2, eps=eps, validation_fraction=validation_fraction,
             early_stopping=early_stopping, patience=patience, callbacks=callbacks,
             progress=progress, verbose=verbose, on_divergence=on_divergence, parallel=parallel,
-            average_every=average_every, average_weighting=average_weighting, resume=resume,
-            lr_schedule_epochs=lr_schedule_epochs)
+            average_every=average_every, average_weighting=average_weighting,
+            sample_weight=sample_weight, class_weight=class_weight, clip_norm=clip_norm,
+            resume=resume, lr_schedule_epochs=lr_schedule_epochs)
         return _training.train(self, settings, data)
 
-    def partial_fit(self, X, y, *, classes=None, sample_weight=None, **options):
+    def partial_fit(self, X, y, *, classes=None, sample_weight=None, class_weight=None, **options):
         """One pass over the rows of ``X`` as mini-batches, continuing the training state.
 
         The streaming (out-of-core) building block: each call is one epoch
         of ``fit`` on the rows given, resuming ``training_state_`` (made by
         the first call).  With the same settings, ``partial_fit(X, y)``
-        twice equals ``fit(X, y, epochs=2)`` bit for bit.  ``options`` are
-        ``fit``'s (``batch_size``, ``lr``, ``optimizer``, ``shuffle``, ...)
-        and must keep the optimizer settings of the state; ``epochs``,
-        ``resume`` and the validation and early-stopping options belong to
-        ``fit``.
+        twice equals ``fit(X, y, epochs=2)`` bit for bit, dropout included
+        (its masks are keyed by the training state).  ``options`` are
+        ``fit``'s (``batch_size``, ``lr``, ``optimizer``, ``shuffle``,
+        ``clip_norm``, ...) and must keep the optimizer settings of the
+        state; ``epochs``, ``resume`` and the validation and early-stopping
+        options belong to ``fit``.
 
         ``classes``: the class labels of the whole stream (scikit-learn's
         convention), checked against the network's outputs (labels are
-        ``0..sizes[-1]-1``) and against ``y``.  ``sample_weight`` is passed
-        to ``fit`` as is.  Returns the network.
+        ``0..sizes[-1]-1``) and against ``y``.  ``sample_weight`` and
+        ``class_weight`` weight the rows of this call as in ``fit``;
+        ``class_weight="balanced"`` counts the classes of this call's rows
+        only, so for a stream pass a dict computed over the whole stream.
+        Returns the network.
         """
         for name in PARTIAL_FIT_EXCLUDED:
             if name in options:
@@ -582,9 +605,8 @@ class Network:
                                 f"continues the training state; use fit() for {name}")
         if classes is not None:
             _training.check_classes(classes, y, self.sizes[-1])
-        if sample_weight is not None:
-            options["sample_weight"] = sample_weight
-        self.fit(X, y, epochs=1, resume=self.training_state_ is not None, **options)
+        self.fit(X, y, epochs=1, resume=self.training_state_ is not None,
+                 sample_weight=sample_weight, class_weight=class_weight, **options)
         return self
 
     # -- persistence (cymlp/_persistence.py) ---------------------------------------

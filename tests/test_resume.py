@@ -178,15 +178,17 @@ CHILD = textwrap.dedent("""
 """).format(n=N_ROWS, k=SIZES[0])
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
 @pytest.mark.parametrize("opt", ["momentum", "adam"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_resume_in_a_fresh_process_equals_one_fit(tmp_path, backend, opt, child_env):
+def test_resume_in_a_fresh_process_equals_one_fit(tmp_path, backend, opt, dropout, child_env):
     X, y = data()
     kwargs = dict(batch_size=64, lr_schedule="step", **OPTIMIZERS[opt])
     kwargs.pop("weight_decay", None)              # the child passes none
-    whole = Network(SIZES, backend=backend, n_threads=1, seed=1)
+    # the child sets no dropout: the file carries it
+    whole = Network(SIZES, backend=backend, n_threads=1, seed=1, dropout=dropout)
     whole.fit(X, y, epochs=4, **kwargs)
-    half = Network(SIZES, backend=backend, n_threads=1, seed=1)
+    half = Network(SIZES, backend=backend, n_threads=1, seed=1, dropout=dropout)
     half.fit(X, y, epochs=2, lr_schedule_epochs=4, **kwargs)
     half.save(tmp_path / "half.npz")
     script = tmp_path / "child.py"
@@ -545,3 +547,135 @@ def test_copy_to_another_dtype_casts_the_training_state():
     wide.fit(X, y, epochs=1, batch_size=64, resume=True, **OPTIMIZERS["adam"])
     assert wide.training_state_.step == 2 * net.training_state_.step
     assert net.training_state_.epoch == 1                     # the original is untouched
+
+
+# ---------------------------------------------------------------- with the training terms
+# Dropout masks are keyed by the training state's (seed, epoch, step), so a resumed fit
+# draws the masks the uninterrupted fit would have drawn; sample weights and clipping
+# carry no state of their own.
+
+TERMS = {
+    "dropout": (dict(), 0.3),
+    "dropout-weights-clip": (dict(clip_norm=0.5, class_weight={0: 2.0}), (0.25,)),
+}
+
+
+def row_weights(n=N_ROWS):
+    return np.random.default_rng(7).uniform(0.0, 2.0, n)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])     # masked copy / masked in place
+@pytest.mark.parametrize("terms", TERMS)
+@pytest.mark.parametrize("opt", ["momentum", "adam"])
+@pytest.mark.parametrize("run", RUNS, ids=RUN_IDS)
+def test_resume_with_dropout_equals_one_fit_bit_for_bit(run, opt, terms, activation):
+    X, y = data()
+    extra, rate = TERMS[terms]
+    weights = row_weights() if extra else None
+    kwargs = dict(batch_size=64, lr_schedule="cosine", validation_fraction=0.2,
+                  sample_weight=weights, **extra, **OPTIMIZERS[opt])
+
+    def make(dropout):
+        backend, n_threads, mode = run
+        net = Network(SIZES, activation=activation, backend=backend, n_threads=n_threads,
+                      dtype="float64", seed=3, dropout=dropout)
+        net._cython_mode = mode
+        return net
+
+    whole = make(rate)
+    whole.fit(X, y, epochs=4, **kwargs)
+    split = make(rate)
+    split.fit(X, y, epochs=2, lr_schedule_epochs=4, **kwargs)
+    split.fit(X, y, epochs=2, resume=True, **kwargs)
+    assert_same(whole, split)
+    assert split.training_state_.step == 4 * 3
+    plain = make(0.0)                    # the masks are really drawn
+    plain.fit(X, y, epochs=4, **kwargs)
+    assert not np.array_equal(plain.get_flat_params(), whole.get_flat_params())
+
+
+@pytest.mark.skipif("cython" not in BACKENDS, reason="compiled path not built")
+def test_resumed_dropout_fits_agree_across_backends():
+    X, y = data()
+    kwargs = dict(batch_size=64, **OPTIMIZERS["adam"])
+    nets = []
+    for backend in ("numpy", "cython"):
+        net = Network(SIZES, backend=backend, n_threads=1, dtype="float64", seed=5, dropout=0.4)
+        net.fit(X, y, epochs=1, **kwargs)
+        net.fit(X, y, epochs=2, resume=True, **kwargs)
+        nets.append(net)
+    np.testing.assert_allclose(nets[0].get_flat_params(), nets[1].get_flat_params(),
+                               rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("run", RUNS, ids=RUN_IDS)
+def test_partial_fit_with_weights_and_dropout_equals_fit(run):
+    X, y = data()
+    w = row_weights()
+    kwargs = dict(batch_size=64, clip_norm=1.0, **OPTIMIZERS["nesterov"])
+    whole = network(run, "float64")
+    whole.dropout = 0.3
+    whole.fit(X, y, epochs=2, sample_weight=w, class_weight="balanced", **kwargs)
+    streamed = network(run, "float64")
+    streamed.dropout = 0.3
+    for _ in range(2):
+        streamed.partial_fit(X, y, classes=[0, 1, 2], sample_weight=w, class_weight="balanced",
+                             **kwargs)
+    assert_same(whole, streamed)
+    unweighted = network(run, "float64")
+    unweighted.dropout = 0.3
+    unweighted.partial_fit(X, y, **kwargs)
+    unweighted.partial_fit(X, y, **kwargs)
+    assert not np.array_equal(unweighted.get_flat_params(), whole.get_flat_params())
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (dict(sample_weight=-np.ones(N_ROWS)), ValueError, "negative"),
+    (dict(sample_weight=np.ones(N_ROWS - 1)), ValueError, "one weight per row"),
+    (dict(sample_weight=np.full(N_ROWS, np.nan)), ValueError, "finite"),
+    (dict(class_weight={5: 1.0}), ValueError, "class 5"),
+    (dict(class_weight="heaviest"), ValueError, "balanced"),
+    (dict(clip_norm=0), ValueError, "clip_norm"),
+])
+def test_partial_fit_rejects_bad_weights_and_changes_nothing(bad, error, match):
+    X, y = data()
+    net = network()
+    net.dropout = 0.2
+    net.partial_fit(X, y, batch_size=64)
+    before = snapshot(net)
+    with pytest.raises(error, match=match):
+        net.partial_fit(X, y, batch_size=64, **bad)
+    for a, b in zip(before, snapshot(net)):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert a == b
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_save_load_pickle_keep_dropout_and_the_state(tmp_path, backend):
+    X, y = data()
+    kwargs = dict(batch_size=64, **OPTIMIZERS["adam"])
+    whole = Network(SIZES, backend=backend, n_threads=1, seed=2, dropout=0.35)
+    whole.fit(X, y, epochs=3, **kwargs)
+    half = Network(SIZES, backend=backend, n_threads=1, seed=2, dropout=0.35)
+    half.fit(X, y, epochs=1, **kwargs)
+    half.save(tmp_path / "half.npz")
+    loaded = Network.load(tmp_path / "half.npz", backend=backend, n_threads=1)
+    for resumed in (loaded, pickle.loads(pickle.dumps(half)), half.copy()):
+        assert resumed.dropout == half.dropout
+        assert_same(resumed, half)
+        resumed.fit(X, y, epochs=2, resume=True, **kwargs)
+        assert_same(resumed, whole)
+
+
+def test_cli_resume_with_dropout_class_weight_and_clipping_is_bit_for_bit(tmp_path):
+    common = ("--lr-schedule", "constant", "--no-standardize", "--hidden", "16", "--batch-size", "32",
+              "--dropout", "0.2", "--class-weight", "balanced", "--clip-norm", "1")
+    assert _cli("--epochs", 2, "--save", tmp_path / "a.npz", *common) == 0
+    assert _cli("--resume", tmp_path / "a.npz", "--save", tmp_path / "b.npz") == 0
+    assert _cli("--epochs", 4, "--save", tmp_path / "c.npz", *common) == 0
+    b, c = Network.load(tmp_path / "b.npz"), Network.load(tmp_path / "c.npz")
+    assert b.dropout == c.dropout == (0.2,)
+    assert b.training_state_.meta["cli"]["class_weight"] == "balanced"
+    np.testing.assert_array_equal(b.get_flat_params(), c.get_flat_params())
