@@ -20,8 +20,6 @@ import os
 import platform
 import time
 
-import numpy as np
-
 import cymlp
 from cymlp.datasets import load_digits, load_fashion_mnist
 

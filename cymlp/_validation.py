@@ -227,7 +227,7 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y", x_name
     if arr.shape[0] != n_rows:
         raise ValueError(f"{name} has {arr.shape[0]} rows but {x_name} has {n_rows}; they must match")
     if arr.ndim == 1:
-        if arr.dtype.kind == "f":
+        if arr.dtype.kind == "f":  # noqa: SIM102 - the float case of the label checks that follow
             if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
                 raise ValueError(
                     f"{name} is 1-D, so it is read as class labels, but it holds non-integer or "

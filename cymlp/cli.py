@@ -92,7 +92,8 @@ def _int_list(text):
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 256,128; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 256,128; got {text!r}") from None
     if not values or any(value < 1 for value in values):
         raise argparse.ArgumentTypeError(f"expected positive integers like 256,128; got {text!r}")
     return tuple(values)

@@ -31,9 +31,9 @@ results are averaged, a warning is issued, and the lost shard is sent again
 
 import math
 import time
-from concurrent.futures import CancelledError
 import uuid
 import warnings
+from concurrent.futures import CancelledError
 
 import numpy as np
 
@@ -238,6 +238,9 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
         X_val, y_val = validation_data
         X_val, y_val = net._check_Xy(X_val, y_val)[0], y_val
     callbacks = list(callbacks or [])
+    if strategy == "sync" and any(net.dropout):
+        raise ValueError("strategy='sync' computes plain gradients, without dropout; use "
+                         "strategy='average' for a network with dropout, or set net.dropout = 0")
 
     own_cluster = client is None
     if own_cluster:
@@ -602,7 +605,7 @@ class _Run:
     def close(self):
         try:
             self.client.run(_forget, self.run_id)
-        except Exception:   # noqa: BLE001 - best effort on a cluster that may be gone
+        except Exception:
             pass
 
 

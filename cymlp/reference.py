@@ -203,7 +203,7 @@ def backprop(weights, biases, hidden, output, loss, X, Y, sample_weight=None, ma
         delta = delta * (sample_weight * (n / np.sum(sample_weight)))[:, None].astype(delta.dtype)
     for l in range(len(weights) - 1, -1, -1):
         layer_input = activations[l]
-        if masks is not None and 0 < l:
+        if masks is not None and l > 0:
             layer_input = layer_input * masks[l - 1]                    # ã^{l}
         grads_b[l] = delta.sum(axis=0) / n                              # BP3
         grads_w[l] = delta.T @ layer_input / n                          # BP4

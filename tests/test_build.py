@@ -25,7 +25,7 @@ if int(setuptools.__version__.split(".")[0]) < 77:
     pytest.skip("needs setuptools >= 77 (pyproject.toml's SPDX license)", allow_module_level=True)
 
 sys.path.insert(0, str(ROOT))
-from _build_helpers import openmp  # noqa: E402
+from _build_helpers import openmp
 
 REAL_CC = shutil.which("cc") or shutil.which("gcc")
 needs_cc = pytest.mark.skipif(REAL_CC is None or sys.platform == "win32",

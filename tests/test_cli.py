@@ -10,11 +10,11 @@ import tempfile
 
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 import cymlp
 from cymlp import cli, datasets
 from cymlp.datasets import write_idx
-from conftest import subprocess_env
 
 BACKENDS = cymlp.available_backends()
 ACCURACY = re.compile(r"test accuracy (\d\.\d+)")

@@ -5,6 +5,7 @@ Each case is checked before any training starts (issue 11, case 10).
 
 import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,7 +59,7 @@ def test_a_million_classes_is_refused_not_built(tmp_path, capsys):
 @pytest.mark.parametrize("damage", ["truncated", "not_a_zip", "corrupt_member", "bad_header"])
 def test_a_damaged_npz_gives_one_line(tmp_path, capsys, damage):
     path = _write_npz(tmp_path / "d.npz")
-    data = bytearray(open(path, "rb").read())
+    data = bytearray(Path(path).read_bytes())
     if damage == "truncated":
         data = data[: len(data) // 2]
     elif damage == "not_a_zip":
@@ -68,14 +69,14 @@ def test_a_damaged_npz_gives_one_line(tmp_path, capsys, damage):
         rng = np.random.default_rng(0)
         np.savez_compressed(compressed, X_train=rng.random((40, 5)), y_train=np.arange(40) % 3,
                             X_test=rng.random((10, 5)), y_test=np.arange(10) % 3)
-        data = bytearray(open(compressed, "rb").read())
+        data = bytearray(compressed.read_bytes())
         for offset in range(200, 260):        # inside the first member's deflated bytes
             data[offset] ^= 0xFF
     elif damage == "bad_header":
         start = data.index(b"{'descr'")
         end = data.index(b"}", start)
         data[end] = ord(" ")                   # the .npy header dict loses its closing brace
-    open(path, "wb").write(bytes(data))
+    Path(path).write_bytes(bytes(data))
     status, _, err = _train(capsys, "--dataset", path)
     _assert_one_line_error(status, err, "d.npz")
 

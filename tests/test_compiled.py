@@ -15,11 +15,10 @@ import itertools
 import numpy as np
 import pytest
 
-from cymlp import Network, TrainingDiverged, available_backends
-from cymlp import reference
+from cymlp import Network, TrainingDiverged, available_backends, reference
 
 _cython_backend = pytest.importorskip("cymlp._cython_backend")
-from cymlp import _kernels  # noqa: E402
+from cymlp import _kernels
 
 COMBOS = [(act, out, loss)
           for act, out, loss in itertools.product(reference.HIDDEN_ACTIVATIONS,
@@ -38,7 +37,7 @@ def tolerances(dtype):
     return dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(rtol=1e-4, atol=2e-5)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def data(output, n_rows=N_ROWS, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n_rows, SIZES[0]))
@@ -56,7 +55,7 @@ def make_pair(act, out, loss, dtype, sizes=SIZES, seed=1):
     return ref, ref.copy(backend="cython")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def numpy_fit(act, out, loss, dtype, batch_size, opt_items, epochs=2):
     """Weights and history of the reference fit (cached: shared by modes and thread counts)."""
     net, _ = make_pair(act, out, loss, dtype)

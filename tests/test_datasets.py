@@ -239,7 +239,7 @@ def test_fashion_mnist_search_order_finds_files(no_default_fashion_mnist, where,
     X_train, y_train, X_test, y_test = load_fashion_mnist(path, dtype="float64")
     assert X_train.shape == (12, 784) and X_test.shape == (5, 784)
     assert X_train.dtype == np.float64 and y_train.dtype == np.int64
-    assert 0 <= X_train.min() and X_train.max() <= 1
+    assert X_train.min() >= 0 and X_train.max() <= 1
 
 
 def test_fashion_mnist_rejects_images_and_labels_that_do_not_match(no_default_fashion_mnist):
@@ -279,7 +279,7 @@ def test_make_random_classification_is_seeded_with_requested_shape_and_dtype():
     X, y = make_random_classification(50, 7, 3, seed=4, dtype="float32")
     assert X.shape == (50, 7) and X.dtype == np.float32
     assert y.shape == (50,) and y.dtype == np.int64
-    assert 0 <= X.min() and X.max() < 1 and set(np.unique(y)) <= {0, 1, 2}
+    assert X.min() >= 0 and X.max() < 1 and set(np.unique(y)) <= {0, 1, 2}
     X2, y2 = make_random_classification(50, 7, 3, seed=4, dtype="float32")
     np.testing.assert_array_equal(X, X2)
     np.testing.assert_array_equal(y, y2)

@@ -12,14 +12,12 @@ import pytest
 pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
-import cymlp  # noqa: E402
-from cymlp.datasets import load_digits  # noqa: E402
-from conftest import CYMLP_PARENT  # noqa: E402
+from conftest import CYMLP_PARENT
+from distributed import Client, LocalCluster
 
-from distributed import Client, LocalCluster  # noqa: E402
-from cymlp.distributed import fit_distributed  # noqa: E402
-
-
+import cymlp
+from cymlp.datasets import load_digits
+from cymlp.distributed import fit_distributed
 
 
 def _cluster(n_workers=2, **kwargs):
@@ -199,6 +197,7 @@ def test_a_worker_without_cymlp_is_named(digits, tmp_path):
 
 def test_importing_cymlp_does_not_import_dask():
     import subprocess
+
     from conftest import subprocess_env
     code = "import sys, cymlp; sys.exit('distributed' in sys.modules or 'dask' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], env=subprocess_env(), timeout=60).returncode == 0
@@ -207,6 +206,7 @@ def test_importing_cymlp_does_not_import_dask():
 def test_cli_trains_on_a_local_cluster(tmp_path):
     import re
     import subprocess
+
     from conftest import subprocess_env
     result = subprocess.run([sys.executable, "-m", "cymlp", "train", "--workers", "2", "--threads", "1",
                              "--epochs", "8", "--no-progress"], cwd=tmp_path, env=subprocess_env(),

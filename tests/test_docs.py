@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 DOC_FILES = [ROOT / "README.md"] + sorted(DOCS.glob("*.md"))
 OPTIONAL = ("matplotlib", "sklearn", "dask", "distributed", "torch")
-FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$",
-                   re.MULTILINE | re.DOTALL)
+FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)\n"
+                   r"(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
 def code_blocks(path):
@@ -62,7 +62,7 @@ def test_python_blocks_run(path, tmp_path, monkeypatch):
             continue
         code = compile(body, f"{path.name}:{line}", "exec")
         with contextlib.redirect_stdout(io.StringIO()):
-            exec(code, namespace)  # noqa: S102 (running the docs is the point)
+            exec(code, namespace)
         ran += 1
     if skipped:
         pytest.skip(f"ran {ran} block(s); skipped {', '.join(skipped)}")

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-import cymlp  # noqa: E402
-from cymlp import Network, TrainingDiverged  # noqa: E402
+import cymlp
+from cymlp import Network, TrainingDiverged
 
 BACKENDS = cymlp.available_backends()
 DOCUMENTED = (ValueError, TypeError, TrainingDiverged)

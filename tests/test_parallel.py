@@ -17,13 +17,13 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import interrupt_training_child, subprocess_env
+
 from cymlp import Network, TrainingDiverged
 from cymlp.datasets import load_digits
 
 _cython_backend = pytest.importorskip("cymlp._cython_backend")
-from cymlp import _kernels, _threads  # noqa: E402
+from cymlp import _kernels, _threads
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
 ENV = subprocess_env(PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
@@ -356,6 +356,7 @@ def test_bench_strategies_quick_reports_every_strategy(tmp_path):
 
 def test_bench_strategies_skips_fashion_mnist_cleanly_when_absent(monkeypatch, capsys):
     import argparse
+
     from cymlp import datasets
     from cymlp.bench import strategies as bench_strategies
 

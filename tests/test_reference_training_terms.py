@@ -65,7 +65,7 @@ def test_weighted_gradient_matches_finite_differences(hidden, output, loss):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_all_ones_weights_reproduce_the_unweighted_gradient_bit_for_bit(dtype):
-    weights, biases = (list(map(lambda a: a.astype(dtype), part)) for part in _params())
+    weights, biases = ([a.astype(dtype) for a in part] for part in _params())
     X, Y = (a.astype(dtype) for a in _batch(n=49))
     plain = reference.backprop(weights, biases, "tanh", "softmax", "cross_entropy", X, Y)
     ones = reference.backprop(weights, biases, "tanh", "softmax", "cross_entropy", X, Y,

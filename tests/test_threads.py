@@ -60,7 +60,7 @@ def test_two_fits_in_threads_leave_blas_as_they_found_it(two_blas_threads):
             barrier.wait(timeout=30)
             Network([32, 64, 3], n_threads=n_threads, seed=0).fit(
                 X, y, epochs=3, batch_size=32, parallel=parallel, callbacks=[callback])
-        except Exception as exc:  # noqa: BLE001  (reported below)
+        except Exception as exc:
             errors.append(exc)
     threads = [threading.Thread(target=fit, args=("hogwild", 2)),
                threading.Thread(target=fit, args=("sync", 2))]

@@ -296,7 +296,7 @@ def _measure_group(case, data, impls, threads, epochs, repeats, settle_seconds, 
                 run, warm, predict = _sklearn_runner(case, data, weights, biases, threads, epochs, records[name])
             else:
                 run, warm, predict = _torch_runner(case, data, weights, biases, threads, epochs, records[name])
-        except Exception as exc:  # noqa: BLE001  (one broken peer must not end the run)
+        except Exception as exc:
             failures.append({"case": case.name, "dtype": dtype.name, "threads": threads, "impl": name,
                                  "error": f"{type(exc).__name__}: {exc}"})
             continue
@@ -317,7 +317,8 @@ def _measure_group(case, data, impls, threads, epochs, repeats, settle_seconds, 
         per_epoch = [t / epochs for t in samples]
         epoch, spread = summary(per_epoch)
         row = {"case": case.name, "dtype": dtype.name, "threads": threads, "impl": name, "epoch_seconds": epoch,
-                   "spread": spread, "step_seconds": epoch / steps, "steps_per_epoch": steps, "epochs_per_repeat": epochs,
+                   "spread": spread, "step_seconds": epoch / steps, "steps_per_epoch": steps,
+                   "epochs_per_repeat": epochs,
                    "repeats": len(samples), "samples_epoch_seconds": per_epoch, "floor_ratio": epoch / floor,
                    "load_average": load}
         loop = records.get(name, {}).get("epoch_loop_seconds")
@@ -326,7 +327,7 @@ def _measure_group(case, data, impls, threads, epochs, repeats, settle_seconds, 
         if data["X_test"] is not None and predictors.get(name) is not None:
             try:
                 row["test_accuracy"] = float(np.mean(predictors[name](data["X_test"]) == data["y_test"]))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log(f"bench:   {name} predict failed: {exc}")
         rows.append(row)
     return rows

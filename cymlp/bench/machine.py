@@ -95,7 +95,7 @@ def machine_info():
         config = config_info()
         info["openmp"] = config.get("openmp")
         info["compiled_path"] = config.get("compiled_path", "built")
-    except Exception as exc:  # noqa: BLE001  (the compiled path may be half-built while being written
+    except Exception as exc:
         info["compiled_path"] = f"config_info failed: {exc}"
     try:
         import threadpoolctl

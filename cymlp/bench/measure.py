@@ -98,7 +98,7 @@ def interleaved(runners, repeats, warmup=True, settle_seconds=SETTLE_SECONDS, on
             t0 = time.perf_counter()
             seconds = fn()
             return time.perf_counter() - t0 if seconds is None else seconds
-        except Exception as exc:  # noqa: BLE001  (one broken runner must not end the benchmark)
+        except Exception as exc:
             alive.pop(name, None)
             if on_error is not None:
                 on_error(name, exc)
@@ -229,7 +229,8 @@ def gemm_roofline(case, dtype, threads, quick=False):
                 for _ in range(reps):
                     np.matmul(a, b, out=out)
                 best = min(best, (time.perf_counter() - t0) / reps)
-            per_gemm.append({"name": name, "m": m, "k": k, "n": n, "seconds": best, "gflops": 2 * m * k * n / best / 1e9})
+            per_gemm.append({"name": name, "m": m, "k": k, "n": n, "seconds": best,
+                             "gflops": 2 * m * k * n / best / 1e9})
     seconds = sum(g["seconds"] for g in per_gemm)
     flops = case.flops_per_example * case.batch_size
     return {"case": case.name, "dtype": dtype.name, "threads": threads, "seconds_per_step": seconds,

@@ -289,14 +289,15 @@ def run(args):
                     try:
                         runner = impl.prepare(problem, t)
                         m = measure(runner, case.max_block_steps, budget)
-                    except Exception as exc:  # noqa: BLE001  (one broken implementation must not end the run)
+                    except Exception as exc:
                         failures.append({"case": case.name, "dtype": dtype, "threads": t, "impl": impl.name,
                                              "error": f"{type(exc).__name__}: {exc}"})
                         log(f"bench:   failed: {type(exc).__name__}: {exc}")
                         continue
                     step, spread = summary(m["step_seconds"])
                     flops = case.flops_per_example * case.batch_size
-                    row = {"case": case.name, "dtype": dtype, "threads": t, "impl": impl.name, "data": problem.data_source,
+                    row = {"case": case.name, "dtype": dtype, "threads": t, "impl": impl.name,
+                           "data": problem.data_source,
                                "step_seconds": step, "spread": spread, "epoch_seconds": step * case.steps_per_epoch,
                                "examples_per_second": case.batch_size / step, "gflops": flops / step / 1e9,
                                "roofline_fraction": (roof["seconds_per_step"] / step) if roof else float("nan"),

@@ -141,7 +141,8 @@ def _table(rows, case):
         ("threads", "threads", "r"),
         ("examples/s", lambda r: f"{r['examples_per_second']:,.0f}", "r"),
         ("× sync 1 thr", lambda r: f"{r['speedup']:.2f}×", "r"),
-        (f"time to {case.target:.2f}", lambda r: "–" if r["time_to_target"] is None else fmt_time(r["time_to_target"]), "r"),
+        (f"time to {case.target:.2f}",
+         lambda r: "–" if r["time_to_target"] is None else fmt_time(r["time_to_target"]), "r"),
         ("epochs to it", lambda r: "–" if r["epochs_to_target"] is None else f"{r['epochs_to_target']:g}", "r"),
         ("reached", "reached", "r"),
         ("final test acc (range)", lambda r: f"{r['final_accuracy']:.4f}" + (
