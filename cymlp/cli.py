@@ -50,14 +50,24 @@ import argparse
 import importlib
 import json
 import math
-import os
 import sys
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import datasets, reference
+from . import reference
+from ._cli_data import (  # noqa: F401  (names kept importable from cymlp.cli)
+    MAX_CLASSES,
+    CommandError,
+    _check_output_path,
+    _fold_standardization,
+    _load_npz,
+    _n_classes,
+    _unfold_standardization,
+    load_dataset,
+)
+from ._cli_distributed import _check_distributed_args, _fit_on_dask
 from .network import LR_SCHEDULES, OPTIMIZERS, PARALLEL_STRATEGIES, Network, TrainingDiverged
 
 # Subcommands living in their own modules, each exposing add_parser(subparsers).
@@ -79,10 +89,6 @@ GENERIC_DEFAULTS = dict(hidden=(100,), epochs=10, batch_size=64, optimizer="sgd"
                         lr_schedule="constant", weight_decay=0.0, standardize=False)
 # The learning rate when --optimizer differs from the data set's default optimizer.
 OPTIMIZER_DEFAULT_LR = {"sgd": 0.05, "adam": 0.001}
-
-
-class CommandError(Exception):
-    """A problem to report as one message and exit status 1."""
 
 
 # ------------------------------------------------------------------ argument types
@@ -116,109 +122,6 @@ def _number(kind, low, *, low_open=False, high=None, high_open=False):
             raise argparse.ArgumentTypeError(f"must be in {lo}, {hi}; got {text}")
         return value
     return parse
-
-
-# ------------------------------------------------------------------ data sets
-
-
-def load_dataset(spec, dtype, seed):
-    """Load ``--dataset``: returns ``(name, X_train, y_train, X_test, y_test)``."""
-    if spec == "digits":
-        X_train, y_train, X_test, y_test = datasets.load_digits(
-            dtype=dtype, return_split=True, seed=0 if seed is None else seed)
-        return "digits", X_train, y_train, X_test, y_test
-    if spec in ("fashion-mnist", "fashion_mnist", "fmnist"):
-        return ("fashion-mnist",) + tuple(datasets.load_fashion_mnist(dtype=dtype))
-    if os.path.isdir(spec):
-        return (spec,) + tuple(datasets.load_fashion_mnist(spec, dtype=dtype))
-    if spec.endswith(".npz"):
-        return (spec,) + _load_npz(spec, dtype)
-    if not os.path.exists(spec):
-        raise FileNotFoundError(f"--dataset {spec!r}: no such file or folder; use digits, fashion-mnist, "
-                                f"a folder of IDX files or an .npz with X_train, y_train, X_test, y_test")
-    raise CommandError(f"--dataset {spec!r} is neither a folder of IDX files nor an .npz file")
-
-
-def _load_npz(path, dtype):
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in ("X_train", "y_train", "X_test", "y_test") if key in data}
-    except Exception as exc:  # a damaged archive raises BadZipFile, zlib.error, TokenError, MemoryError...
-        raise CommandError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
-    missing = {"X_train", "y_train", "X_test", "y_test"} - set(arrays)
-    if missing:
-        raise CommandError(f"{path}: missing arrays {', '.join(sorted(missing))}; the .npz needs "
-                           f"X_train, y_train, X_test and y_test")
-    out = []
-    for part in ("train", "test"):
-        X, y = arrays[f"X_{part}"], arrays[f"y_{part}"]
-        if X.ndim < 2 or y.ndim != 1 or len(X) != len(y):
-            raise CommandError(f"{path}: X_{part} must have one example per row and y_{part} one label "
-                               f"per row; got shapes {X.shape} and {y.shape}")
-        if y.dtype.kind not in "iu":
-            raise CommandError(f"{path}: y_{part} must hold integer class labels, got {y.dtype}")
-        if X.dtype.kind not in "biuf":
-            raise CommandError(f"{path}: X_{part} must hold real numbers (bool, integer or float), "
-                               f"got {X.dtype}")
-        if len(X) == 0 or X[0].size == 0:
-            raise CommandError(f"{path}: X_{part} is empty (shape {X.shape}); each split needs at least "
-                               f"one row and one feature")
-        scale = X.dtype == np.uint8
-        X = X.reshape(len(X), -1).astype(dtype)
-        if scale:
-            X /= 255
-        out += [X, y.astype(np.int64)]
-    if out[0].shape[1] != out[2].shape[1]:
-        raise CommandError(f"{path}: X_train has {out[0].shape[1]} features per row, X_test {out[2].shape[1]}")
-    return tuple(out)
-
-
-# More output units than this is almost always a labelling mistake (e.g. ids used as labels).
-MAX_CLASSES = 10_000
-
-
-def _n_classes(y_train, *other_labels):
-    """The number of classes k, given labels 0..k-1; CommandError for labels the CLI cannot train on."""
-    label_arrays = (y_train, *other_labels)
-    low = min(int(y.min()) for y in label_arrays)
-    if low < 0:
-        raise CommandError(f"class labels must be 0..k-1; found {low}")
-    high = max(int(y.max()) for y in label_arrays)
-    if high >= MAX_CLASSES:
-        raise CommandError(f"class labels must be 0..k-1 with k at most {MAX_CLASSES:,} (one output unit "
-                           f"per class); found the label {high:,}. Map your labels to 0..k-1 first, "
-                           f"e.g. with numpy.unique(y, return_inverse=True)")
-    if len(np.unique(y_train)) < 2:
-        raise CommandError(f"the training labels hold a single class ({int(y_train[0])}); a classifier "
-                           f"needs examples of at least two classes: check the data set's y_train")
-    return high + 1
-
-
-def _check_output_path(option, path):
-    """Fail before training, not after, when ``path`` cannot be written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise CommandError(f"{option} {path}: is a folder; give a file name")
-    if not os.path.isdir(folder):
-        raise CommandError(f"{option} {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise CommandError(f"{option} {path}: the folder {folder} is not writable")
-
-
-def _fold_standardization(net, mean, std):
-    """Make ``net`` take raw inputs: z = W (x - mean)/std + b = (W/std) x + (b - W mean/std)."""
-    W, b = net.weights[0], net.biases[0]
-    W64 = W.astype(np.float64) / std
-    b[...] = b.astype(np.float64) - W64 @ mean
-    W[...] = W64
-
-
-def _unfold_standardization(net, mean, std):
-    """The inverse of :func:`_fold_standardization` (to rounding): back to standardized inputs."""
-    W, b = net.weights[0], net.biases[0]
-    W64 = W.astype(np.float64) * std
-    b[...] = b.astype(np.float64) + W64 @ (mean / std)
-    W[...] = W64
 
 
 # The options a resumed run takes from the saved one unless the command line sets them to
@@ -572,57 +475,6 @@ def cmd_train(args):
         else:
             print("no epoch finished; nothing to plot", file=sys.stderr)
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
-
-
-def _check_distributed_args(args):
-    if args.workers is not None and args.scheduler is not None:
-        raise CommandError("--workers starts a local Dask cluster and --scheduler uses an existing one; "
-                           "give one of them")
-    if args.early_stopping:
-        raise CommandError("--early-stopping is not available with --workers/--scheduler")
-    if getattr(args, "resume", None):
-        raise CommandError("--resume continues a single-process run; it is not available with "
-                           "--workers/--scheduler")
-    if args.parallel != "sync":
-        raise CommandError("--parallel chooses threads inside one process; with --workers/--scheduler "
-                           "use --strategy")
-    for option in ("dropout", "class_weight", "clip_norm"):
-        if getattr(args, option, None):
-            raise CommandError(f"--{option.replace('_', '-')} trains in a single process; it is not "
-                               f"available with --workers/--scheduler")
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        raise CommandError("--workers/--scheduler need Dask: pip install 'cymlp[distributed]'") from None
-
-
-def _fit_on_dask(args, s, net, X, y, reporter):
-    """``cymlp train --workers N`` / ``--scheduler ADDRESS``: fit_distributed with the CLI's settings."""
-    from distributed import Client
-
-    from .distributed import fit_distributed
-    validation_data = None
-    if args.validation_fraction:
-        split = np.random.default_rng(args.seed).permutation(len(X))
-        n_val = max(1, int(round(args.validation_fraction * len(X))))
-        validation_data = (X[split[:n_val]], y[split[:n_val]])
-        X, y = X[split[n_val:]], y[split[n_val:]]
-    client = None
-    if args.scheduler is not None:
-        try:
-            client = Client(args.scheduler, timeout=30)
-        except OSError as exc:
-            raise CommandError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from None
-    try:
-        fit_distributed(net, X, y, client=client, n_workers=args.workers, threads_per_worker=args.threads,
-                        strategy=args.strategy, average_every=args.average_every, epochs=s["epochs"],
-                        batch_size=s["batch_size"], lr=s["lr"], lr_schedule=s["lr_schedule"], seed=args.seed,
-                        validation_data=validation_data, callbacks=[reporter.epoch_done],
-                        optimizer=s["optimizer"], momentum=s["momentum"], nesterov=args.nesterov,
-                        weight_decay=s["weight_decay"])
-    finally:
-        if client is not None:
-            client.close()
 
 
 def _threads_text(net):
