@@ -36,10 +36,15 @@ What matches scikit-learn exactly, and what does not
   ``MLPRegressor(loss="poisson")`` (clear errors); sparse input (convert with
   ``.toarray()``); ``sample_weight`` and the cymlp extras ``class_weight``,
   ``dropout`` and ``clip_norm`` wait for the training-state work (issue 14).
-- ``partial_fit`` does one epoch over the given rows like scikit-learn's, but
-  the optimizer state (momentum, Adam moments) restarts at each call until the
-  network can carry it (issue 14); ``warm_start`` restarts it in scikit-learn
-  too, so ``warm_start`` already behaves the same.
+- ``partial_fit`` does one epoch over the given rows like scikit-learn's and,
+  like it, keeps the optimizer state (momentum velocity, Adam's moments and
+  step count, the learning rate of ``"invscaling"``/``"adaptive"``) from call
+  to call, in the network's ``training_state_`` (tested against scikit-learn
+  with momentum and Adam).  ``fit`` starts a fresh optimizer, ``warm_start``
+  included, as scikit-learn does.  Changing an optimizer setting with
+  ``set_params`` between ``partial_fit`` calls starts a fresh state (scikit-learn
+  keeps using its first optimizer); so does ``parallel`` other than ``"sync"``
+  on several threads, which keeps one state per worker.
 
 Threads: ``n_threads=None`` uses every core the process may use, and follows
 ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits`` like scikit-learn's
@@ -47,6 +52,7 @@ own OpenMP estimators, so joblib workers (``GridSearchCV(n_jobs=...)``) do not
 oversubscribe the machine.
 """
 
+import dataclasses
 import itertools
 import numbers
 import warnings
@@ -61,6 +67,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._training import OptimizerConfig
 from .network import PARALLEL_STRATEGIES, Network
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -330,7 +337,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         try:
             self._run_epochs(X, Y, 1 if incremental else self.max_iter, batch_size,
-                             self.alpha / batch_size, end_of_epoch)
+                             self.alpha / batch_size, end_of_epoch, incremental)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
         if not stopped and not incremental and self.n_iter_ == self.max_iter:
@@ -340,23 +347,44 @@ class _BaseMLP(BaseEstimator):
             for target, best in zip(self._net.weights + self._net.biases, self._best_params):
                 target[...] = best
 
-    def _run_epochs(self, X, Y, epochs, batch_size, weight_decay, end_of_epoch):
+    def _run_epochs(self, X, Y, epochs, batch_size, weight_decay, end_of_epoch, incremental):
         """The one place the network trains.
 
-        ISSUE 14: until Network keeps its optimizer state, every call restarts
-        momentum and Adam's moments.  When it lands, ``partial_fit`` (epochs == 1
-        from ``_fit(incremental=True)``) should call ``net.partial_fit`` /
-        ``fit(..., resume=True)`` here, and ``sample_weight``, ``class_weight``,
-        ``dropout`` and ``clip_norm`` be passed through here and in
-        ``_build_network``.
+        ``fit`` starts a fresh optimizer state (as scikit-learn does, with
+        ``warm_start`` too); ``partial_fit`` continues the network's
+        ``training_state_`` (momentum, Adam's moments and step count) like
+        scikit-learn's, which keeps its ``_optimizer`` between calls.
         """
+        momentum = self.momentum if self.solver == "sgd" else 0.0
+        resume = incremental and self._can_resume(momentum, weight_decay)
         self._net.fit(X, Y, epochs=epochs, batch_size=batch_size, lr=self.learning_rate_init,
-                      momentum=self.momentum if self.solver == "sgd" else 0.0,
-                      nesterov=bool(self.nesterovs_momentum), weight_decay=weight_decay,
-                      shuffle=bool(self.shuffle), optimizer=self.solver,
+                      momentum=momentum, nesterov=bool(self.nesterovs_momentum),
+                      weight_decay=weight_decay, shuffle=bool(self.shuffle), optimizer=self.solver,
                       lr_schedule=lambda epoch, epochs, lr: self._learning_rate,
                       beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon,
-                      callbacks=[end_of_epoch], parallel=self.parallel)
+                      callbacks=[end_of_epoch], parallel=self.parallel, resume=resume)
+
+    def _can_resume(self, momentum, weight_decay):
+        """Whether ``partial_fit`` can continue the network's optimizer state.
+
+        scikit-learn keeps the optimizer it made on the first call, whatever
+        ``set_params`` changes later; cymlp refuses to resume a state made
+        with other optimizer settings, so such a change (of ``solver``,
+        ``momentum``, ``nesterovs_momentum``, ``beta_1``, ``beta_2`` or
+        ``epsilon``) starts a fresh state instead.  ``weight_decay`` is
+        ``alpha / batch_size`` and follows the rows of each call (scikit-learn
+        divides ``alpha`` by each batch's rows): it is updated in the state,
+        whose buffers do not depend on it.  ``parallel`` other than "sync" on
+        several threads keeps one state per worker and cannot resume.
+        """
+        state = self._net.training_state_
+        if state is None or (self.parallel != "sync" and self._net.effective_n_threads > 1):
+            return False
+        if state.optimizer.weight_decay != weight_decay:
+            state.optimizer = dataclasses.replace(state.optimizer, weight_decay=weight_decay)
+        wanted = OptimizerConfig(self.solver, momentum, bool(self.nesterovs_momentum), weight_decay,
+                                 self.beta_1, self.beta_2, self.epsilon)
+        return state.mismatch(wanted) is None
 
     def _update_no_improvement_count(self, early_stopping, X_val, y_val):
         if early_stopping:
@@ -485,8 +513,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """One epoch of training over the given rows; returns ``self``.
 
         ``classes`` (every label that will ever appear) is required on the
-        first call and must not change afterwards.  Until issue 14 the
-        optimizer state restarts at each call (scikit-learn keeps it).
+        first call and must not change afterwards.  The optimizer state
+        (momentum, Adam's moments) carries over from call to call, as in
+        scikit-learn.
         """
         first_call = not hasattr(self, "classes_")
         if first_call:
@@ -584,7 +613,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def partial_fit(self, X, y):
         """One epoch of training over the given rows; returns ``self``.
 
-        Until issue 14 the optimizer state restarts at each call (scikit-learn keeps it).
+        The optimizer state (momentum, Adam's moments) carries over from call
+        to call, as in scikit-learn.
         """
         return self._fit(X, y, incremental=True)
 

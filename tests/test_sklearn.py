@@ -121,7 +121,7 @@ def test_warm_start_and_partial_fit_follow_sklearn(digits):
     theirs = SkMLPClassifier(**EXACT, solver="sgd", max_iter=3, warm_start=True).fit(X, y).fit(X, y)
     assert max_param_diff(ours, theirs) < 1e-10
     assert ours.t_ == theirs.t_ == 6 * len(X) and len(ours.loss_curve_) == 6 and ours.n_iter_ == 3
-    # partial_fit: exact without optimizer state (momentum 0) until issue 14 keeps it
+    # partial_fit with momentum 0: exact (the optimizer state is checked below)
     ours = MLPClassifier(**EXACT, solver="sgd", momentum=0)
     theirs = SkMLPClassifier(**EXACT, solver="sgd", momentum=0)
     for rows in (slice(0, 200), slice(200, 400), slice(0, 400)):
@@ -129,6 +129,56 @@ def test_warm_start_and_partial_fit_follow_sklearn(digits):
         theirs.partial_fit(X[rows], y[rows], classes=np.arange(10))
     assert max_param_diff(ours, theirs) < 1e-10
     assert ours.t_ == theirs.t_ == 800 and ours.n_iter_ == 1
+
+
+# calls of 200, 200, 400, 50 and 400 rows: with batch_size "auto" the batches
+# (and alpha / batch_size) change between calls
+PARTIAL_FIT_ROWS = (slice(0, 200), slice(200, 400), slice(0, 400), slice(100, 150), slice(0, 400))
+
+
+@pytest.mark.parametrize("params", [
+    {"solver": "sgd", "learning_rate_init": 0.1},                          # Nesterov momentum
+    {"solver": "sgd", "nesterovs_momentum": False, "alpha": 0.01, "batch_size": "auto"},
+    {"solver": "adam"},
+], ids=["nesterov", "momentum+alpha+auto-batch", "adam"])
+def test_partial_fit_keeps_the_optimizer_state_like_sklearn(params):
+    # the data of the Adam test above (Adam's epsilon enters differently: see there)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 10))
+    y = (X[:, 0] + X[:, 1] ** 2 > 1).astype(int)
+    ours = MLPClassifier(**{**EXACT, **params})
+    theirs = SkMLPClassifier(**{**EXACT, **params})
+    for rows in PARTIAL_FIT_ROWS:
+        ours.partial_fit(X[rows], y[rows], classes=[0, 1])
+        theirs.partial_fit(X[rows], y[rows], classes=[0, 1])
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+    moved = max(float(np.abs(c).max()) for c in theirs.coefs_)
+    tolerance = 1e-4 * moved if params["solver"] == "adam" else 1e-10
+    assert max_param_diff(ours, theirs) < tolerance
+    sizes = [rows.stop - rows.start for rows in PARTIAL_FIT_ROWS]
+    assert ours.t_ == theirs.t_ == sum(sizes)
+    state = ours.network_.training_state_
+    batch = 200 if params.get("batch_size") == "auto" else EXACT["batch_size"]
+    steps = sum(-(-n // min(batch, n)) for n in sizes)
+    assert state.epoch == len(PARTIAL_FIT_ROWS) and state.step == steps   # one state throughout
+    # fit after partial_fit starts a fresh optimizer, in both
+    ours.set_params(max_iter=2).fit(X, y)
+    theirs.set_params(max_iter=2).fit(X, y)
+    assert max_param_diff(ours, theirs) < tolerance
+
+
+def test_partial_fit_after_a_change_of_optimizer_settings_starts_afresh():
+    X = np.random.default_rng(0).standard_normal((100, 4))
+    y = (X[:, 0] > 0).astype(int)
+    est = MLPClassifier((8,), solver="sgd", random_state=0).partial_fit(X, y, classes=[0, 1])
+    assert est.network_.training_state_.step == 1
+    est.partial_fit(X, y)
+    assert est.network_.training_state_.step == 2
+    est.set_params(momentum=0.5).partial_fit(X, y)          # refused by resume: a fresh state
+    assert est.network_.training_state_.step == 1
+    assert est.network_.training_state_.optimizer.momentum == 0.5
+    est.set_params(solver="adam").partial_fit(X, y)
+    assert est.network_.training_state_.optimizer.name == "adam"
 
 
 def test_partial_fit_needs_classes_first_and_rejects_new_ones(digits):
