@@ -32,14 +32,30 @@ What matches scikit-learn exactly, and what does not
   only, as in scikit-learn) change the rate between epochs like scikit-learn.
   SGD momentum keeps its velocity in gradient units (``v = mu v + g``,
   ``W -= lr v``), scikit-learn in step units; identical while the rate is constant.
+- **sample_weight** (``fit``, ``partial_fit``, ``score``): each batch minimises
+  the weighted mean loss, as in scikit-learn (tested to rounding).  scikit-learn
+  divides ``alpha`` by each batch's weight sum; cymlp uses
+  ``weight_decay = alpha / (batch_size * mean weight)``, the same for one batch
+  or equal weights, close otherwise.  ``early_stopping`` splits the weights
+  with the rows and weighs the validation score.  A zero weight removes a row.
+- **cymlp extras**: ``dropout`` (``Network(dropout=)``: inverted dropout on the
+  hidden layers while training, one rate or one per hidden layer),
+  ``clip_norm`` (the mean gradient is scaled down to this global norm), and
+  for the classifier ``class_weight`` (None, a dict ``{label: weight}`` with
+  the labels of ``y``, or ``"balanced"``: ``n / (n_classes * count)`` over the
+  rows of the call), applied as per-row factors on ``sample_weight``.
 - **Not (yet) supported**: ``solver="lbfgs"``, ``activation="identity"``,
   ``MLPRegressor(loss="poisson")`` (clear errors); sparse input (convert with
-  ``.toarray()``); ``sample_weight`` and the cymlp extras ``class_weight``,
-  ``dropout`` and ``clip_norm`` wait for the training-state work (issue 14).
-- ``partial_fit`` does one epoch over the given rows like scikit-learn's, but
-  the optimizer state (momentum, Adam moments) restarts at each call until the
-  network can carry it (issue 14); ``warm_start`` restarts it in scikit-learn
-  too, so ``warm_start`` already behaves the same.
+  ``.toarray()``).
+- ``partial_fit`` does one epoch over the given rows like scikit-learn's and,
+  like it, keeps the optimizer state (momentum velocity, Adam's moments and
+  step count, the learning rate of ``"invscaling"``/``"adaptive"``) from call
+  to call, in the network's ``training_state_`` (tested against scikit-learn
+  with momentum and Adam).  ``fit`` starts a fresh optimizer, ``warm_start``
+  included, as scikit-learn does.  Changing an optimizer setting with
+  ``set_params`` between ``partial_fit`` calls starts a fresh state (scikit-learn
+  keeps using its first optimizer); so does ``parallel`` other than ``"sync"``
+  on several threads, which keeps one state per worker.
 
 Threads: ``n_threads=None`` uses every core the process may use, and follows
 ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits`` like scikit-learn's
@@ -47,6 +63,7 @@ own OpenMP estimators, so joblib workers (``GridSearchCV(n_jobs=...)``) do not
 oversubscribe the machine.
 """
 
+import dataclasses
 import itertools
 import numbers
 import warnings
@@ -58,9 +75,17 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
+from ._training import OptimizerConfig
+from ._training_terms import check_clip_norm, check_dropout
 from .network import PARALLEL_STRATEGIES, Network
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -98,7 +123,7 @@ class _BaseMLP(BaseEstimator):
 
     Every call into the :class:`cymlp.Network` goes through :meth:`_build_network`
     (construction), :meth:`_run_epochs` (training) and :meth:`_forward`
-    (prediction), so that the training-state features (issue 14) land in one place.
+    (prediction), so that the network's options are set in one place.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
@@ -107,7 +132,7 @@ class _BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype=None, n_threads=None, parallel="sync"):
+                 dtype=None, n_threads=None, parallel="sync", dropout=0.0, clip_norm=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -134,6 +159,8 @@ class _BaseMLP(BaseEstimator):
         self.dtype = dtype
         self.n_threads = n_threads
         self.parallel = parallel
+        self.dropout = dropout
+        self.clip_norm = clip_norm
 
     # -- parameters --------------------------------------------------------------
 
@@ -189,6 +216,8 @@ class _BaseMLP(BaseEstimator):
                                  f"else becomes float64), 'float32' or 'float64'; got {self.dtype!r}")
         if self.parallel not in PARALLEL_STRATEGIES:
             raise ValueError(f"parallel must be one of {PARALLEL_STRATEGIES}; got {self.parallel!r}")
+        check_dropout(self.dropout, [0, *hidden, 0])
+        check_clip_norm(self.clip_norm)
         return hidden
 
     def _fit_dtype(self):
@@ -199,17 +228,22 @@ class _BaseMLP(BaseEstimator):
 
     # -- fit -------------------------------------------------------------------------
 
-    def fit(self, X, y):
-        """Fit the model to ``X`` (n_samples, n_features) and ``y``; returns ``self``."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to ``X`` (n_samples, n_features) and ``y``; returns ``self``.
 
-    def _fit(self, X, y, incremental):
+        ``sample_weight`` (n_samples,), weights >= 0: each mini-batch minimises
+        the weighted mean loss, as in scikit-learn (see the module docstring).
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, incremental):
         hidden = self._check_params()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "_net") or (not self.warm_start and not incremental)
         dtype = self._fit_dtype() if first_pass else self._net.dtype
         X, Y = self._validate_input(X, y, incremental, reset=first_pass, dtype=dtype)
+        sample_weight = self._row_weights(sample_weight, X, Y)
         init = None
         if first_pass:
             self._random_state = check_random_state(self.random_state)
@@ -217,8 +251,14 @@ class _BaseMLP(BaseEstimator):
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} outputs but the model was fitted with "
                              f"{self.n_outputs_}; use warm_start=False to start afresh")
-        self._fit_stochastic(X, Y, incremental, init)
+        self._fit_stochastic(X, Y, sample_weight, incremental, init)
         return self
+
+    def _row_weights(self, sample_weight, X, Y):
+        """The rows' weights (float64 (n,)) from ``sample_weight``, or None."""
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True)
+        return sample_weight
 
     def _initialize(self, n_features, hidden, n_outputs, dtype):
         """Reset the fitted state and draw the initial parameters as scikit-learn does."""
@@ -255,20 +295,24 @@ class _BaseMLP(BaseEstimator):
         """The one place a Network is constructed (its seed drives the epoch shuffles)."""
         net = Network(sizes, activation=_ACTIVATIONS[self.activation],
                       output=_OUT_ACTIVATIONS[self.out_activation_], loss=self._network_loss(),
-                      dtype=dtype, n_threads=self.n_threads, seed=seed)
+                      dtype=dtype, n_threads=self.n_threads, seed=seed, dropout=self.dropout)
         for W, b, (coef, intercept) in zip(net.weights, net.biases, params):
             W[...] = coef.T
             b[...] = intercept
         return net
 
-    def _fit_stochastic(self, X, Y, incremental, init):
+    def _fit_stochastic(self, X, Y, sample_weight, incremental, init):
         early_stopping = self.early_stopping
+        w_val = None
         if early_stopping:
             # the same split as scikit-learn's (stratified for binary classification only)
             stratify = Y if self._stratify_split() else None
-            X, X_val, Y, Y_val = train_test_split(X, Y, random_state=self._random_state,
-                                                  test_size=self.validation_fraction,
-                                                  stratify=stratify)
+            arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
+            parts = train_test_split(*arrays, random_state=self._random_state,
+                                     test_size=self.validation_fraction, stratify=stratify)
+            X, X_val, Y, Y_val = parts[:4]
+            if sample_weight is not None:
+                sample_weight, w_val = parts[4:]
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
@@ -281,6 +325,7 @@ class _BaseMLP(BaseEstimator):
             self._net = self._build_network(sizes, params, X.dtype, seed)
             self._best_params = None
         self._net.n_threads = self.n_threads        # set_params between warm-started fits
+        self._net.dropout = self.dropout
         if not incremental:
             self._learning_rate = self.learning_rate_init   # a fresh optimizer, as scikit-learn
         n_samples = X.shape[0]
@@ -292,6 +337,11 @@ class _BaseMLP(BaseEstimator):
                               "It is going to be clipped", UserWarning, stacklevel=3)
             batch_size = min(self.batch_size, n_samples)
         n_batches = -(-n_samples // batch_size)
+        # scikit-learn divides alpha by each batch's weight sum (its rows when
+        # unweighted): weight_decay uses the mean weight sum of a full batch
+        mean_weight = 1.0 if sample_weight is None else float(sample_weight.mean())
+        if not mean_weight > 0:
+            mean_weight = 1.0           # all weights 0: the network refuses them clearly
         loss_scale = Y.shape[1] if self.out_activation_ == "identity" else 1
         sgd = self.solver == "sgd"
         stopped = False
@@ -299,14 +349,15 @@ class _BaseMLP(BaseEstimator):
         def end_of_epoch(history):
             nonlocal stopped
             penalty = sum(float(np.dot(W.ravel(), W.ravel())) for W in self._net.weights)
-            loss = history.loss[-1] / loss_scale + n_batches * 0.5 * self.alpha * penalty / n_samples
+            loss = (history.loss[-1] / loss_scale
+                    + n_batches * 0.5 * self.alpha * penalty / (n_samples * mean_weight))
             self.n_iter_ += 1
             self.t_ += n_samples
             self.loss_ = loss
             self.loss_curve_.append(loss)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
-            self._update_no_improvement_count(early_stopping, X_val, y_val)
+            self._update_no_improvement_count(early_stopping, X_val, y_val, w_val)
             if sgd and self.learning_rate == "invscaling":
                 self._learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
             if self._no_improvement_count > self.n_iter_no_change:
@@ -329,8 +380,8 @@ class _BaseMLP(BaseEstimator):
 
         self.n_iter_ = 0
         try:
-            self._run_epochs(X, Y, 1 if incremental else self.max_iter, batch_size,
-                             self.alpha / batch_size, end_of_epoch)
+            self._run_epochs(X, Y, sample_weight, 1 if incremental else self.max_iter, batch_size,
+                             self.alpha / (batch_size * mean_weight), end_of_epoch, incremental)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
         if not stopped and not incremental and self.n_iter_ == self.max_iter:
@@ -340,27 +391,51 @@ class _BaseMLP(BaseEstimator):
             for target, best in zip(self._net.weights + self._net.biases, self._best_params):
                 target[...] = best
 
-    def _run_epochs(self, X, Y, epochs, batch_size, weight_decay, end_of_epoch):
+    def _run_epochs(self, X, Y, sample_weight, epochs, batch_size, weight_decay, end_of_epoch,
+                    incremental):
         """The one place the network trains.
 
-        ISSUE 14: until Network keeps its optimizer state, every call restarts
-        momentum and Adam's moments.  When it lands, ``partial_fit`` (epochs == 1
-        from ``_fit(incremental=True)``) should call ``net.partial_fit`` /
-        ``fit(..., resume=True)`` here, and ``sample_weight``, ``class_weight``,
-        ``dropout`` and ``clip_norm`` be passed through here and in
-        ``_build_network``.
+        ``fit`` starts a fresh optimizer state (as scikit-learn does, with
+        ``warm_start`` too); ``partial_fit`` continues the network's
+        ``training_state_`` (momentum, Adam's moments and step count) like
+        scikit-learn's, which keeps its ``_optimizer`` between calls.
         """
+        momentum = self.momentum if self.solver == "sgd" else 0.0
+        resume = incremental and self._can_resume(momentum, weight_decay)
         self._net.fit(X, Y, epochs=epochs, batch_size=batch_size, lr=self.learning_rate_init,
-                      momentum=self.momentum if self.solver == "sgd" else 0.0,
-                      nesterov=bool(self.nesterovs_momentum), weight_decay=weight_decay,
-                      shuffle=bool(self.shuffle), optimizer=self.solver,
+                      momentum=momentum, nesterov=bool(self.nesterovs_momentum),
+                      weight_decay=weight_decay, shuffle=bool(self.shuffle), optimizer=self.solver,
                       lr_schedule=lambda epoch, epochs, lr: self._learning_rate,
                       beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon,
-                      callbacks=[end_of_epoch], parallel=self.parallel)
+                      callbacks=[end_of_epoch], parallel=self.parallel, resume=resume,
+                      sample_weight=sample_weight, clip_norm=self.clip_norm)
 
-    def _update_no_improvement_count(self, early_stopping, X_val, y_val):
+    def _can_resume(self, momentum, weight_decay):
+        """Whether ``partial_fit`` can continue the network's optimizer state.
+
+        scikit-learn keeps the optimizer it made on the first call, whatever
+        ``set_params`` changes later; cymlp refuses to resume a state made
+        with other optimizer settings, so such a change (of ``solver``,
+        ``momentum``, ``nesterovs_momentum``, ``beta_1``, ``beta_2`` or
+        ``epsilon``) starts a fresh state instead.  ``weight_decay`` is
+        ``alpha / batch_size`` and follows the rows of each call (scikit-learn
+        divides ``alpha`` by each batch's rows): it is updated in the state,
+        whose buffers do not depend on it.  ``parallel`` other than "sync" on
+        several threads keeps one state per worker and cannot resume.
+        """
+        state = self._net.training_state_
+        if state is None or (self.parallel != "sync" and self._net.effective_n_threads > 1):
+            return False
+        if state.optimizer.weight_decay != weight_decay:
+            state.optimizer = dataclasses.replace(state.optimizer, weight_decay=weight_decay)
+        wanted = OptimizerConfig(self.solver, momentum, bool(self.nesterovs_momentum), weight_decay,
+                                 self.beta_1, self.beta_2, self.epsilon)
+        return state.mismatch(wanted) is None
+
+    def _update_no_improvement_count(self, early_stopping, X_val, y_val, w_val):
         if early_stopping:
-            score = self._score_function(y_val, self._decode(self._net.feedforward(X_val)))
+            score = self._score_function(y_val, self._decode(self._net.feedforward(X_val)),
+                                         sample_weight=w_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print(f"Validation score: {score:f}")
@@ -432,6 +507,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     parallel : {"sync", "hogwild", "average"}, default "sync"
         Multi-threaded training strategy (docs/parallel-sgd.md); only
         ``"sync"`` is deterministic.
+    dropout : float or sequence of float in [0, 1), default 0.0
+        Inverted dropout on the hidden layers while training (one rate, or one
+        per hidden layer); prediction never drops units.
+    clip_norm : float > 0 or None, default None
+        Scale each mini-batch's mean gradient down to this global norm.
+    class_weight : None, dict or "balanced", default None
+        Weights of the classes, keys as in ``y``; "balanced" weighs each class
+        by ``n_rows / (n_classes * count)``.  Multiplies ``sample_weight``.
 
     Attributes
     ----------
@@ -442,6 +525,49 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     network_ : cymlp.Network
         The trained network.
     """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=None, n_threads=None, parallel="sync", dropout=0.0, clip_norm=None,
+                 class_weight=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, dtype=dtype, n_threads=n_threads, parallel=parallel,
+            dropout=dropout, clip_norm=clip_norm)
+        self.class_weight = class_weight
+
+    def _row_weights(self, sample_weight, X, Y):
+        """``sample_weight`` times the ``class_weight`` of each row's class, or None.
+
+        ``class_weight`` follows scikit-learn's classifiers: a dict {label:
+        weight} (labels as in ``y``; missing ones weigh 1), or "balanced",
+        ``n_rows / (n_classes * count(class))`` over the rows of this call
+        (for ``partial_fit``, the rows of the call).
+        """
+        sample_weight = super()._row_weights(sample_weight, X, Y)
+        if self.class_weight is None:
+            return sample_weight
+        if not (self.class_weight == "balanced" or isinstance(self.class_weight, (dict, list))):
+            raise ValueError("class_weight must be None, 'balanced' or a dict {label: weight}; "
+                             f"got {self.class_weight!r}")
+        if isinstance(self.class_weight, dict):
+            unknown = [c for c in self.class_weight if c not in set(self.classes_.tolist())]
+            if unknown:
+                raise ValueError(f"class_weight names labels {unknown} that are not classes of "
+                                 f"y; classes_ is {self.classes_!r}")
+        labels = self._label_binarizer.inverse_transform(Y.ravel() if Y.shape[1] == 1 else Y)
+        factors = compute_sample_weight(self.class_weight, labels)
+        return factors if sample_weight is None else sample_weight * factors
 
     def _validate_input(self, X, y, incremental, reset, dtype):
         X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, order="C", reset=reset)
@@ -481,12 +607,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _score_function = staticmethod(accuracy_score)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch of training over the given rows; returns ``self``.
 
         ``classes`` (every label that will ever appear) is required on the
-        first call and must not change afterwards.  Until issue 14 the
-        optimizer state restarts at each call (scikit-learn keeps it).
+        first call and must not change afterwards.  The optimizer state
+        (momentum, Adam's moments) carries over from call to call, as in
+        scikit-learn.
         """
         first_call = not hasattr(self, "classes_")
         if first_call:
@@ -498,7 +625,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         elif classes is not None and not np.array_equal(self.classes_, unique_labels(classes)):
             raise ValueError(f"`classes={classes!r}` is not the same as on the first call to "
                              f"partial_fit, which was {self.classes_!r}")
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
         """Predicted labels: (n_samples,), or (n_samples, n_classes) indicators for multilabel y."""
@@ -528,8 +655,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     The parameters, fitted attributes and methods of
     ``sklearn.neural_network.MLPRegressor`` for ``solver`` in {"adam", "sgd"}
-    and ``loss="squared_error"``, plus ``dtype``, ``n_threads`` and
-    ``parallel`` as in :class:`MLPClassifier`.  Single- and multi-output
+    and ``loss="squared_error"``, plus ``dtype``, ``n_threads``,
+    ``parallel``, ``dropout`` and ``clip_norm`` as in :class:`MLPClassifier`.  Single- and multi-output
     targets; ``coefs_[i]`` is (n_in, n_out), a view into ``network_``.
     """
 
@@ -539,7 +666,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype=None, n_threads=None, parallel="sync"):
+                 dtype=None, n_threads=None, parallel="sync", dropout=0.0, clip_norm=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -548,7 +675,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun, dtype=dtype, n_threads=n_threads, parallel=parallel)
+            max_fun=max_fun, dtype=dtype, n_threads=n_threads, parallel=parallel,
+            dropout=dropout, clip_norm=clip_norm)
         self.loss = loss
 
     def _check_params(self):
@@ -581,12 +709,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     _score_function = staticmethod(r2_score)
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch of training over the given rows; returns ``self``.
 
-        Until issue 14 the optimizer state restarts at each call (scikit-learn keeps it).
+        The optimizer state (momentum, Adam's moments) carries over from call
+        to call, as in scikit-learn.
         """
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
         """Predictions, (n_samples,) or (n_samples, n_outputs) for 2-D training targets."""

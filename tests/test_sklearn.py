@@ -121,7 +121,7 @@ def test_warm_start_and_partial_fit_follow_sklearn(digits):
     theirs = SkMLPClassifier(**EXACT, solver="sgd", max_iter=3, warm_start=True).fit(X, y).fit(X, y)
     assert max_param_diff(ours, theirs) < 1e-10
     assert ours.t_ == theirs.t_ == 6 * len(X) and len(ours.loss_curve_) == 6 and ours.n_iter_ == 3
-    # partial_fit: exact without optimizer state (momentum 0) until issue 14 keeps it
+    # partial_fit with momentum 0: exact (the optimizer state is checked below)
     ours = MLPClassifier(**EXACT, solver="sgd", momentum=0)
     theirs = SkMLPClassifier(**EXACT, solver="sgd", momentum=0)
     for rows in (slice(0, 200), slice(200, 400), slice(0, 400)):
@@ -129,6 +129,56 @@ def test_warm_start_and_partial_fit_follow_sklearn(digits):
         theirs.partial_fit(X[rows], y[rows], classes=np.arange(10))
     assert max_param_diff(ours, theirs) < 1e-10
     assert ours.t_ == theirs.t_ == 800 and ours.n_iter_ == 1
+
+
+# calls of 200, 200, 400, 50 and 400 rows: with batch_size "auto" the batches
+# (and alpha / batch_size) change between calls
+PARTIAL_FIT_ROWS = (slice(0, 200), slice(200, 400), slice(0, 400), slice(100, 150), slice(0, 400))
+
+
+@pytest.mark.parametrize("params", [
+    {"solver": "sgd", "learning_rate_init": 0.1},                          # Nesterov momentum
+    {"solver": "sgd", "nesterovs_momentum": False, "alpha": 0.01, "batch_size": "auto"},
+    {"solver": "adam"},
+], ids=["nesterov", "momentum+alpha+auto-batch", "adam"])
+def test_partial_fit_keeps_the_optimizer_state_like_sklearn(params):
+    # the data of the Adam test above (Adam's epsilon enters differently: see there)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 10))
+    y = (X[:, 0] + X[:, 1] ** 2 > 1).astype(int)
+    ours = MLPClassifier(**{**EXACT, **params})
+    theirs = SkMLPClassifier(**{**EXACT, **params})
+    for rows in PARTIAL_FIT_ROWS:
+        ours.partial_fit(X[rows], y[rows], classes=[0, 1])
+        theirs.partial_fit(X[rows], y[rows], classes=[0, 1])
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+    moved = max(float(np.abs(c).max()) for c in theirs.coefs_)
+    tolerance = 1e-4 * moved if params["solver"] == "adam" else 1e-10
+    assert max_param_diff(ours, theirs) < tolerance
+    sizes = [rows.stop - rows.start for rows in PARTIAL_FIT_ROWS]
+    assert ours.t_ == theirs.t_ == sum(sizes)
+    state = ours.network_.training_state_
+    batch = 200 if params.get("batch_size") == "auto" else EXACT["batch_size"]
+    steps = sum(-(-n // min(batch, n)) for n in sizes)
+    assert state.epoch == len(PARTIAL_FIT_ROWS) and state.step == steps   # one state throughout
+    # fit after partial_fit starts a fresh optimizer, in both
+    ours.set_params(max_iter=2).fit(X, y)
+    theirs.set_params(max_iter=2).fit(X, y)
+    assert max_param_diff(ours, theirs) < tolerance
+
+
+def test_partial_fit_after_a_change_of_optimizer_settings_starts_afresh():
+    X = np.random.default_rng(0).standard_normal((100, 4))
+    y = (X[:, 0] > 0).astype(int)
+    est = MLPClassifier((8,), solver="sgd", random_state=0).partial_fit(X, y, classes=[0, 1])
+    assert est.network_.training_state_.step == 1
+    est.partial_fit(X, y)
+    assert est.network_.training_state_.step == 2
+    est.set_params(momentum=0.5).partial_fit(X, y)          # refused by resume: a fresh state
+    assert est.network_.training_state_.step == 1
+    assert est.network_.training_state_.optimizer.momentum == 0.5
+    est.set_params(solver="adam").partial_fit(X, y)
+    assert est.network_.training_state_.optimizer.name == "adam"
 
 
 def test_partial_fit_needs_classes_first_and_rejects_new_ones(digits):
@@ -283,3 +333,106 @@ def test_importing_cymlp_does_not_import_sklearn():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root)
+
+
+@pytest.fixture(scope="module")
+def weights():
+    w = np.random.default_rng(3).uniform(0, 3, 400)
+    w[::7] = 0
+    return w
+
+
+@pytest.mark.parametrize("params", [
+    {"solver": "sgd", "max_iter": 5, "learning_rate_init": 0.1, "alpha": 0},
+    {"solver": "sgd", "max_iter": 5, "alpha": 0.01, "batch_size": 400},     # one batch: alpha exact
+    {"solver": "sgd", "max_iter": 8, "early_stopping": True, "alpha": 0, "batch_size": 90},
+], ids=["momentum", "full-batch+alpha", "early-stopping"])
+def test_sample_weight_follows_sklearn(digits, weights, params):
+    X, y = digits
+    ours = MLPClassifier(**{**EXACT, **params}).fit(X, y, sample_weight=weights)
+    theirs = SkMLPClassifier(**{**EXACT, **params}).fit(X, y, sample_weight=weights)
+    assert max_param_diff(ours, theirs) < 1e-10
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-6)
+    assert ours.validation_scores_ == theirs.validation_scores_
+    unweighted = MLPClassifier(**{**EXACT, **params}).fit(X, y)
+    assert max_param_diff(ours, unweighted) > 1e-5          # the weights did something
+    # mini-batches with alpha: scikit-learn divides alpha by each batch's weight sum, cymlp by
+    # the mean one (the module docstring): close, not equal
+    ours = MLPClassifier(**EXACT, solver="sgd", max_iter=5, alpha=0.01).fit(X, y, weights)
+    theirs = SkMLPClassifier(**EXACT, solver="sgd", max_iter=5, alpha=0.01).fit(X, y, weights)
+    assert max_param_diff(ours, theirs) < 1e-6
+
+
+def test_zero_weights_remove_rows_and_ones_change_nothing(digits):
+    X, y = digits[0][:150], digits[1][:150]
+    params = dict(EXACT, batch_size="auto", max_iter=4, alpha=0.01)   # one batch: order-free
+    keep = np.arange(len(X)) % 3 != 0
+    removed = MLPRegressor(**params).fit(X[keep], y[keep])
+    zeroed = MLPRegressor(**params).fit(X, y, sample_weight=keep.astype(float))
+    np.testing.assert_allclose(zeroed.predict(X), removed.predict(X), rtol=1e-10, atol=1e-12)
+    plain = MLPClassifier(**EXACT, max_iter=3).fit(X, y)
+    ones = MLPClassifier(**EXACT, max_iter=3).fit(X, y, sample_weight=np.ones(len(X)))
+    np.testing.assert_array_equal(ones.predict_proba(X), plain.predict_proba(X))
+    # score takes weights as well (scikit-learn's mixins)
+    assert plain.score(X, y, sample_weight=keep) == np.mean(plain.predict(X)[keep] == y[keep])
+
+
+def test_class_weight_is_sample_weight_per_label(digits):
+    X, y = digits
+    names = np.array(["even", "odd"])[y % 2]
+    dict_weighted = MLPClassifier(**EXACT, max_iter=3, class_weight={"odd": 3.0}).fit(X, names)
+    by_rows = MLPClassifier(**EXACT, max_iter=3).fit(X, names, sample_weight=np.where(
+        names == "odd", 3.0, 1.0))
+    np.testing.assert_array_equal(dict_weighted.predict_proba(X), by_rows.predict_proba(X))
+    few = np.r_[np.flatnonzero(names == "even"), np.flatnonzero(names == "odd")[:20]]
+    balanced = MLPClassifier(**EXACT, max_iter=3, class_weight="balanced").fit(X[few], names[few])
+    n_odd = 20
+    w = np.where(names[few] == "odd", len(few) / (2 * n_odd), len(few) / (2 * (len(few) - n_odd)))
+    by_rows = MLPClassifier(**EXACT, max_iter=3).fit(X[few], names[few], sample_weight=w)
+    np.testing.assert_allclose(balanced.predict_proba(X), by_rows.predict_proba(X), rtol=1e-12)
+    with pytest.raises(ValueError, match="not classes of y"):
+        MLPClassifier(class_weight={"cat": 2.0}).fit(X, names)
+    with pytest.raises(ValueError, match="class_weight must be"):
+        MLPClassifier(class_weight="uniform").fit(X, names)
+
+
+def test_partial_fit_takes_sample_weight_like_sklearn(digits, weights):
+    X, y = digits
+    ours = MLPClassifier(**EXACT, solver="sgd", alpha=0)
+    theirs = SkMLPClassifier(**EXACT, solver="sgd", alpha=0)
+    for rows in (slice(0, 200), slice(200, 400), slice(0, 400)):
+        ours.partial_fit(X[rows], y[rows], weights[rows], classes=np.arange(10))
+        theirs.partial_fit(X[rows], y[rows], weights[rows], classes=np.arange(10))
+    assert max_param_diff(ours, theirs) < 1e-10
+
+
+def test_dropout_and_clip_norm_reach_the_network(digits):
+    X, y = digits
+    plain = MLPClassifier(**EXACT, max_iter=3).fit(X, y)
+    dropped = MLPClassifier(**EXACT, max_iter=3, dropout=0.3).fit(X, y)
+    assert dropped.network_.dropout == (0.3,) and plain.network_.dropout == (0.0,)
+    assert max_param_diff(dropped, plain) > 1e-3
+    np.testing.assert_array_equal(dropped.predict_proba(X), dropped.predict_proba(X))
+    again = MLPClassifier(**EXACT, max_iter=3, dropout=0.3).fit(X, y)     # same masks
+    np.testing.assert_array_equal(again.predict_proba(X), dropped.predict_proba(X))
+    clipped = MLPClassifier(**EXACT, solver="sgd", max_iter=3, clip_norm=1e-3).fit(X, y)
+    loose = MLPClassifier(**EXACT, solver="sgd", max_iter=3, clip_norm=1e3).fit(X, y)
+    unclipped = MLPClassifier(**EXACT, solver="sgd", max_iter=3).fit(X, y)
+    assert max_param_diff(loose, unclipped) == 0
+    # 12 steps, each at most lr * clip_norm / (1 - momentum) long (Nesterov): barely moved
+    start = MLPClassifier(**EXACT, solver="sgd", max_iter=1, learning_rate_init=1e-300).fit(X, y)
+    bound = 12 * 1e-3 * 1e-3 / (1 - 0.9)
+    assert max_param_diff(clipped, start) <= bound < 10 * bound < max_param_diff(unclipped, start)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"dropout": 1.0}, "dropout"),
+    ({"dropout": [0.1, 0.2]}, "one rate per hidden layer"),
+    ({"clip_norm": 0}, "clip_norm"),
+])
+def test_invalid_dropout_or_clip_norm_say_what_to_use(digits, params, message):
+    X, y = digits
+    est = MLPClassifier(hidden_layer_sizes=(8,), **params)
+    with pytest.raises(ValueError, match=message):
+        est.fit(X, y)
+    assert not hasattr(est, "classes_")
