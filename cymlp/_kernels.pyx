@@ -49,14 +49,18 @@ from ._kernels_common cimport (
     make_opt, adam_corrections, check_trainer_arrays, check_order, n_chunks,
     act_ptr, zout_ptr, delta_ptr, gather_rows, loss_delta_rows, sum_rows, deriv_range, col_sum,
     update_range, momentum_range, block_forward, block_backward_grad,
-    Drop, Terms, Dropout, chunk_loss_grad_terms, weight_rows, mask_ptr, dropped_ptr,
-    deriv_mask_range, relu_drop_deriv, reduce_squares, scale_range,
+    chunk_loss_grad_terms, deriv_mask_range, ACT_RELU,
+)
+from ._kernels_terms cimport (
+    Drop, Terms, Dropout, weight_rows, mask_ptr, dropped_ptr, relu_drop_deriv, reduce_squares,
+    scale_range,
 )
 from ._random cimport dropout_key
 
 from ._kernels_common import lookup_code
 # re-exported: cymlp._kernels stays the one import path of the compiled kernels
-from ._kernels_common import ACTIVATION_CODES, LOSS_CODES, Plan, Dropout  # no-cython-lint
+from ._kernels_common import ACTIVATION_CODES, LOSS_CODES, Plan  # no-cython-lint
+from ._kernels_terms import Dropout  # no-cython-lint
 from ._kernels_parallel import ParallelTrainer, average_replicas  # no-cython-lint
 
 cnp.import_array()
@@ -395,7 +399,7 @@ cdef class SyncTrainer:
             self.weights = sample_weight
             self.terms.weight = <const double*>cnp.PyArray_DATA(self.weights)
         if dropout is not None:
-            self.dropout = Dropout(self.plan, dropout)
+            self.dropout = Dropout(self.plan.sizes, dropout, self.plan.s.hidden == ACT_RELU)
             # ReLU layers are masked in place and need no buffer (see drop_in_place)
             self.terms.drop_stride = 0 if self.dropout.d.in_place else 2 * self.cap * self.dropout.d.width
             self.drop_buf = np.zeros(max(1, self.n_chunks * self.terms.drop_stride),
@@ -606,7 +610,7 @@ def loss_grad(_Plan plan not None, const floating[::1] theta, const floating[:, 
         if not wsum > 0:
             raise ValueError("loss_grad: sample_weight must have a positive sum")
     if masks is not None:
-        dropout = Dropout(plan, None)
+        dropout = Dropout(plan.sizes, None)
         if masks.shape[0] != 2 * n * dropout.d.width or dropout.d.n_hidden == 0:
             raise ValueError(f"loss_grad: masks has {masks.shape[0]} elements, expected "
                              f"{2 * n * dropout.d.width} (2 · n · Σ hidden widths)")

@@ -1,7 +1,8 @@
 # cython: language_level=3
 """What every compiled module shares: the shape plan, the scratch layout,
 scalar maths, the row-wise passes, the optimizer update and one chunk's
-forward/backward (defined in ``_kernels_common.pyx``).
+forward/backward (defined in ``_kernels_common.pyx``); the training terms
+(dropout, sample weights, clipping) are in ``_kernels_terms.pxd``.
 
 The sync trainer (``_kernels.pyx``) and the parallel strategies
 (``_kernels_parallel.pyx``) cimport from here, as scikit-learn's k-means
@@ -9,11 +10,11 @@ kernels cimport ``_k_means_common.pxd``.
 """
 
 cimport numpy as cnp
-from libc.stdint cimport uint64_t
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, sqrt, sqrtf
 from libc.math cimport fabs, fabsf
 
 from ._blas cimport floating
+from ._kernels_terms cimport Drop, Terms
 
 cdef enum:
     ACT_SIGMOID = 0
@@ -77,42 +78,9 @@ cdef struct StepOut:
     bint finite
 
 
-cdef struct Drop:
-    # Dropout on the hidden layers (training; or fixed masks for gradcheck).  In a block's
-    # dropout buffer of ``cap`` rows, hidden layer h (layer h + 1) keeps its multipliers
-    # M_h (0 or 1/(1-p)) at cap·offset[h] and its masked activations Ã_h = A_h ⊙ M_h at
-    # cap·(width + offset[h]), each (cap, sizes[h + 1]) row-major.
-    int n_hidden
-    Py_ssize_t width              # Σ hidden widths: the buffer holds 2·cap·width elements
-    const Py_ssize_t* offset      # (n_hidden,)
-    const unsigned char* active   # (n_hidden,) layers with dropout
-    const uint64_t* threshold     # (n_hidden,) keep a unit when (hash >> 11) >= threshold
-    const double* scale           # (n_hidden,) 1/(1-p)
-    const uint64_t* key           # (n_hidden,) this step's keys (set per step by the trainer)
-    bint generate                 # hash the masks (training), or use the buffer's (gradcheck)
-    bint in_place                 # ReLU and generated: A ← A ⊙ M in place, M never stored
-
-
-cdef struct Terms:
-    # What a training step adds to the plain one (issue 14); NULL/0 fields are off.
-    const double* weight          # (N,) sample weights of the training rows, or NULL
-    double weight_scale           # this batch's n / Σ w (set per step)
-    const Drop* drop              # or NULL
-    void* drop_buf                # floating: one dropout buffer per block, drop_stride apart
-    Py_ssize_t drop_stride
-    double clip_norm              # > 0: clip the mean gradient to this global norm
-    double* norm_parts            # (ceil(n_params / ELEM_BLOCK),) partial sums of squares
-
-
 cdef class Plan:
     cdef Shape s
     cdef cnp.intp_t[::1] _ints
-
-
-cdef class Dropout:
-    cdef Drop d
-    cdef object _offset, _active, _threshold, _scale, _key
-    cdef uint64_t* keys
 
 
 cdef Opt make_opt(str optimizer, double momentum, bint nesterov, double weight_decay,
@@ -221,34 +189,6 @@ cdef void update_range(floating* p, floating* G, Py_ssize_t n_src, Py_ssize_t st
                        const Opt* o, floating* m, floating* v) noexcept nogil
 cdef void momentum_range(floating* p, floating* vel, Py_ssize_t i0, Py_ssize_t i1,
                          const Opt* o) noexcept nogil
-cdef double reduce_squares(floating* G, Py_ssize_t n_src, Py_ssize_t stride, Py_ssize_t i0,
-                           Py_ssize_t i1, floating n_rows) noexcept nogil
-cdef void scale_range(floating* G, Py_ssize_t i0, Py_ssize_t i1, floating n_rows,
-                      floating factor) noexcept nogil
-
-
-# --------------------------------------------------------------------------
-# Sample weights and dropout on a block of rows
-# --------------------------------------------------------------------------
-
-cdef void weight_rows(floating* D, double* row_loss, const double* w, const cnp.intp_t* rows,
-                      Py_ssize_t n, Py_ssize_t k, double scale) noexcept nogil
-cdef void drop_rows(const Drop* d, int h, const floating* A, floating* M, floating* At,
-                    Py_ssize_t row0, Py_ssize_t n, Py_ssize_t m) noexcept nogil
-cdef void drop_in_place(const Drop* d, int h, floating* A, Py_ssize_t row0, Py_ssize_t n,
-                        Py_ssize_t m) noexcept nogil
-cdef void relu_drop_deriv(floating* D, const floating* At, double scale,
-                          Py_ssize_t count) noexcept nogil
-
-
-cdef inline floating* mask_ptr(const Drop* d, floating* dbuf, Py_ssize_t cap, int h) noexcept nogil:
-    """M_h, the dropout multipliers of hidden layer h (layer h + 1)."""
-    return dbuf + cap * d.offset[h]
-
-
-cdef inline floating* dropped_ptr(const Drop* d, floating* dbuf, Py_ssize_t cap, int h) noexcept nogil:
-    """Ã_h = A_{h+1} ⊙ M_h, what the next layer sees."""
-    return dbuf + cap * (d.width + d.offset[h])
 
 
 # --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Shared pieces of the compiled path: the shape plan, the entry-point
 checks, the row-wise passes, the optimizer update, and one block's forward
-and backward.
+and backward (the training terms it applies: ``_kernels_terms.pyx``).
 
 The flat parameter buffer ``theta`` is laid out per layer as
 ``[W_0 (n_out·n_in, row-major), b_0, W_1, b_1, ...]`` (see network.py).
@@ -19,15 +19,14 @@ Every helper here is ``noexcept nogil`` and serial; the trainers in
 decide what runs on which thread.
 """
 
-from libc.math cimport pow, isfinite, ceil
-from libc.stdint cimport uint32_t, uint64_t, int64_t
+from libc.math cimport pow, isfinite
 from libc.string cimport memcpy
 
 import numpy as np
 cimport numpy as cnp
 
 from ._blas cimport floating, gemm
-from ._random cimport mix64
+from ._kernels_terms cimport drop_rows, drop_in_place, relu_drop_deriv, weight_rows, mask_ptr, dropped_ptr
 
 cnp.import_array()
 
@@ -100,56 +99,6 @@ cdef class Plan:
     def row_width(self):
         """Scratch elements per row (activations of all layers, Z_out, two δ)."""
         return self.s.row_width
-
-
-cdef class Dropout:
-    """The per-hidden-layer dropout settings of a network as a C struct (see ``Drop``).
-
-    ``rates`` (one per hidden layer, each in [0, 1)) for training: masks are
-    hashed per step from the keys the trainer sets.  ``rates=None``: fixed
-    masks supplied in the dropout buffer for every hidden layer (gradcheck).
-    """
-
-    def __init__(self, Plan plan not None, rates):
-        cdef int H = plan.s.n_layers - 1, h
-        widths = [plan.s.sizes[h + 1] for h in range(H)]
-        if rates is not None and len(rates) != H:
-            raise ValueError(f"Dropout: {len(rates)} rates for {H} hidden layers")
-        self._offset = np.zeros(max(H, 1), dtype=np.intp)
-        self._offset[:H] = np.cumsum([0] + widths[:-1]) if H else []
-        self._active = np.ones(max(H, 1), dtype=np.uint8)
-        self._threshold = np.zeros(max(H, 1), dtype=np.uint64)
-        self._scale = np.ones(max(H, 1), dtype=np.float64)
-        self._key = np.zeros(max(H, 1), dtype=np.uint64)
-        if rates is not None:
-            for h, p in enumerate(rates):
-                p = float(p)
-                if not 0 <= p < 1:
-                    raise ValueError(f"Dropout: rate {p} is outside [0, 1)")
-                self._active[h] = p > 0
-                # uniform = (bits >> 11)·2⁻⁵³ >= p  ⇔  (bits >> 11) >= ceil(p·2⁵³), exactly
-                self._threshold[h] = <uint64_t>ceil(p * 9007199254740992.0)
-                self._scale[h] = 1.0 / (1.0 - p)
-        cdef cnp.intp_t[::1] offset = self._offset
-        cdef unsigned char[::1] active = self._active
-        cdef uint64_t[::1] threshold = self._threshold
-        cdef double[::1] scale = self._scale
-        cdef uint64_t[::1] key = self._key
-        self.d.n_hidden = H
-        self.d.width = sum(widths)
-        self.d.offset = <const Py_ssize_t*>&offset[0]
-        self.d.active = &active[0]
-        self.d.threshold = &threshold[0]
-        self.d.scale = &scale[0]
-        self.d.key = &key[0]
-        self.keys = &key[0]
-        self.d.generate = rates is not None
-        self.d.in_place = self.d.generate and plan.s.hidden == ACT_RELU
-
-    @property
-    def width(self):
-        """Σ hidden widths: a block of ``cap`` rows needs ``2 · cap · width`` buffer elements."""
-        return self.d.width
 
 
 cdef Opt make_opt(str optimizer, double momentum, bint nesterov, double weight_decay,
@@ -443,103 +392,6 @@ cdef StepOut sum_rows(const double* row_loss, const unsigned char* row_correct,
     return out
 
 
-cdef void weight_rows(floating* D, double* row_loss, const double* w, const cnp.intp_t* rows,
-                      Py_ssize_t n, Py_ssize_t k, double scale) noexcept nogil:
-    """Weight the rows of a block: row r's δ^L (D, (n, k)) and loss by w_x·scale (BP1).
-
-    ``scale`` is the batch's n / Σ w, so the gradient's division by n gives
-    Σ w δ / Σ w; all-ones weights multiply by exactly 1.  Row ``r`` is
-    example ``rows[r]`` (``r`` when ``rows`` is NULL).
-    """
-    cdef Py_ssize_t r, j
-    cdef double f
-    cdef floating fr
-    cdef floating* d
-    for r in range(n):
-        f = w[rows[r] if rows != NULL else r] * scale
-        row_loss[r] = row_loss[r] * f
-        fr = <floating>f
-        d = D + r * k
-        for j in range(k):
-            d[j] = d[j] * fr
-
-
-cdef void drop_rows(const Drop* d, int h, const floating* A, floating* M, floating* At,
-                    Py_ssize_t row0, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
-    """Draw hidden layer h's dropout multipliers for ``n`` rows (batch rows row0..) and
-    apply them: M (n, m) gets 0 or 1/(1-p), At = A ⊙ M.
-
-    A unit's multiplier is a hash of (the step's key for the layer, batch row,
-    unit): the same bits as reference.dropout_masks, whatever block or thread
-    computes them.  Branch-free (a random keep/drop branch mispredicts): the
-    multiplier's bit pattern is ANDed with all ones (keep) or zeros (drop).
-    """
-    cdef Py_ssize_t r, j, i
-    cdef uint64_t key = d.key[h], thr = d.threshold[h], row_bits
-    cdef floating keep = <floating>d.scale[h], mult
-    cdef uint32_t keep32, bits32
-    cdef uint64_t keep64, bits64
-    if floating is float:
-        memcpy(&keep32, &keep, 4)
-    else:
-        memcpy(&keep64, &keep, 8)
-    for r in range(n):
-        row_bits = (<uint64_t>(row0 + r)) << 32
-        for j in range(m):
-            i = r * m + j
-            if floating is float:
-                bits32 = keep32 & <uint32_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
-                memcpy(&mult, &bits32, 4)
-            else:
-                bits64 = keep64 & <uint64_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
-                memcpy(&mult, &bits64, 8)
-            M[i] = mult
-            At[i] = A[i] * mult
-
-
-cdef void drop_in_place(const Drop* d, int h, floating* A, Py_ssize_t row0, Py_ssize_t n,
-                        Py_ssize_t m) noexcept nogil:
-    """A ← A ⊙ M for ReLU hidden layer h, M drawn as in drop_rows but never stored.
-
-    With ReLU the masked activation ã says all BP2 needs: σ'(a)·M is 1/(1-p)
-    where ã > 0 (kept and active) and 0 elsewhere (see relu_drop_deriv), so
-    neither M nor the unmasked A is kept: one pass less each way.
-    """
-    cdef Py_ssize_t r, j, i
-    cdef uint64_t key = d.key[h], thr = d.threshold[h], row_bits
-    cdef floating keep = <floating>d.scale[h], mult
-    cdef uint32_t keep32, bits32
-    cdef uint64_t keep64, bits64
-    if floating is float:
-        memcpy(&keep32, &keep, 4)
-    else:
-        memcpy(&keep64, &keep, 8)
-    for r in range(n):
-        row_bits = (<uint64_t>(row0 + r)) << 32
-        for j in range(m):
-            i = r * m + j
-            if floating is float:
-                bits32 = keep32 & <uint32_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
-                memcpy(&mult, &bits32, 4)
-            else:
-                bits64 = keep64 & <uint64_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
-                memcpy(&mult, &bits64, 8)
-            A[i] = A[i] * mult
-
-
-cdef void relu_drop_deriv(floating* D, const floating* At, double scale,
-                          Py_ssize_t count) noexcept nogil:
-    """BP2 for a ReLU layer masked in place: D ← D·(1/(1-p)) where ã > 0, else 0.
-
-    Equals (D · [a > 0]) · M of the reference: ã > 0 exactly when the unit was
-    kept and a > 0 (a kept a > 0 times 1/(1-p) > 1 stays positive).
-    """
-    cdef Py_ssize_t i
-    cdef floating s = <floating>scale
-    for i in range(count):
-        D[i] = (D[i] if At[i] > 0 else 0) * s
-
-
 # --------------------------------------------------------------------------
 # The optimizer update on a range of parameters
 # --------------------------------------------------------------------------
@@ -611,32 +463,6 @@ cdef void momentum_range(floating* p, floating* vel, Py_ssize_t i0, Py_ssize_t i
     else:
         for i in range(i0, i1):
             p[i] = p[i] - lr * vel[i]
-
-
-cdef double reduce_squares(floating* G, Py_ssize_t n_src, Py_ssize_t stride, Py_ssize_t i0,
-                           Py_ssize_t i1, floating n_rows) noexcept nogil:
-    """Sum the ``n_src`` gradient buffers into G[i0:i1] (in order, as update_range does) and
-    return Σ (G[i] / n_rows)², the squared norm of this range of the mean gradient."""
-    cdef Py_ssize_t i, c
-    cdef floating* Gc
-    cdef floating g
-    cdef double acc = 0
-    for c in range(1, n_src):
-        Gc = G + c * stride
-        for i in range(i0, i1):
-            G[i] = G[i] + Gc[i]
-    for i in range(i0, i1):
-        g = G[i] / n_rows
-        acc += <double>g * <double>g
-    return acc
-
-
-cdef void scale_range(floating* G, Py_ssize_t i0, Py_ssize_t i1, floating n_rows,
-                      floating factor) noexcept nogil:
-    """G[i] ← (G[i] / n_rows) · factor: the clipped mean gradient (then updated with n_rows 1)."""
-    cdef Py_ssize_t i
-    for i in range(i0, i1):
-        G[i] = (G[i] / n_rows) * factor
 
 
 # --------------------------------------------------------------------------
