@@ -463,8 +463,9 @@ class _Run:
         theta = _flat(self.net)
 
         def submit(shard_ids):
-            owners = sorted({self.owner[i] for i in shard_ids})
-            theta_future = self.client.scatter(theta, workers=owners, broadcast=True, hash=False)
+            # the weights travel inside each task message: a scatter to a worker that has just
+            # died can block indefinitely, a task message to it just fails and is redone
+            theta_future = theta
             return [self.client.submit(_local_round, self.run_id, i, self.template, theta_future, self.shards[i],
                                        epoch, first, stop, self.batch_size, lr, self.seed, self.shuffle,
                                        self.settings, self.threads, workers=[self.owner[i]],
@@ -592,7 +593,7 @@ class _Run:
             if self.local_copy is not None:
                 X, y, parts = self.local_copy
                 p = parts[i]
-                self.shards[i] = self.client.scatter((X[p], y[p], p), workers=[target], hash=False)
+                self.shards[i] = self.client.scatter((X[p], y[p], p), workers=[target], hash=False, timeout=60)
             elif hasattr(self, "_file_pairs"):
                 pairs, offsets = self._file_pairs
                 xp, yp = pairs[i]
