@@ -201,6 +201,7 @@ def test_docs_cite_nothing_users_cannot_see():
             if "://" in target:
                 continue
             # a link into cymlp/ may be checked against the installed package (CI tests the wheel)
-            installed = Path(cymlp.__file__).parent.parent / target
+            in_package = target[target.index("cymlp/"):] if "cymlp/" in target else target
+            installed = Path(cymlp.__file__).parent.parent / in_package
             assert (path.parent / target).exists() or installed.exists(), \
                 f"{path.name} links to missing {target}"
