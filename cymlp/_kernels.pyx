@@ -56,6 +56,7 @@ from ._kernels_terms cimport (
     scale_range,
 )
 from ._random cimport dropout_key
+from ._fpu cimport FLUSH_SUBNORMALS, flush_subnormals, restore_fpu, fpu_flags
 
 from ._kernels_common import lookup_code
 # re-exported: cymlp._kernels stays the one import path of the compiled kernels
@@ -74,6 +75,14 @@ CHUNK_ROWS = ROWS_PER_CHUNK
 cdef enum:
     MODE_CHUNKED = 0
     MODE_BATCH = 1
+
+
+FLUSHES_SUBNORMALS = bool(FLUSH_SUBNORMALS)
+
+
+def fpu_flush_flags():
+    """The calling thread's FTZ|DAZ bits (0 outside a kernel: kernels restore what they found)."""
+    return fpu_flags()
 
 
 def openmp_max_threads():
@@ -105,9 +114,12 @@ cdef void update_threaded(floating* p, floating* G, Py_ssize_t n_src, Py_ssize_t
     if nthreads <= 1 or nb < 2:
         update_range(p, G, n_src, stride, 0, count, n_rows, decay, o, m, v)
         return
+    cdef unsigned int csr
     for i in prange(nb, schedule='static', num_threads=nthreads):
+        csr = flush_subnormals()      # each worker as the calling thread (cymlp/_fpu.pxd)
         update_range(p, G, n_src, stride, i * ELEM_BLOCK, min((i + 1) * ELEM_BLOCK, count),
                      n_rows, decay, o, m, v)
+        restore_fpu(csr)
 
 
 cdef StepOut step_chunked(const Shape* s, floating* theta, const floating* X, const floating* Y,
@@ -127,6 +139,7 @@ cdef StepOut step_chunked(const Shape* s, floating* theta, const floating* X, co
     cdef floating* drop = <floating*>t.drop_buf if t != NULL and t.drop != NULL else NULL
     cdef Py_ssize_t drop_stride = t.drop_stride if drop != NULL else 0
     cdef floating n_rows = <floating>n
+    cdef unsigned int csr
     cdef StepOut out
     if threads <= 1:
         for c in range(chunks):
@@ -137,11 +150,13 @@ cdef StepOut step_chunked(const Shape* s, floating* theta, const floating* X, co
                                   row_loss + r0, row_correct + r0, t, r0, drop + c * drop_stride)
     else:
         for c in prange(chunks, schedule='static', num_threads=threads):
+            csr = flush_subnormals()
             r0 = c * n // chunks
             r1 = (c + 1) * n // chunks
             chunk_loss_grad_terms(s, theta, X, Y, rows + r0, labels, r1 - r0,
                                   scratch + c * scr_stride, chunk_cap, grads + c * P,
                                   row_loss + r0, row_correct + r0, t, r0, drop + c * drop_stride)
+            restore_fpu(csr)
     out = sum_rows(row_loss, row_correct, n)
     if not out.finite:
         return out
@@ -172,14 +187,17 @@ cdef floating clip_gradient(floating* G, Py_ssize_t n_src, Py_ssize_t P, floatin
     cdef Py_ssize_t nb = (P + ELEM_BLOCK - 1) // ELEM_BLOCK, i
     cdef double total = 0, norm
     cdef floating factor
+    cdef unsigned int csr
     if nthreads <= 1 or nb < 2:
         for i in range(nb):
             t.norm_parts[i] = reduce_squares(G, n_src, P, i * ELEM_BLOCK,
                                              min((i + 1) * ELEM_BLOCK, P), n_rows)
     else:
         for i in prange(nb, schedule='static', num_threads=nthreads):
+            csr = flush_subnormals()
             t.norm_parts[i] = reduce_squares(G, n_src, P, i * ELEM_BLOCK,
                                              min((i + 1) * ELEM_BLOCK, P), n_rows)
+            restore_fpu(csr)
     for i in range(nb):
         total += t.norm_parts[i]
     norm = sqrt(total)
@@ -455,8 +473,10 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
     cdef uint64_t* keys = t.dropout.keys if terms != NULL and terms.drop != NULL else NULL
     cdef uint64_t seed = t.seed, epoch = t.epoch
     cdef double wsum
+    cdef unsigned int csr
     o.lr = lr
     with nogil:
+        csr = flush_subnormals()
         for i in range(first, stop):
             start = i * B
             n = min(B, N - start)
@@ -490,6 +510,7 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
             n_correct += out.correct
             n_seen += n
             steps += 1
+        restore_fpu(csr)
     t.step = step
     return loss_sum, n_correct, n_seen, steps
 
@@ -557,14 +578,18 @@ def forward(_Plan plan not None, const floating[::1] theta, const floating[:, ::
         w = sample_weight
     if n == 0:
         return None if Y is None else 0.0
+    cdef unsigned int csr
     with nogil:
+        csr = flush_subnormals()
         block_forward(s, &theta[0], &X[0, 0], &scratch[0], cap, n, NULL, NULL, 0)
         memcpy(&out[0, 0], act_ptr(s, &scratch[0], cap, L), n * k * sizeof(floating))
+        restore_fpu(csr)
     if Y is None:
         return None
     row_loss = np.zeros(n, dtype=np.float64)
     row_correct = np.zeros(n, dtype=np.uint8)
     with nogil:
+        csr = flush_subnormals()
         loss_delta_rows(s, act_ptr(s, &scratch[0], cap, L), zout_ptr(s, &scratch[0], cap),
                         delta_ptr(s, &scratch[0], cap, 0), &Yv[0, 0], NULL, NULL, 0, n,
                         &row_loss[0], &row_correct[0])
@@ -572,6 +597,7 @@ def forward(_Plan plan not None, const floating[::1] theta, const floating[:, ::
             for r in range(n):
                 row_loss[r] = row_loss[r] * w[r]
         res = sum_rows(&row_loss[0], &row_correct[0], n)
+        restore_fpu(csr)
     return res.loss_sum
 
 
@@ -616,9 +642,11 @@ def loss_grad(_Plan plan not None, const floating[::1] theta, const floating[:, 
                              f"{2 * n * dropout.d.width} (2 · n · Σ hidden widths)")
         d = &dropout.d
         dbuf = &masks[0]
+    cdef unsigned int csr
     row_loss = np.zeros(n, dtype=np.float64)
     row_correct = np.zeros(n, dtype=np.uint8)
     with nogil:
+        csr = flush_subnormals()
         block_forward(s, &theta[0], &X[0, 0], &scratch[0], cap, n, d, dbuf, 0)
         loss_delta_rows(s, act_ptr(s, &scratch[0], cap, L), zout_ptr(s, &scratch[0], cap),
                         delta_ptr(s, &scratch[0], cap, 0), &Y[0, 0], NULL, NULL, 0, n,
@@ -628,4 +656,5 @@ def loss_grad(_Plan plan not None, const floating[::1] theta, const floating[:, 
                         s.sizes[L], n / wsum)
         res = sum_rows(&row_loss[0], &row_correct[0], n)
         block_backward_grad(s, &theta[0], &X[0, 0], &scratch[0], cap, n, &grad[0], d, dbuf)
+        restore_fpu(csr)
     return res.loss_sum

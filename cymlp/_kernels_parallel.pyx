@@ -32,6 +32,7 @@ import numpy as np
 cimport numpy as cnp
 
 from ._blas cimport floating
+from ._fpu cimport flush_subnormals, restore_fpu
 from ._kernels_common cimport (
     Plan, Shape, Opt, StepOut, OPT_ADAM, ELEM_BLOCK, make_opt, adam_corrections,
     check_trainer_arrays, check_order, chunk_loss_grad, sum_rows, update_range,
@@ -161,10 +162,13 @@ cdef bint average_replicas_into(floating* out, const floating* replicas, Py_ssiz
     block of ELEM_BLOCK parameters (blocks run on ``nthreads`` threads).
     """
     cdef Py_ssize_t nb = (P + ELEM_BLOCK - 1) // ELEM_BLOCK, i
+    cdef unsigned int csr
     for i in prange(nb, schedule='static', num_threads=nthreads,
                     use_threads_if=nthreads > 1 and nb > 1):
+        csr = flush_subnormals()      # each worker as the calling thread (cymlp/_fpu.pxd)
         block_ok[i] = average_range(out, replicas, n_rep, P, weights,
                                     i * ELEM_BLOCK, min((i + 1) * ELEM_BLOCK, P))
+        restore_fpu(csr)
     for i in range(nb):
         if not block_ok[i]:
             return False
@@ -206,8 +210,11 @@ def average_replicas(const floating[:, ::1] replicas, const double[::1] examples
     cdef floating[::1] w = weights
     cdef unsigned char[::1] block_ok = np.zeros((P + ELEM_BLOCK - 1) // ELEM_BLOCK, dtype=np.uint8)
     cdef bint ok
+    cdef unsigned int csr
     with nogil:
+        csr = flush_subnormals()
         ok = average_replicas_into(&out[0], &replicas[0, 0], n_rep, P, &w[0], &block_ok[0], 1)
+        restore_fpu(csr)
     return ok
 
 
@@ -362,11 +369,13 @@ cdef tuple _run_parallel(ParallelTrainer t, floating[::1] theta, floating[::1] r
     cdef int* failed = &t.failed
     cdef double loss_sum = 0
     cdef Py_ssize_t n_correct = 0, n_seen = 0, steps = 0
+    cdef unsigned int csr, csr_w
     if stop > n_batches:
         stop = n_batches
     o.lr = lr
     t.failed = 0
     with nogil:
+        csr = flush_subnormals()
         for w in range(W):
             tally[w * TALLY_WIDTH + T_CORRECT] = 0
             tally[w * TALLY_WIDTH + T_SEEN] = 0
@@ -382,12 +391,14 @@ cdef tuple _run_parallel(ParallelTrainer t, floating[::1] theta, floating[::1] r
             # one batch in the segment: no OpenMP team for it
             for w in prange(W, schedule='static', chunksize=1, num_threads=active,
                             use_threads_if=active > 1):
+                csr_w = flush_subnormals()
                 worker_steps(s, base + w * rep_stride, &X[0, 0], &Y[0, 0], &order[0], labels,
                              N, B, seg_begin + (w - seg_begin % W + W) % W, seg_end, W,
                              &scratch[0] + w * scr_stride, &grads[0] + w * P,
                              &m[0] + w * P, &v[0] + w * v_stride,
                              &row_loss[0] + w * B, &row_correct[0] + w * B, o,
                              tally + w * TALLY_WIDTH, losses + w * TALLY_WIDTH, failed)
+                restore_fpu(csr_w)
             if failed[0]:
                 break
             if average and (seg_end == n_batches or (period > 0 and seg_end % period == 0)):
@@ -402,6 +413,7 @@ cdef tuple _run_parallel(ParallelTrainer t, floating[::1] theta, floating[::1] r
             n_correct += tally[w * TALLY_WIDTH + T_CORRECT]
             n_seen += tally[w * TALLY_WIDTH + T_SEEN]
             steps += tally[w * TALLY_WIDTH + T_STEPS]
+        restore_fpu(csr)
     t.n_averages += n_averages
     if averaged < 0:
         loss_sum = float("nan")       # network.py restores the last good weights and reports it

@@ -127,7 +127,9 @@ def test_extreme_weighted_inputs_stay_finite_like_numpy():
         W *= 400
     net.set_flat_params(ref.get_flat_params())
     X, y = data("sigmoid")
-    np.testing.assert_allclose(net.feedforward(X), ref.feedforward(X), rtol=1e-12)
+    # the kernels flush subnormal outputs to zero (cymlp/_fpu.pxd), NumPy keeps them
+    np.testing.assert_allclose(net.feedforward(X), ref.feedforward(X), rtol=1e-12,
+                               atol=np.finfo(np.float64).smallest_normal)
     assert np.isfinite(net.loss(X, y))
     np.testing.assert_allclose(net.loss(X, y), ref.loss(X, y), rtol=1e-10)
 
@@ -355,3 +357,61 @@ def test_blas_thread_limit_is_restored_after_fit():
         net.fit(X, y, epochs=1, batch_size=8)
     after = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
     assert after == before
+
+
+# --------------------------------------------------------------------------
+# Subnormal numbers (cymlp/_fpu.pxd): flushed to zero inside the kernels only
+# --------------------------------------------------------------------------
+
+needs_flush = pytest.mark.skipif(not _kernels.FLUSHES_SUBNORMALS,
+                                 reason="subnormals are flushed on x86-64 builds only")
+
+
+@needs_flush
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernels_flush_subnormal_results_to_zero(dtype):
+    tiny = np.finfo(dtype).smallest_normal
+    ref, net = make_pair("relu", "identity", "quadratic", dtype, sizes=[1, 1])
+    ref.weights[0][...] = np.sqrt(tiny) / 4
+    ref.biases[0][...] = 0
+    net.set_flat_params(ref.get_flat_params())
+    X = np.full((3, 1), np.sqrt(tiny) / 4, dtype=dtype)      # X·W = tiny / 16: subnormal
+    want = ref.feedforward(X)
+    assert 0 < abs(want[0, 0]) < tiny                           # NumPy keeps the subnormal
+    assert (net.feedforward(X) == 0).all()                      # the kernels flush it
+
+
+@needs_flush
+def test_the_callers_floating_point_mode_is_restored():
+    X, y = data("softmax")
+    assert _kernels.fpu_flush_flags() == 0
+    for mode, parallel in (("chunked", "sync"), ("batch", "sync"), (None, "average")):
+        net = Network(SIZES, backend="cython", n_threads=2, seed=0)
+        net._cython_mode = mode
+        net.fit(X, y, epochs=1, batch_size=BATCH, parallel=parallel)
+        net.predict(X)
+        assert _kernels.fpu_flush_flags() == 0, (mode, parallel)
+    assert np.float32(1e-39) != 0                              # NumPy still sees subnormals
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+def test_training_through_subnormals_stays_within_the_tolerances(dtype, mode):
+    # Hidden biases deep in the sigmoid's tail put the hidden activations,
+    # their derivatives, the first layer's gradients and its momentum velocity
+    # in the subnormal range, which NumPy keeps and the kernels flush.
+    X, y = data("sigmoid")
+    ref, _ = make_pair("sigmoid", "sigmoid", "quadratic", dtype)
+    z_subnormal = {"float32": -95.0, "float64": -725.0}[dtype]     # e^z below the smallest normal
+    for b in ref.biases[:-1]:
+        b[...] = z_subnormal
+    for W in ref.weights[:-1]:
+        W *= 0.3
+    net = ref.copy(backend="cython")
+    net._cython_mode = mode
+    hidden = reference.feedforward(ref.weights, ref.biases, "sigmoid", "sigmoid", X.astype(dtype))[0][1]
+    tiny = np.finfo(dtype).smallest_normal
+    assert ((hidden > 0) & (hidden < tiny)).mean() > 0.5          # the test reaches subnormals
+    for model in (ref, net):
+        model.fit(X, y, epochs=2, batch_size=BATCH, lr=0.5, momentum=0.9)
+    np.testing.assert_allclose(net.get_flat_params(), ref.get_flat_params(), **tolerances(dtype))
