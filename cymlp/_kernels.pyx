@@ -28,6 +28,12 @@ Two modes split a mini-batch over threads (``prange``, static schedule):
     compete for the cores.  Plain SGD and momentum fold the update into the
     weight-gradient GEMM (``C = αAB + βC``).  Equal across thread counts to
     rounding only (the BLAS's threaded summation order).
+``split``
+    Batch mode's arithmetic with all of the step shared by an OpenMP team,
+    the BLAS on one thread: batch rows for the forward pass and the δ's,
+    units for the gradients and the update (``_kernels_split.pyx``).  Batch
+    mode bit for bit on one thread; equal across thread counts to rounding.
+    Steps with dropout or gradient clipping run in batch mode.
 
 The hogwild and average strategies live in ``_kernels_parallel.pyx``; this
 module re-exports their entry points (and :class:`Plan`) so that
@@ -56,6 +62,7 @@ from ._kernels_terms cimport (
     scale_range,
 )
 from ._random cimport dropout_key
+from ._kernels_split cimport step_split, split_delta_width
 from ._fpu cimport FLUSH_SUBNORMALS, flush_subnormals, restore_fpu, fpu_flags
 
 from ._kernels_common import lookup_code
@@ -69,12 +76,13 @@ cnp.import_array()
 OPENMP_ENABLED = bool(CYMLP_OPENMP_ENABLED)
 DEBUG_BUILD = bool(CYMLP_DEBUG)
 
-MODES = {"chunked": 0, "batch": 1}
+MODES = {"chunked": 0, "batch": 1, "split": 2}
 CHUNK_ROWS = ROWS_PER_CHUNK
 
 cdef enum:
     MODE_CHUNKED = 0
     MODE_BATCH = 1
+    MODE_SPLIT = 2
 
 
 FLUSHES_SUBNORMALS = bool(FLUSH_SUBNORMALS)
@@ -334,7 +342,7 @@ cdef class SyncTrainer:
     """
     cdef _Plan plan
     cdef object theta, X, Y, labels, scratch, grads, state_m, state_v, row_loss, row_correct
-    cdef object weights, drop_buf, norm_parts
+    cdef object weights, drop_buf, norm_parts, deltas
     cdef Dropout dropout
     cdef readonly Py_ssize_t batch_size, cap, n_chunks
     cdef readonly int mode
@@ -379,6 +387,9 @@ cdef class SyncTrainer:
             self.cap = batch_size
             self.scratch = np.zeros(self.cap * plan.s.row_width, dtype=dtype)
             self.grads = np.zeros(P, dtype=dtype)
+        # split mode keeps the δ of every layer (cap rows each)
+        self.deltas = np.zeros(self.cap * split_delta_width(&plan.s) if self.mode == MODE_SPLIT else 1,
+                               dtype=dtype)
         self.state_m = np.zeros(P, dtype=dtype) if state_m is None else state_m
         if optimizer == "adam":
             self.state_v = np.zeros(P, dtype=dtype) if state_v is None else state_v
@@ -436,9 +447,9 @@ cdef class SyncTrainer:
         check_order(order, self.X.shape[0], first, stop, self.batch_size)
         if self.is_float:
             return _run[float](self, self.theta, self.X, self.Y, self.scratch, self.grads,
-                               self.state_m, self.state_v, order, first, stop, lr)
+                               self.state_m, self.state_v, self.deltas, order, first, stop, lr)
         return _run[double](self, self.theta, self.X, self.Y, self.scratch, self.grads,
-                            self.state_m, self.state_v, order, first, stop, lr)
+                            self.state_m, self.state_v, self.deltas, order, first, stop, lr)
 
 
 cdef void _check_state(str name, buf, theta) except *:
@@ -454,8 +465,8 @@ cdef void _check_state(str name, buf, theta) except *:
 
 cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
                 const floating[:, ::1] Y, floating[::1] scratch, floating[::1] grads,
-                floating[::1] m, floating[::1] v, const cnp.intp_t[::1] order,
-                Py_ssize_t first, Py_ssize_t stop, double lr):
+                floating[::1] m, floating[::1] v, floating[::1] deltas,
+                const cnp.intp_t[::1] order, Py_ssize_t first, Py_ssize_t stop, double lr):
     cdef const cnp.int64_t[::1] labels_mv = t.labels
     cdef double[::1] row_loss = t.row_loss
     cdef unsigned char[::1] row_correct = t.row_correct
@@ -474,6 +485,8 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
     cdef uint64_t seed = t.seed, epoch = t.epoch
     cdef double wsum
     cdef unsigned int csr
+    if mode == MODE_SPLIT and terms != NULL and (terms.drop != NULL or terms.clip_norm > 0):
+        mode = MODE_BATCH       # not split (see _kernels_split.pyx); the caller holds BLAS at 1
     o.lr = lr
     with nogil:
         csr = flush_subnormals()
@@ -495,7 +508,11 @@ cdef tuple _run(SyncTrainer t, floating[::1] theta, const floating[:, ::1] X,
                     keys[h] = dropout_key(seed, epoch, <uint64_t>step, h)
             if o.kind == OPT_ADAM:
                 adam_corrections(o, <double>(step + 1))
-            if mode == MODE_CHUNKED:
+            if mode == MODE_SPLIT:
+                out = step_split(s, &theta[0], &X[0, 0], &Y[0, 0], &order[start], labels, n,
+                                 &scratch[0], &deltas[0], cap, &grads[0], &m[0], &v[0],
+                                 &row_loss[0], &row_correct[0], o, nthreads, terms)
+            elif mode == MODE_CHUNKED:
                 out = step_chunked(s, &theta[0], &X[0, 0], &Y[0, 0], &order[start], labels, n,
                                    &scratch[0], cap, &grads[0], &m[0], &v[0],
                                    &row_loss[0], &row_correct[0], o, nthreads, terms)

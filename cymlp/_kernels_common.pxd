@@ -182,6 +182,8 @@ cdef void loss_delta_rows(const Shape* s, const floating* A_out, const floating*
                           const cnp.int64_t* labels, Py_ssize_t r0, Py_ssize_t r1,
                           double* row_loss, unsigned char* row_correct) noexcept nogil
 cdef void col_sum(const floating* D, Py_ssize_t n, Py_ssize_t m, floating* out) noexcept nogil
+cdef void col_sum_range(const floating* D, Py_ssize_t n, Py_ssize_t m, Py_ssize_t j0,
+                        Py_ssize_t j1, floating* out) noexcept nogil
 cdef StepOut sum_rows(const double* row_loss, const unsigned char* row_correct,
                       Py_ssize_t n) noexcept nogil
 cdef void update_range(floating* p, floating* G, Py_ssize_t n_src, Py_ssize_t stride,

@@ -367,13 +367,19 @@ cdef void loss_delta_rows(const Shape* s, const floating* A_out, const floating*
 
 cdef void col_sum(const floating* D, Py_ssize_t n, Py_ssize_t m, floating* out) noexcept nogil:
     """out[j] = Σ_r D[r, j], adding the rows in order (as NumPy's sum(axis=0))."""
+    col_sum_range(D, n, m, 0, m, out)
+
+
+cdef void col_sum_range(const floating* D, Py_ssize_t n, Py_ssize_t m, Py_ssize_t j0,
+                        Py_ssize_t j1, floating* out) noexcept nogil:
+    """col_sum for the columns j0..j1-1 of D (n, m) only: out[j] for j in j0..j1-1."""
     cdef Py_ssize_t r, j
     cdef const floating* dr
-    for j in range(m):
+    for j in range(j0, j1):
         out[j] = D[j]
     for r in range(1, n):
         dr = D + r * m
-        for j in range(m):
+        for j in range(j0, j1):
             out[j] = out[j] + dr[j]
 
 

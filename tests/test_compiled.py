@@ -11,6 +11,7 @@ agreement to rounding (a few ulps).
 
 import functools
 import itertools
+import types
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ COMBOS = [(act, out, loss)
                                                   reference.OUTPUT_ACTIVATIONS, reference.LOSSES)
           if not (loss == "cross_entropy" and out == "identity")]
 DTYPES = ["float64", "float32"]
-MODES = ["chunked", "batch"]
+MODES = ["chunked", "batch", "split"]
 THREADS = [1, 2, 3]
 SIZES = [6, 9, 7, 4]
 CHUNK = _kernels.CHUNK_ROWS
@@ -216,14 +217,15 @@ def test_large_batch_caps_the_number_of_chunks(mode):
 # Determinism across thread counts
 # --------------------------------------------------------------------------
 
-def _weights_after_fit(mode, n_threads, dtype, sizes=(20, 33, 17, 5), batch_size=3 * CHUNK + 5):
+def _weights_after_fit(mode, n_threads, dtype, sizes=(20, 33, 17, 5), batch_size=3 * CHUNK + 5,
+                       **optimizer):
     rng = np.random.default_rng(11)
     X = rng.standard_normal((400, sizes[0]))
     y = rng.integers(0, sizes[-1], 400)
     net = Network(list(sizes), "tanh", "softmax", "cross_entropy", dtype=dtype, backend="cython",
                   n_threads=n_threads, seed=4)
     net._cython_mode = mode
-    net.fit(X, y, epochs=3, batch_size=batch_size, lr=0.1, momentum=0.9)
+    net.fit(X, y, epochs=3, batch_size=batch_size, lr=0.1, **({"momentum": 0.9} | optimizer))
     return net.get_flat_params()
 
 
@@ -234,14 +236,23 @@ def test_chunked_mode_is_bitwise_identical_for_any_thread_count(dtype):
         np.testing.assert_array_equal(other, results[0])
 
 
+@pytest.mark.parametrize("mode", ["batch", "split"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_batch_mode_agrees_across_thread_counts_to_rounding(dtype):
-    # Whole-batch GEMMs use the BLAS's threading, whose summation order may
-    # depend on its thread count: equal up to a few ulps, not bitwise.
-    results = [_weights_after_fit("batch", t, dtype, sizes=(120, 200, 150, 5)) for t in THREADS]
+def test_whole_batch_modes_agree_across_thread_counts_to_rounding(dtype, mode):
+    # batch: the BLAS's threading may sum in another order for another thread
+    # count; split: each element comes from a BLAS call on another block.
+    # Equal up to a few ulps, not bitwise.
+    results = [_weights_after_fit(mode, t, dtype, sizes=(120, 200, 150, 5)) for t in THREADS]
     tol = dict(rtol=1e-12, atol=1e-14) if dtype == "float64" else dict(rtol=1e-5, atol=1e-6)
     for other in results[1:]:
         np.testing.assert_allclose(other, results[0], **tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_split_mode_on_one_thread_is_batch_mode_bit_for_bit(dtype):
+    for opt in ({"momentum": 0.9}, {"momentum": 0.0}, {"optimizer": "adam"}):
+        got = [_weights_after_fit(mode, 1, dtype, sizes=(20, 30, 7), **opt) for mode in ("batch", "split")]
+        np.testing.assert_array_equal(got[0], got[1])
 
 
 def test_same_seed_same_weights_run_to_run():
@@ -252,10 +263,15 @@ def test_same_seed_same_weights_run_to_run():
 
 def test_automatic_mode_depends_on_size_not_threads():
     choose = _cython_backend.choose_mode
-    assert choose([64, 32, 10], 16, 4) == "batch"          # one chunk: nothing to split
+    assert choose([64, 32, 10], 16, 4) == "split"          # one chunk: whole-batch steps
     assert choose([64, 32, 10], 4 * CHUNK, 4) == "chunked"
-    assert choose([1000, 900, 900, 900, 10], 100, 8) == "batch"
+    assert choose([1000, 900, 900, 900, 10], 100, 8) == "split"
     assert choose([8, 4], 10, 8, requested="batch") == "batch"
+    dropout = types.SimpleNamespace(has_dropout=True, clip_norm=None)
+    clipped = types.SimpleNamespace(has_dropout=False, clip_norm=1.0)
+    weighted = types.SimpleNamespace(has_dropout=False, clip_norm=None)
+    for terms, mode in ((dropout, "batch"), (clipped, "batch"), (weighted, "split")):
+        assert choose([1000, 900, 10], 100, 8, terms=terms) == mode
     with pytest.raises(ValueError):
         choose([8, 4], 10, 8, requested="hogwild")
 

@@ -225,7 +225,7 @@ def test_good_buffers_still_train():
     pytest.importorskip("cymlp._kernels")
     theta = np.random.default_rng(1).normal(0, 0.1, P)
     start = theta.copy()
-    for mode in ("batch", "chunked"):
+    for mode in ("batch", "chunked", "split"):
         trainer = _sync(theta=theta, mode=mode)
         loss_sum, _, n_seen, steps = trainer.run(np.arange(64, dtype=np.intp), 0, 4, 0.1)
         assert (n_seen, steps) == (64, 4) and np.isfinite(loss_sum)

@@ -27,7 +27,8 @@ N_ROWS = 200
 # (backend, n_threads, compiled mode): chunked mode needs batches of two 32-row chunks or more
 RUNS = [("numpy", 1, None)]
 if "cython" in BACKENDS:
-    RUNS += [("cython", 1, None), ("cython", 2, "chunked"), ("cython", 2, "batch")]
+    RUNS += [("cython", 1, None), ("cython", 2, "chunked"), ("cython", 2, "batch"),
+             ("cython", 2, "split")]
 RUN_IDS = [f"{b}-{t}thr-{m or 'auto'}" for b, t, m in RUNS]
 
 OPTIMIZERS = {

@@ -74,7 +74,7 @@ def test_two_fits_in_threads_leave_blas_as_they_found_it(two_blas_threads):
     assert _threads.blas_holders() == 0
 
 
-@pytest.mark.parametrize("mode", ["chunked", "batch"])
+@pytest.mark.parametrize("mode", ["chunked", "batch", "split"])
 def test_a_fit_inside_threadpool_limits_1_never_raises_blas(two_blas_threads, mode):
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((2000, 64)), rng.integers(0, 3, 2000)

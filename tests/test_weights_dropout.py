@@ -295,7 +295,7 @@ def test_clipping_scales_the_loss_gradient_before_weight_decay(backend, weight_d
 
 
 @pytest.mark.parametrize("backend, mode", [("numpy", None)] + [("cython", m) for m in
-                                                                  ("chunked", "batch") if COMPILED])
+                                                                  ("chunked", "batch", "split") if COMPILED])
 def test_a_clip_norm_above_every_gradient_changes_nothing(backend, mode):
     X, y = data()
     a = Network(SIZES, backend=backend, seed=2)
@@ -304,7 +304,8 @@ def test_a_clip_norm_above_every_gradient_changes_nothing(backend, mode):
     b._cython_mode = mode
     a.fit(X, y, epochs=2, batch_size=40)
     b.fit(X, y, epochs=2, batch_size=40, clip_norm=1e30)
-    if mode == "batch":   # its unclipped update is fused into the GEMM: equal to rounding
+    if mode in ("batch", "split"):   # clipping runs batch mode, whose unclipped update is
+        # fused into the GEMM: equal to rounding
         np.testing.assert_allclose(a.get_flat_params(), b.get_flat_params(), rtol=1e-5, atol=1e-6)
     else:
         assert np.array_equal(a.get_flat_params(), b.get_flat_params())
@@ -321,7 +322,7 @@ def _pair(act, out, loss, dtype, dropout=0.0, seed=1, sizes=SIZES):
 @needs_compiled
 @pytest.mark.parametrize("act, out, loss", COMBOS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("mode", ["chunked", "batch"])
+@pytest.mark.parametrize("mode", ["chunked", "batch", "split"])
 def test_compiled_matches_numpy_with_weights_dropout_and_clipping(act, out, loss, dtype, mode):
     X, y = data(output=out)
     w = weights_for(len(X), zeros=[3, 4])
@@ -338,9 +339,29 @@ def test_compiled_matches_numpy_with_weights_dropout_and_clipping(act, out, loss
 
 
 @needs_compiled
+@pytest.mark.parametrize("act, out, loss", COMBOS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_split_mode_weights_rows_on_every_thread_like_numpy(act, out, loss, dtype):
+    # sample weights alone keep split mode (dropout and clipping run batch mode):
+    # each thread weights the rows it owns
+    X, y = data(output=out)
+    w = weights_for(len(X), zeros=[3, 4])
+    ref, _ = _pair(act, out, loss, dtype)
+    kw = {"epochs": 2, "batch_size": 37, "lr": 0.05, "sample_weight": w}
+    h_ref = ref.fit(X, y, **kw)
+    for threads in (1, 2, 3):
+        _, comp = _pair(act, out, loss, dtype)
+        comp.n_threads = threads
+        comp._cython_mode = "split"
+        h = comp.fit(X, y, **kw)
+        np.testing.assert_allclose(comp.get_flat_params(), ref.get_flat_params(), **tolerances(dtype))
+        np.testing.assert_allclose(h.loss, h_ref.loss, **tolerances(dtype))
+
+
+@needs_compiled
 @pytest.mark.parametrize("optimizer, extra", [("sgd", {"momentum": 0.9, "nesterov": True}),
                                               ("sgd", {"momentum": 0.0}), ("adam", {})])
-@pytest.mark.parametrize("mode", ["chunked", "batch"])
+@pytest.mark.parametrize("mode", ["chunked", "batch", "split"])
 def test_compiled_terms_match_numpy_for_each_optimizer(optimizer, extra, mode):
     X, y = data()
     w = weights_for(len(X))
