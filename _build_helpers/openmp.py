@@ -68,8 +68,9 @@ def compile_flags(compiler_type, debug):
     if compiler_type == "msvc":
         return ["/Od", "/Zi"] if debug else ["/O2", "/fp:precise"]
     # -g0 drops debug info from release builds (2.3 MB of a 2.85 MB .so);
-    # -fno-math-errno only stops libm from setting errno (see setup.py).
-    return ["-O0", "-g"] if debug else ["-O3", "-fno-math-errno", "-g0"]
+    # -fno-math-errno only stops libm from setting errno, -fno-trapping-math
+    # lets selects be computed on both sides (clang's default; see setup.py).
+    return ["-O0", "-g"] if debug else ["-O3", "-fno-math-errno", "-fno-trapping-math", "-g0"]
 
 
 def link_flags(compiler_type, debug, platform=None):

@@ -10,10 +10,11 @@ kernels cimport ``_k_means_common.pxd``.
 """
 
 cimport numpy as cnp
-from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, sqrt, sqrtf
+from libc.math cimport log, logf, log1p, log1pf, tanh, tanhf, sqrt, sqrtf
 from libc.math cimport fabs, fabsf
 
 from ._blas cimport floating
+from ._vmath cimport exp_nonpos_f32, exp_nonpos_f64
 from ._kernels_terms cimport Drop, Terms
 
 cdef enum:
@@ -96,11 +97,12 @@ cdef void check_order(const cnp.intp_t[::1] order, Py_ssize_t n_rows, Py_ssize_t
 # Scalar maths, one source for float and double
 # --------------------------------------------------------------------------
 
-cdef inline floating _exp(floating x) noexcept nogil:
+cdef inline floating _exp_nonpos(floating x) noexcept nogil:
+    """e^x for x <= 0, vectorisable (cymlp/_vmath.pxd)."""
     if floating is float:
-        return expf(x)
+        return exp_nonpos_f32(x)
     else:
-        return exp(x)
+        return exp_nonpos_f64(x)
 
 
 cdef inline floating _log(floating x) noexcept nogil:
