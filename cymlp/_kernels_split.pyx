@@ -27,6 +27,14 @@ another block shape, so results agree to rounding (as in batch mode).  The
 δ of every layer is kept (``deltas``: cap · (sizes[1] + ... + sizes[L])
 elements) because region 2 needs them all.  Dropout and gradient clipping
 are not split: the trainer runs those steps in batch mode.
+
+A small step is not worth a team: each thread gets at least
+``SPLIT_MIN_FLOPS`` of the step's ~6·n·Σ n_in·n_out floating-point
+operations, or the step runs on fewer threads (on one, for 784-30-10 with
+batches of 10 or 20, where two threads took 1.2-1.3x as long as one; two
+threads won from 5.7 MFLOP a step on the 2-core Xeon we measure on).  The
+count depends on the network and the batch size only, so results stay
+repeatable for a given ``n_threads``.
 """
 
 from cython.parallel cimport prange
@@ -35,10 +43,20 @@ cimport numpy as cnp
 from ._blas cimport floating, gemm
 from ._fpu cimport flush_subnormals, restore_fpu
 from ._kernels_common cimport (
-    Shape, Opt, StepOut, OPT_SGD, act_ptr, zout_ptr, gather_rows, bias_act_rows, loss_delta_rows,
+    Plan, Shape, Opt, StepOut, OPT_SGD, act_ptr, zout_ptr, gather_rows, bias_act_rows, loss_delta_rows,
     deriv_range, col_sum_range, sum_rows, update_range, momentum_range,
 )
 from ._kernels_terms cimport Terms, weight_rows
+
+cdef Py_ssize_t SPLIT_MIN_FLOPS = 2500000     # floating-point operations per thread and step
+
+
+def _set_split_min_flops(Py_ssize_t flops):
+    """Set the minimum work per thread (tests split tiny networks with 1); returns the old value."""
+    global SPLIT_MIN_FLOPS
+    old = SPLIT_MIN_FLOPS
+    SPLIT_MIN_FLOPS = max(1, flops)
+    return old
 
 
 cdef Py_ssize_t split_delta_width(const Shape* s) noexcept nogil:
@@ -129,6 +147,24 @@ cdef void units_pass(const Shape* s, floating* theta, floating* scr, floating* d
                      m + s.b_off[l], v + s.b_off[l])
 
 
+cdef Py_ssize_t split_parts(const Shape* s, Py_ssize_t n, int nthreads) noexcept nogil:
+    """Threads a step of ``n`` rows runs on: at most ``nthreads`` and ``n``, and only as
+    many as have SPLIT_MIN_FLOPS of its ~6·n·Σ n_in·n_out operations each."""
+    cdef Py_ssize_t work = 0, parts = nthreads if nthreads < n else n
+    cdef int l
+    for l in range(s.n_layers):
+        work += s.sizes[l] * s.sizes[l + 1]
+    work = 6 * n * work // SPLIT_MIN_FLOPS
+    if parts > work:
+        parts = work
+    return parts if parts > 1 else 1
+
+
+def threads_for_step(Plan plan not None, Py_ssize_t n, int nthreads):
+    """How many threads split mode runs a step of ``n`` rows on, given ``nthreads``."""
+    return split_parts(&plan.s, n, nthreads)
+
+
 cdef StepOut step_split(const Shape* s, floating* theta, const floating* X, const floating* Y,
                         const cnp.intp_t* rows, const cnp.int64_t* labels, Py_ssize_t n,
                         floating* scratch, floating* deltas, Py_ssize_t cap, floating* grads,
@@ -136,7 +172,8 @@ cdef StepOut step_split(const Shape* s, floating* theta, const floating* X, cons
                         const Opt* o, int nthreads, const Terms* t) noexcept nogil:
     """One SGD step on ``n`` rows in split mode (module doc); no update when the loss
     is not finite.  ``t`` (or NULL) may carry sample weights only."""
-    cdef int parts = nthreads if nthreads < n else <int>n, p
+    cdef Py_ssize_t parts = split_parts(s, n, nthreads)
+    cdef int p
     cdef unsigned int csr
     cdef StepOut out
     if parts <= 1:      # one thread: no OpenMP region at all (batch mode's arithmetic)

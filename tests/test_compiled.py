@@ -255,6 +255,27 @@ def test_split_mode_on_one_thread_is_batch_mode_bit_for_bit(dtype):
         np.testing.assert_array_equal(got[0], got[1])
 
 
+def test_split_mode_gives_each_thread_enough_work():
+    from cymlp import _kernels_split
+    old = _kernels_split._set_split_min_flops(2_500_000)     # the real threshold
+    try:
+        threads = _kernels_split.threads_for_step
+        nielsen = _kernels.Plan([784, 30, 10], "sigmoid", "sigmoid", "quadratic")
+        fmnist = _kernels.Plan([784, 100, 10], "relu", "softmax", "cross_entropy")
+        assert threads(nielsen, 10, 2) == 1          # 1.4 MFLOP a step: not worth a second thread
+        assert threads(nielsen, 40, 2) == 2          # 5.7 MFLOP
+        assert threads(fmnist, 200, 2) == 2
+        assert threads(fmnist, 200, 16) == 16        # 95 MFLOP
+        assert threads(fmnist, 20, 16) == 3          # 9.5 MFLOP: three threads of 2.5 or more
+        assert threads(fmnist, 3, 16) == 1
+        assert threads(fmnist, 200, 1) == 1
+        # below the threshold the step really runs on one thread: bitwise the 1-thread fit
+        one, two = (_weights_after_fit("split", t, "float64", batch_size=101) for t in (1, 2))
+        np.testing.assert_array_equal(one, two)
+    finally:
+        _kernels_split._set_split_min_flops(old)
+
+
 def test_same_seed_same_weights_run_to_run():
     for mode in MODES:
         np.testing.assert_array_equal(_weights_after_fit(mode, 2, "float64"),
