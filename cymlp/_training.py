@@ -296,7 +296,9 @@ def _split_validation(rng, data, n_validation):
     if n_validation == 0:
         return data
     split = rng.permutation(data.X.shape[0])
-    val, train = split[:n_validation], split[n_validation:]
+    # each part in data order: the copies then read X sequentially (Fashion-MNIST's
+    # 54,000 training rows: 0.06 s instead of 0.4 s); fit shuffles every epoch anyway
+    val, train = np.sort(split[:n_validation]), np.sort(split[n_validation:])
 
     def part(a, rows):
         return None if a is None else a[rows]
