@@ -341,16 +341,16 @@ cdef void loss_delta_rows(const Shape* s, const floating* A_out, const floating*
             for j in range(k):
                 d[j] = a[j] - y[j]
             if s.output == ACT_SOFTMAX:
-                mx = z[0]
+                # log a_j = (z_j − z_b) + log a_b for any b (a = softmax(z), computed in
+                # the forward pass); with b = argmax a, a_b >= 1/k: no second exp pass
+                best = 0
+                for j in range(1, k):
+                    if a[j] > a[best]:
+                        best = j
+                t = _log(a[best])
+                mx = z[best]
                 for j in range(k):
-                    if z[j] > mx:
-                        mx = z[j]
-                t = 0
-                for j in range(k):
-                    t = t + _exp_nonpos(z[j] - mx)
-                t = _log(t)
-                for j in range(k):
-                    acc -= <double>(y[j] * ((z[j] - mx) - t))
+                    acc -= <double>(y[j] * ((z[j] - mx) + t))
             else:  # sigmoid: max(z, 0) − z·y + log(1 + e^−|z|)
                 for j in range(k):
                     acc += <double>((z[j] if z[j] > 0 else 0) - z[j] * y[j]
