@@ -104,6 +104,24 @@ cdef void weight_rows(floating* D, double* row_loss, const double* w, const cnp.
             d[j] = d[j] * fr
 
 
+cdef inline floating unit_multiplier(uint64_t unit_key, uint64_t thr, floating keep) noexcept nogil:
+    """A unit's dropout multiplier: ``keep`` (1/(1-p)) when the top 53 bits of its hash
+    reach ``thr``, else 0, branch-free (a random keep/drop branch mispredicts): the
+    bit pattern of ``keep`` ANDed with all ones or all zeros."""
+    cdef floating mult
+    cdef uint32_t bits32
+    cdef uint64_t bits64
+    if floating is float:
+        memcpy(&bits32, &keep, 4)
+        bits32 = bits32 & <uint32_t>(-<int64_t>((mix64(unit_key) >> 11) >= thr))
+        memcpy(&mult, &bits32, 4)
+    else:
+        memcpy(&bits64, &keep, 8)
+        bits64 = bits64 & <uint64_t>(-<int64_t>((mix64(unit_key) >> 11) >= thr))
+        memcpy(&mult, &bits64, 8)
+    return mult
+
+
 cdef void drop_rows(const Drop* d, int h, const floating* A, floating* M, floating* At,
                     Py_ssize_t row0, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
     """Draw hidden layer h's dropout multipliers for ``n`` rows (batch rows row0..) and
@@ -111,28 +129,16 @@ cdef void drop_rows(const Drop* d, int h, const floating* A, floating* M, floati
 
     A unit's multiplier is a hash of (the step's key for the layer, batch row,
     unit): the same bits as reference.dropout_masks, whatever block or thread
-    computes them.  Branch-free (a random keep/drop branch mispredicts): the
-    multiplier's bit pattern is ANDed with all ones (keep) or zeros (drop).
+    computes them (:func:`unit_multiplier`).
     """
     cdef Py_ssize_t r, j, i
     cdef uint64_t key = d.key[h], thr = d.threshold[h], row_bits
     cdef floating keep = <floating>d.scale[h], mult
-    cdef uint32_t keep32, bits32
-    cdef uint64_t keep64, bits64
-    if floating is float:
-        memcpy(&keep32, &keep, 4)
-    else:
-        memcpy(&keep64, &keep, 8)
     for r in range(n):
         row_bits = (<uint64_t>(row0 + r)) << 32
         for j in range(m):
             i = r * m + j
-            if floating is float:
-                bits32 = keep32 & <uint32_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
-                memcpy(&mult, &bits32, 4)
-            else:
-                bits64 = keep64 & <uint64_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
-                memcpy(&mult, &bits64, 8)
+            mult = unit_multiplier(key ^ (row_bits | <uint64_t>j), thr, keep)
             M[i] = mult
             At[i] = A[i] * mult
 
@@ -148,22 +154,11 @@ cdef void drop_in_place(const Drop* d, int h, floating* A, Py_ssize_t row0, Py_s
     cdef Py_ssize_t r, j, i
     cdef uint64_t key = d.key[h], thr = d.threshold[h], row_bits
     cdef floating keep = <floating>d.scale[h], mult
-    cdef uint32_t keep32, bits32
-    cdef uint64_t keep64, bits64
-    if floating is float:
-        memcpy(&keep32, &keep, 4)
-    else:
-        memcpy(&keep64, &keep, 8)
     for r in range(n):
         row_bits = (<uint64_t>(row0 + r)) << 32
         for j in range(m):
             i = r * m + j
-            if floating is float:
-                bits32 = keep32 & <uint32_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
-                memcpy(&mult, &bits32, 4)
-            else:
-                bits64 = keep64 & <uint64_t>(-<int64_t>((mix64(key ^ (row_bits | <uint64_t>j)) >> 11) >= thr))
-                memcpy(&mult, &bits64, 8)
+            mult = unit_multiplier(key ^ (row_bits | <uint64_t>j), thr, keep)
             A[i] = A[i] * mult
 
 
