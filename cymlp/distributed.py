@@ -37,9 +37,15 @@ from concurrent.futures import CancelledError
 
 import numpy as np
 
+from . import _validation as v
 from . import reference
+from ._fit_checks import make_schedule
+from ._spec import spec_of
+from ._threads import affinity_cores
+from .exceptions import TrainingDiverged
 from .history import History
-from .network import OPTIMIZERS, Network, TrainingDiverged
+from .network import Network
+from .training_state import OPTIMIZERS
 
 try:
     import distributed as _dd
@@ -232,11 +238,10 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
     if callable(lr_schedule):
         schedule = lr_schedule
     else:
-        from ._training import make_schedule
         schedule = make_schedule(lr_schedule, lr, epochs)
     if validation_data is not None:
         X_val, y_val = validation_data
-        X_val, y_val = net._check_Xy(X_val, y_val)[0], y_val
+        X_val = v.check_Xy(spec_of(net), X_val, y_val)[0]
     callbacks = list(callbacks or [])
     if strategy == "sync" and any(net.dropout):
         raise ValueError("strategy='sync' computes plain gradients, without dropout; use "
@@ -244,7 +249,7 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
 
     own_cluster = client is None
     if own_cluster:
-        cluster = LocalCluster(n_workers=n_workers or _usable_cores(), threads_per_worker=threads_per_worker or 1,
+        cluster = LocalCluster(n_workers=n_workers or affinity_cores(), threads_per_worker=threads_per_worker or 1,
                                processes=True, host="127.0.0.1", dashboard_address=None,
                                env={"PYTHONPATH": _pythonpath_with_this_cymlp()})
         client = Client(cluster)
@@ -298,11 +303,6 @@ def _pythonpath_with_this_cymlp():
     return os.pathsep.join(p for p in (parent, os.environ.get("PYTHONPATH")) if p)
 
 
-def _usable_cores():
-    from ._threads import usable_cores
-    return usable_cores()
-
-
 class _Run:
     """One ``fit_distributed`` call: shards on workers, rounds, averaging, recovery."""
 
@@ -348,7 +348,7 @@ class _Run:
             self._place_numpy(X, y)
 
     def _place_numpy(self, X, y):
-        X, Y, labels = self.net._check_Xy(X, y)
+        X, Y, labels = v.check_Xy(spec_of(self.net), X, y)
         y_local = labels if labels is not None else Y
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(len(X)) if self.shuffle else np.arange(len(X))

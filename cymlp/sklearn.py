@@ -84,9 +84,10 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._training import OptimizerConfig
-from ._training_terms import check_clip_norm, check_dropout
-from .network import PARALLEL_STRATEGIES, Network
+from ._fit_checks import PARALLEL_STRATEGIES
+from ._validation import check_clip_norm, check_dropout
+from .network import Network
+from .training_state import OptimizerConfig
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 

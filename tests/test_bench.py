@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import subprocess_env
+from _helpers import subprocess_env
 
 from cymlp import bench
 

@@ -213,7 +213,7 @@ def test_opt_out_builds_serially_and_show_config_says_so(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "WITHOUT OpenMP" in proc.stdout
     child = subprocess.run(
-        [sys.executable, "-c", "import cymlp, cymlp._config as c; i = c.config_info(); "
+        [sys.executable, "-c", "import cymlp, cymlp._install_info as c; i = c.config_info(); "
          "print(cymlp.__file__, i['openmp'], 'cython' in i['backends']); cymlp.show_config()"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
         env=dict(os.environ, PYTHONPATH=str(tmp_path)))

@@ -10,7 +10,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from conftest import subprocess_env
+from _helpers import subprocess_env
 
 import cymlp
 from cymlp import cli, datasets

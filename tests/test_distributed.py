@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
-from conftest import CYMLP_PARENT
+from _helpers import CYMLP_PARENT
 from distributed import Client, LocalCluster
 
 import cymlp
@@ -198,7 +198,7 @@ def test_a_worker_without_cymlp_is_named(digits, tmp_path):
 def test_importing_cymlp_does_not_import_dask():
     import subprocess
 
-    from conftest import subprocess_env
+    from _helpers import subprocess_env
     code = "import sys, cymlp; sys.exit('distributed' in sys.modules or 'dask' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], env=subprocess_env(), timeout=60).returncode == 0
 
@@ -207,7 +207,7 @@ def test_cli_trains_on_a_local_cluster(tmp_path):
     import re
     import subprocess
 
-    from conftest import subprocess_env
+    from _helpers import subprocess_env
     result = subprocess.run([sys.executable, "-m", "cymlp", "train", "--workers", "2", "--threads", "1",
                              "--epochs", "8", "--no-progress"], cwd=tmp_path, env=subprocess_env(),
                             capture_output=True, text=True, timeout=240)

@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import interrupt_training_child, subprocess_env
+from _helpers import interrupt_training_child, subprocess_env
 
 import cymlp
 
@@ -46,7 +46,7 @@ FORK_CHILD = textwrap.dedent("""
     import json, multiprocessing as mp, sys
     import numpy as np
     import cymlp
-    from cymlp import _validation as v
+    from cymlp import _threads
 
     def data():
         rng = np.random.default_rng(0)
@@ -58,7 +58,7 @@ FORK_CHILD = textwrap.dedent("""
         net = cymlp.Network([32, 64, 4], backend=backend, n_threads=4, seed=0)
         net.set_flat_params(theta)
         net.fit(X, y, epochs=2, batch_size=32)
-        queue.put(dict(forked=v.in_forked_child(), threads_none=v.effective_n_threads(None),
+        queue.put(dict(forked=_threads.in_forked_child(), threads_none=_threads.effective_n_threads(None),
                        threads_4=net.effective_n_threads, score=float(net.score(X, y)),
                        params=net.get_flat_params().tolist()))
 

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import interrupt_training_child, subprocess_env
+from _helpers import interrupt_training_child, make_trainer, subprocess_env
 
 from cymlp import Network, TrainingDiverged
 from cymlp.datasets import load_digits
@@ -157,11 +157,9 @@ def test_a_non_finite_replica_makes_the_average_fail(bad):
 
 
 def _trainer(net, X, y, batch_size, parallel, every=None, weighting="uniform"):
-    from cymlp._training import make_trainer
-    from cymlp.network import OptimizerConfig
     Y = np.eye(net.sizes[-1], dtype=net.dtype)[y]
-    return make_trainer(net, X.astype(net.dtype), Y, y, batch_size, OptimizerConfig(),
-                        parallel, every, weighting)
+    return make_trainer(net, X.astype(net.dtype), Y, y, batch_size, parallel=parallel,
+                        average_every=every, average_weighting=weighting)
 
 
 def test_epoch_end_leaves_the_average_in_the_network_and_in_every_replica(digits):

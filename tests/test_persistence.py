@@ -21,7 +21,7 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import read_line_until, subprocess_env
+from _helpers import read_line_until, subprocess_env
 
 import cymlp
 from cymlp import Network, cli

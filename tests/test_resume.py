@@ -16,9 +16,11 @@ import zipfile
 import numpy as np
 import numpy.lib.format as npformat
 import pytest
+from _helpers import make_trainer
 
 import cymlp
 from cymlp import Network, cli
+from cymlp.training_state import OptimizerConfig, TrainingState
 
 BACKENDS = cymlp.available_backends()
 SIZES = [5, 7, 3]
@@ -48,7 +50,7 @@ def data(n=N_ROWS, seed=0):
 def network(run=RUNS[0], dtype="float32", seed=1):
     backend, n_threads, mode = run
     net = Network(SIZES, backend=backend, n_threads=n_threads, dtype=dtype, seed=seed)
-    net._cython_mode = mode
+    net.compiled_mode = mode
     return net
 
 
@@ -125,15 +127,14 @@ def test_fit_without_resume_starts_the_optimizer_afresh(run):
 
 @pytest.mark.skipif("cython" not in BACKENDS, reason="compiled path not built")
 def test_the_compiled_trainer_writes_into_the_state_buffers():
-    from cymlp import _training
-    from cymlp._state import TrainingState
+    from cymlp import _validation
     net = network(RUNS[1])
     X, y = data()
-    Xc, Y, labels = net._check_Xy(X, y)
-    opt = _training.OptimizerConfig("adam")
+    Xc, Y, labels = _validation.check_Xy(net._spec, X, y)
+    opt = OptimizerConfig("adam")
     state = TrainingState(opt, net.n_params, net.dtype, seed=0, step=3)
     m, v = state.m, state.v
-    trainer = _training.make_trainer(net, Xc, Y, labels, 64, opt, state=state)
+    trainer = make_trainer(net, Xc, Y, labels, 64, opt, state=state)
     try:
         trainer.run(np.arange(N_ROWS, dtype=np.intp), 0, 2, 0.01)
     finally:
@@ -157,7 +158,7 @@ def test_resume_after_pickle_copy_and_save_load(tmp_path, backend, opt):
     half.fit(X, y, epochs=2, lr_schedule_epochs=4, **kwargs)
     half.save(tmp_path / "half.npz")
     loaded = Network.load(tmp_path / "half.npz", backend=backend, n_threads=1)
-    loaded._cython_mode = None
+    loaded.compiled_mode = None
     for resumed in (pickle.loads(pickle.dumps(half)), half.copy(), loaded):
         assert_same(resumed, half)
         resumed.fit(X, y, epochs=2, resume=True, **kwargs)
@@ -580,7 +581,7 @@ def test_resume_with_dropout_equals_one_fit_bit_for_bit(run, opt, terms, activat
         backend, n_threads, mode = run
         net = Network(SIZES, activation=activation, backend=backend, n_threads=n_threads,
                       dtype="float64", seed=3, dropout=dropout)
-        net._cython_mode = mode
+        net.compiled_mode = mode
         return net
 
     whole = make(rate)

@@ -624,7 +624,7 @@ def test_concurrent_predict_is_thread_safe(backend):
 
 
 def test_omp_num_threads_and_explicit_counts(monkeypatch):
-    from cymlp import _validation as v
+    from cymlp import _threads as v
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert v.effective_n_threads(None) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "garbage")

@@ -15,7 +15,7 @@ import pickle
 import numpy as np
 import pytest
 
-from cymlp import Network, _training, available_backends, cli, datasets, reference
+from cymlp import Network, _training, _validation, available_backends, cli, datasets, reference
 from cymlp._spec import layer_views
 from cymlp.gradcheck import gradcheck
 
@@ -84,7 +84,7 @@ def test_the_weighted_passes_reproduce_the_unweighted_bits_for_all_ones(backend,
     """Below the boundary (which runs equal weights unweighted): the weighted code itself."""
     X, y = data()
     net = Network(SIZES, "sigmoid", dtype=dtype, backend=backend, seed=2)
-    X, Y, _ = net._check_Xy(X, y)
+    X, Y, _ = _validation.check_Xy(net._spec, X, y)
     plain = net._backend.backprop(net._spec, net._theta, X, Y, 1)
     ones = net._backend.backprop(net._spec, net._theta, X, Y, 1, sample_weight=np.ones(len(X)))
     for g, h in zip([*plain[0], *plain[1]], [*ones[0], *ones[1]]):
@@ -243,7 +243,7 @@ def test_numpy_fit_draws_the_reference_masks_keyed_by_seed_epoch_step():
     net = Network(SIZES, "tanh", dtype="float64", backend="numpy", dropout=[0.3, 0.6], seed=11)
     by_hand = net.copy()
     net.fit(X, y, epochs=2, batch_size=20, lr=0.1, momentum=0.0, shuffle=False)
-    Xc, Y, _ = by_hand._check_Xy(X, y)
+    Xc, Y, _ = _validation.check_Xy(by_hand._spec, X, y)
     for epoch in range(2):
         masks = reference.dropout_masks(11, epoch, epoch, SIZES, 20, (0.3, 0.6), np.float64)  # step = epoch here
         gw, gb, _, _ = reference.backprop(list(by_hand.weights), list(by_hand.biases), "tanh",
@@ -299,9 +299,9 @@ def test_clipping_scales_the_loss_gradient_before_weight_decay(backend, weight_d
 def test_a_clip_norm_above_every_gradient_changes_nothing(backend, mode):
     X, y = data()
     a = Network(SIZES, backend=backend, seed=2)
-    a._cython_mode = mode
+    a.compiled_mode = mode
     b = a.copy()
-    b._cython_mode = mode
+    b.compiled_mode = mode
     a.fit(X, y, epochs=2, batch_size=40)
     b.fit(X, y, epochs=2, batch_size=40, clip_norm=1e30)
     if mode in ("batch", "split"):   # clipping runs batch mode, whose unclipped update is
@@ -332,7 +332,7 @@ def test_compiled_matches_numpy_with_weights_dropout_and_clipping(act, out, loss
     for threads in (1, 2):
         _, comp = _pair(act, out, loss, dtype, dropout=[0.3, 0.1])
         comp.n_threads = threads
-        comp._cython_mode = mode
+        comp.compiled_mode = mode
         h = comp.fit(X, y, **kw)
         np.testing.assert_allclose(comp.get_flat_params(), ref.get_flat_params(), **tolerances(dtype))
         np.testing.assert_allclose(h.loss, h_ref.loss, **tolerances(dtype))
@@ -352,7 +352,7 @@ def test_split_mode_weights_rows_on_every_thread_like_numpy(act, out, loss, dtyp
     for threads in (1, 2, 3):
         _, comp = _pair(act, out, loss, dtype)
         comp.n_threads = threads
-        comp._cython_mode = "split"
+        comp.compiled_mode = "split"
         h = comp.fit(X, y, **kw)
         np.testing.assert_allclose(comp.get_flat_params(), ref.get_flat_params(), **tolerances(dtype))
         np.testing.assert_allclose(h.loss, h_ref.loss, **tolerances(dtype))
@@ -366,7 +366,7 @@ def test_compiled_terms_match_numpy_for_each_optimizer(optimizer, extra, mode):
     X, y = data()
     w = weights_for(len(X))
     ref, comp = _pair("relu", "softmax", "cross_entropy", "float64", dropout=0.2)
-    comp._cython_mode = mode
+    comp.compiled_mode = mode
     kw = {"epochs": 2, "batch_size": 40, "lr": 0.02, "optimizer": optimizer, "weight_decay": 1e-3,
           "sample_weight": w, "clip_norm": 0.3, **extra}
     ref.fit(X, y, **kw)
@@ -383,7 +383,7 @@ def test_compiled_dropout_is_identical_on_one_and_two_threads(dtype, act):
     for threads in (1, 2):
         net = Network([6, 32, 16, 4], act, dtype=dtype, backend="cython", n_threads=threads, seed=3,
                       dropout=0.3)
-        net._cython_mode = "chunked"
+        net.compiled_mode = "chunked"
         net.fit(X, y, epochs=2, batch_size=100, sample_weight=weights_for(len(X)), clip_norm=1.0)
         results.append(net.get_flat_params())
     assert np.array_equal(results[0], results[1])
