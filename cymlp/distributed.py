@@ -39,6 +39,14 @@ import numpy as np
 
 from . import _validation as v
 from . import reference
+from ._dask_tasks import (
+    concat_chunks,
+    forget,
+    load_shard_files,
+    local_gradient,
+    local_round,
+    worker_has_cymlp,
+)
 from ._fit_checks import make_schedule
 from ._spec import spec_of
 from ._threads import affinity_cores
@@ -64,104 +72,6 @@ WEIGHTINGS = ("uniform", "examples")
 
 # The training keyword arguments a round passes on to the replica's training call.
 _LOCAL_FIT_KEYS = ("momentum", "nesterov", "weight_decay", "optimizer", "beta1", "beta2", "eps")
-
-
-# ----------------------------------------------------------------------------- worker side
-# Module-level functions, so that a task pickles as a reference to this module.
-
-_REPLICAS = {}        # (run id, shard id) -> Network, on each worker
-
-
-def _flat(net):
-    return net.get_flat_params()
-
-
-def _set_flat(net, theta):
-    net.set_flat_params(theta)
-
-
-def _worker_has_cymlp():
-    import importlib.util
-    return importlib.util.find_spec("cymlp") is not None
-
-
-def _load_shard_files(x_path, y_path, offset):
-    """A file shard, loaded on the worker that trains on it."""
-    X = np.load(x_path, allow_pickle=False)
-    y = np.load(y_path, allow_pickle=False)
-    return X, y, np.arange(offset, offset + len(X))
-
-
-def _concat_chunks(offset, *chunks):
-    """A dask-array shard: this worker's X and y chunks, joined where they already live."""
-    half = len(chunks) // 2
-    X = np.concatenate(chunks[:half]) if half > 1 else chunks[0]
-    y = np.concatenate(chunks[half:]) if half > 1 else chunks[half]
-    return X, y, offset
-
-
-def _replica(run_id, shard_id, template, n_threads):
-    key = (run_id, shard_id)
-    if key not in _REPLICAS:
-        net = template.copy()
-        if n_threads is None:
-            try:
-                n_threads = _dd.get_worker().state.nthreads
-            except (ValueError, AttributeError):
-                n_threads = 1
-        net.n_threads = n_threads
-        _REPLICAS[key] = net
-    return _REPLICAS[key]
-
-
-def _local_round(run_id, shard_id, template, theta, shard, epoch, first, stop, batch_size, lr,
-                 seed, shuffle, settings, n_threads):
-    """Train the replica of ``shard_id`` on local steps ``first .. stop-1`` of ``epoch``.
-
-    Returns ``(theta, n_rows, loss_sum, n_correct)`` after the steps.
-    """
-    X, y, _ = shard
-    net = _replica(run_id, shard_id, template, n_threads)
-    _set_flat(net, theta)
-    n = len(X)
-    order = (np.random.default_rng([seed, shard_id, epoch]).permutation(n) if shuffle
-             else np.arange(n))
-    rows = order[first * batch_size:stop * batch_size]
-    if len(rows) == 0:
-        return theta, 0, 0.0, 0
-    Xr, yr = X[rows], y[rows]
-    if hasattr(net, "partial_fit"):
-        # keeps the replica's optimizer state across rounds
-        net.partial_fit(Xr, yr, batch_size=batch_size, lr=lr, shuffle=False, **settings)
-        history = net.history_
-    else:
-        history = net.fit(Xr, yr, epochs=1, batch_size=batch_size, lr=lr, shuffle=False, **settings)
-    loss = history.loss[-1] if len(history) else float("nan")
-    accuracy = history.accuracy[-1] if len(history) and history.accuracy[-1] is not None else 0.0
-    return _flat(net), len(rows), loss * len(rows), int(round(accuracy * len(rows)))
-
-
-def _local_gradient(run_id, shard_id, template, theta, shard, global_rows):
-    """Sum over this shard's rows of ``global_rows`` of the per-row loss gradient."""
-    X, y, index = shard
-    local = np.flatnonzero(np.isin(index, global_rows))
-    if len(local) == 0:
-        return None, 0, 0.0, 0
-    net = _replica(run_id, shard_id, template, 1)
-    _set_flat(net, theta)
-    X_part, y_part = X[local], y[local]
-    loss = net.loss(X_part, y_part)              # before the step, as fit reports it
-    grads_w, grads_b = net.backprop(X_part, y_part)
-    flat = np.concatenate([g.ravel() for pair in zip(grads_w, grads_b) for g in pair])
-    correct = 0
-    if net.is_classifier and np.ndim(y) == 1:
-        correct = int(np.sum(net.predict(X_part) == y_part))
-    return flat * len(local), len(local), float(loss) * len(local), correct
-
-
-def _forget(run_id):
-    for key in [k for k in _REPLICAS if k[0] == run_id]:
-        del _REPLICAS[key]
 
 
 # ----------------------------------------------------------------------------- client side
@@ -320,14 +230,14 @@ class _Run:
         if n_workers is not None:
             workers = workers[:n_workers]
         # a worker without cymlp cannot even unpickle this check: its error counts as a "no"
-        answers = client.run(_worker_has_cymlp, workers=workers, on_error="return")
+        answers = client.run(worker_has_cymlp, workers=workers, on_error="return")
         missing = [w for w, ok in answers.items() if ok is not True]
         if missing:
             raise RuntimeError(f"cymlp is not importable on the Dask worker(s) {', '.join(missing)}; "
                                f"install cymlp (the same version as the client) in the workers' environment")
         self.workers = workers
         self.template = client.scatter(net.copy(), broadcast=True, hash=False)
-        theta_bytes = _flat(net).nbytes
+        theta_bytes = net.get_flat_params().nbytes
         self.bytes_per_round = 2 * theta_bytes * len(workers)
         self.opt_state = None
 
@@ -374,7 +284,7 @@ class _Run:
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         self.n_rows = int(sum(sizes))
         self.owner = [self.workers[i % len(self.workers)] for i in range(len(pairs))]
-        self.shards = [self.client.submit(_load_shard_files, str(xp), str(yp), int(off), workers=[w],
+        self.shards = [self.client.submit(load_shard_files, str(xp), str(yp), int(off), workers=[w],
                                           pure=False)
                        for (xp, yp), off, w in zip(pairs, offsets, self.owner)]
         self.shard_rows = sizes
@@ -405,7 +315,7 @@ class _Run:
         for worker, chunk_ids in sorted(by_worker.items()):
             index = np.concatenate([np.arange(offsets[i], offsets[i] + X.chunks[0][i]) for i in chunk_ids])
             parts = [futures_x[i] for i in chunk_ids] + [futures_y[i] for i in chunk_ids]
-            self.shards.append(self.client.submit(_concat_chunks, index, *parts, workers=[worker], pure=False))
+            self.shards.append(self.client.submit(concat_chunks, index, *parts, workers=[worker], pure=False))
             self.shard_rows.append(len(index))
             self.owner.append(worker)
         self.n_rows = int(sum(self.shard_rows))
@@ -460,13 +370,13 @@ class _Run:
                            "the weights of the last completed round")
 
     def _average_round(self, epoch, first, stop, lr):
-        theta = _flat(self.net)
+        theta = self.net.get_flat_params()
 
         def submit(shard_ids):
             # the weights travel inside each task message: a scatter to a worker that has just
             # died can block indefinitely, a task message to it just fails and is redone
             theta_future = theta
-            return [self.client.submit(_local_round, self.run_id, i, self.template, theta_future, self.shards[i],
+            return [self.client.submit(local_round, self.run_id, i, self.template, theta_future, self.shards[i],
                                        epoch, first, stop, self.batch_size, lr, self.seed, self.shuffle,
                                        self.settings, self.threads, workers=[self.owner[i]],
                                        allow_other_workers=False, pure=False)
@@ -487,7 +397,7 @@ class _Run:
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: the averaged weights are not "
                                    f"finite at learning rate {lr:g}; the network keeps the last finite "
                                    f"average; try a smaller lr")
-        _set_flat(self.net, average.astype(theta.dtype))
+        self.net.set_flat_params(average.astype(theta.dtype))
         return (sum(r[2] for r in results.values()), int(rows.sum()), sum(r[3] for r in results.values()))
 
     def _sync_epoch(self, epoch, lr):
@@ -501,11 +411,11 @@ class _Run:
         loss_sum = n_seen = n_correct = 0
         for start in range(0, n, batch):
             rows = order[start:start + batch]
-            theta = _flat(self.net)
+            theta = self.net.get_flat_params()
 
             def submit(shard_ids, theta=theta, rows=rows):
                 # small arrays travel inside the task message: no extra round trip per step
-                return [self.client.submit(_local_gradient, self.run_id, i, self.template, theta, self.shards[i],
+                return [self.client.submit(local_gradient, self.run_id, i, self.template, theta, self.shards[i],
                                            rows, workers=[self.owner[i]], allow_other_workers=False, pure=False)
                         for i in shard_ids]
 
@@ -597,7 +507,7 @@ class _Run:
             elif hasattr(self, "_file_pairs"):
                 pairs, offsets = self._file_pairs
                 xp, yp = pairs[i]
-                self.shards[i] = self.client.submit(_load_shard_files, str(xp), str(yp), int(offsets[i]),
+                self.shards[i] = self.client.submit(load_shard_files, str(xp), str(yp), int(offsets[i]),
                                                     workers=[target], pure=False)
             else:
                 self.shards[i] = self.client.submit(lambda shard: shard, self.shards[i], workers=[target],
@@ -605,7 +515,7 @@ class _Run:
 
     def close(self):
         try:
-            self.client.run(_forget, self.run_id)
+            self.client.run(forget, self.run_id)
         except Exception:
             pass
 
