@@ -97,6 +97,12 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
         An existing client (a real cluster).  ``None`` starts a
         ``LocalCluster`` of ``n_workers`` processes (default: one per core,
         one thread each) on the loopback interface and closes it afterwards.
+    n_workers : int or None
+        Workers to start (``client=None``; default: one per core of the
+        affinity mask), or to use of the given client's (default: all).
+    threads_per_worker : int or None
+        Threads of each started worker (default 1), and the ``n_threads`` of
+        each replica (default: the worker's thread count).
     strategy : {"average", "sync"}
         See the module docstring.
     average_every : int or None

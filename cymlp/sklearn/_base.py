@@ -78,10 +78,22 @@ class BaseMLP(StochasticSolver, BaseEstimator):
     # -- fit -------------------------------------------------------------------------
 
     def fit(self, X, y, sample_weight=None):
-        """Fit the model to ``X`` (n_samples, n_features) and ``y``; returns ``self``.
+        """Fit the model to ``X`` and ``y``, starting a fresh optimizer (``warm_start`` keeps the weights).
 
-        ``sample_weight`` (n_samples,), weights >= 0: each mini-batch minimises
-        the weighted mean loss, as in scikit-learn (see the module docstring).
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            Inputs, one example per row.
+        y : array-like (n_samples,) or (n_samples, n_outputs)
+            Class labels (classifier; 2-D for multilabel) or targets (regressor).
+        sample_weight : array-like (n_samples,) or None
+            Weights >= 0: each mini-batch minimises the weighted mean loss, as
+            in scikit-learn (see :mod:`cymlp.sklearn`).
+
+        Returns
+        -------
+        self
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=False)
 

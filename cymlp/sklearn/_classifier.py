@@ -9,36 +9,18 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from ._base import BaseMLP
+from ._params import COMMON_PARAMETERS, estimator_doc
 
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
-    """Multi-layer perceptron classifier trained by cymlp's compiled path.
+    __doc__ = estimator_doc(
+        """Multi-layer perceptron classifier trained by cymlp's compiled path.
 
     The parameters, fitted attributes and methods of
     ``sklearn.neural_network.MLPClassifier`` for ``solver`` in {"adam", "sgd"}
-    (see the module docstring for the exact correspondence), plus:
-
-    Parameters
-    ----------
-    dtype : {None, "float32", "float64"}, default None
-        Precision of the network.  None follows ``X`` as scikit-learn does:
-        float32 stays float32, anything else becomes float64.  float32 is
-        about twice as fast.
-    n_threads : int or None, default None
-        Threads for training and prediction; None uses every usable core,
-        within ``OMP_NUM_THREADS`` and ``threadpoolctl`` limits.
-    parallel : {"sync", "hogwild", "average"}, default "sync"
-        Multi-threaded training strategy (docs/parallel-sgd.md); only
-        ``"sync"`` is deterministic.
-    dropout : float or sequence of float in [0, 1), default 0.0
-        Inverted dropout on the hidden layers while training (one rate, or one
-        per hidden layer); prediction never drops units.
-    clip_norm : float > 0 or None, default None
-        Scale each mini-batch's mean gradient down to this global norm.
-    class_weight : None, dict or "balanced", default None
-        Weights of the classes, keys as in ``y``; "balanced" weighs each class
-        by ``n_rows / (n_classes * count)``.  Multiplies ``sample_weight``.
-
+    (see :mod:`cymlp.sklearn` for the exact correspondence), plus ``dtype``,
+    ``n_threads``, ``parallel``, ``dropout``, ``clip_norm`` and ``class_weight``.""",
+        (*COMMON_PARAMETERS, "class_weight"), """
     Attributes
     ----------
     classes_, n_features_in_, feature_names_in_, coefs_, intercepts_, loss_,
@@ -46,8 +28,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     n_iter_, t_, n_layers_, n_outputs_, out_activation_
         As in scikit-learn.  ``coefs_[i]`` is (n_in, n_out), a view into the network.
     network_ : cymlp.Network
-        The trained network.
-    """
+        The trained network.""")
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
@@ -131,12 +112,27 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     _score_function = staticmethod(accuracy_score)
 
     def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch of training over the given rows; returns ``self``.
+        """One epoch of training over the given rows.
 
-        ``classes`` (every label that will ever appear) is required on the
-        first call and must not change afterwards.  The optimizer state
-        (momentum, Adam's moments) carries over from call to call, as in
-        scikit-learn.
+        The optimizer state (momentum, Adam's moments) carries over from call
+        to call, as in scikit-learn.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            Inputs, one example per row.
+        y : array-like (n_samples,) or (n_samples, n_classes)
+            Class labels of these rows.
+        sample_weight : array-like (n_samples,) or None
+            Weights >= 0 of these rows.
+        classes : array-like or None
+            Every label that will ever appear: required on the first call, and
+            must not change afterwards.
+
+        Returns
+        -------
+        self
+            The estimator.
         """
         first_call = not hasattr(self, "classes_")
         if first_call:
@@ -151,11 +147,33 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
-        """Predicted labels: (n_samples,), or (n_samples, n_classes) indicators for multilabel y."""
+        """Predicted labels.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            Inputs, one example per row.
+
+        Returns
+        -------
+        ndarray
+            (n_samples,) labels, or (n_samples, n_classes) indicators for multilabel ``y``.
+        """
         return self._decode(self._forward(X))
 
     def predict_proba(self, X):
-        """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            Inputs, one example per row.
+
+        Returns
+        -------
+        ndarray (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
         out = self._forward(X)
         if self.n_outputs_ == 1:
             p = out.ravel()
@@ -163,7 +181,18 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return out
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            Inputs, one example per row.
+
+        Returns
+        -------
+        ndarray (n_samples, n_classes)
+            Log-probabilities (``-inf`` where a probability is 0).
+        """
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 

@@ -7,6 +7,7 @@ here, with what to use instead.
 """
 
 import numbers
+import textwrap
 
 import numpy as np
 
@@ -96,3 +97,78 @@ def check_params(est):
     check_dropout(est.dropout, [0, *hidden, 0])
     check_clip_norm(est.clip_norm)
     return hidden
+
+
+# The constructor parameters, in the order of the signatures
+COMMON_PARAMETERS = (
+    "hidden_layer_sizes", "activation", "solver", "alpha", "batch_size", "learning_rate",
+    "learning_rate_init", "power_t", "max_iter", "shuffle", "random_state", "tol", "verbose",
+    "warm_start", "momentum", "nesterovs_momentum", "early_stopping", "validation_fraction", "beta_1",
+    "beta_2", "epsilon", "n_iter_no_change", "max_fun", "dtype", "n_threads", "parallel", "dropout",
+    "clip_norm")
+
+
+# ---- the parameters' documentation, shared by both estimators (numpydoc, checked by the API docs)
+
+PARAMETER_DOCS = {
+    "loss": ('{"squared_error"}, default "squared_error"',
+             'The loss: squared error, as scikit-learn\'s ``MLPRegressor``.  "poisson" is refused.'),
+    "hidden_layer_sizes": ("tuple of int, default (100,)",
+                           "Units of each hidden layer; ``()`` for none (a linear model)."),
+    "activation": ('{"relu", "logistic", "tanh", "leaky_relu"}, default "relu"',
+                   'Activation of the hidden layers ("leaky_relu" is a cymlp extra; "identity" is refused).'),
+    "solver": ('{"adam", "sgd"}, default "adam"', 'The optimizer ("lbfgs" is refused).'),
+    "alpha": ("float >= 0, default 0.0001",
+              "L2 penalty, applied as ``weight_decay = alpha / (batch_size * mean sample weight)``."),
+    "batch_size": ('int or "auto", default "auto"',
+                   'Rows per mini-batch; "auto" is ``min(200, n_samples)``; clipped to the rows, with a warning.'),
+    "learning_rate": ('{"constant", "invscaling", "adaptive"}, default "constant"',
+                      'The rate schedule between epochs (``solver="sgd"`` only, as in scikit-learn).'),
+    "learning_rate_init": ("float > 0, default 0.001", "The initial learning rate."),
+    "power_t": ("float >= 0, default 0.5", 'The exponent of "invscaling": ``lr = init / (t + 1) ** power_t``.'),
+    "max_iter": ("int >= 1, default 200", "Epochs at most (``fit``)."),
+    "shuffle": ("bool, default True", "Reshuffle the rows every epoch."),
+    "random_state": ("int, RandomState or None, default None",
+                     "Draws the initial weights (as scikit-learn does), the early-stopping split and "
+                     "the seed of the epoch shuffles."),
+    "tol": ("float >= 0, default 1e-4", "The improvement of the loss (or validation score) that counts."),
+    "verbose": ("bool, default False", "Print the loss of every epoch."),
+    "warm_start": ("bool, default False",
+                   "``fit`` continues from the fitted weights (with a fresh optimizer, as scikit-learn)."),
+    "momentum": ("float in [0, 1), default 0.9", 'SGD momentum (``solver="sgd"``).'),
+    "nesterovs_momentum": ("bool, default True", 'Nesterov momentum (``solver="sgd"``).'),
+    "early_stopping": ("bool, default False",
+                       "Hold out ``validation_fraction`` of the rows and stop when their score stops "
+                       "improving; the best epoch's weights are kept."),
+    "validation_fraction": ("float in (0, 1), default 0.1", "The held-out share with ``early_stopping``."),
+    "beta_1": ("float in [0, 1), default 0.9", "Adam's first-moment decay."),
+    "beta_2": ("float in [0, 1), default 0.999", "Adam's second-moment decay."),
+    "epsilon": ("float > 0, default 1e-8", "Adam's epsilon."),
+    "n_iter_no_change": ("int >= 1, default 10", "Epochs without an improvement of ``tol`` before stopping."),
+    "max_fun": ("int >= 1, default 15000", "Checked and kept for scikit-learn compatibility (lbfgs only)."),
+    "dtype": ('{None, "float32", "float64"}, default None',
+              "Precision of the network.  None follows ``X`` as scikit-learn does: float32 stays "
+              "float32, anything else becomes float64.  float32 is about twice as fast."),
+    "n_threads": ("int or None, default None",
+                  "Threads for training and prediction; None uses every usable core, within "
+                  "``OMP_NUM_THREADS`` and ``threadpoolctl`` limits."),
+    "parallel": ('{"sync", "hogwild", "average"}, default "sync"',
+                 'Multi-threaded training strategy (docs/parallel-sgd.md); only "sync" is deterministic.'),
+    "dropout": ("float or sequence of float in [0, 1), default 0.0",
+                "Inverted dropout on the hidden layers while training (one rate, or one per hidden "
+                "layer); prediction never drops units."),
+    "clip_norm": ("float > 0 or None, default None", "Scale each mini-batch's mean gradient down to this global norm."),
+    "class_weight": ('None, dict or "balanced", default None',
+                     'Weights of the classes, keys as in ``y``; "balanced" weighs each class by '
+                     "``n_rows / (n_classes * count)``.  Multiplies ``sample_weight``."),
+}
+
+
+def estimator_doc(summary, names, rest):
+    """A class docstring: ``summary``, the Parameters section for ``names``, then ``rest``."""
+    lines = ["Parameters", "----------"]
+    for name in names:
+        kind, text = PARAMETER_DOCS[name]
+        lines += [f"{name} : {kind}", *textwrap.wrap(text, 84, initial_indent="    ", subsequent_indent="    ")]
+    body = "\n    ".join(lines)
+    return f"{summary}\n\n    {body}\n\n    {rest.strip()}\n    "

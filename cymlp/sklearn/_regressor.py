@@ -6,17 +6,26 @@ from sklearn.metrics import r2_score
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from ._base import BaseMLP
+from ._params import COMMON_PARAMETERS, estimator_doc
 
 
 class MLPRegressor(RegressorMixin, BaseMLP):
-    """Multi-layer perceptron regressor (squared error) trained by cymlp's compiled path.
+    __doc__ = estimator_doc(
+        """Multi-layer perceptron regressor (squared error) trained by cymlp's compiled path.
 
     The parameters, fitted attributes and methods of
     ``sklearn.neural_network.MLPRegressor`` for ``solver`` in {"adam", "sgd"}
-    and ``loss="squared_error"``, plus ``dtype``, ``n_threads``,
-    ``parallel``, ``dropout`` and ``clip_norm`` as in :class:`MLPClassifier`.  Single- and multi-output
-    targets; ``coefs_[i]`` is (n_in, n_out), a view into ``network_``.
-    """
+    and ``loss="squared_error"``, plus ``dtype``, ``n_threads``, ``parallel``,
+    ``dropout`` and ``clip_norm``.  Single- and multi-output targets.""",
+        ("loss", *COMMON_PARAMETERS), """
+    Attributes
+    ----------
+    n_features_in_, feature_names_in_, coefs_, intercepts_, loss_, loss_curve_,
+    validation_scores_, best_validation_score_, best_loss_, n_iter_, t_,
+    n_layers_, n_outputs_, out_activation_
+        As in scikit-learn.  ``coefs_[i]`` is (n_in, n_out), a view into the network.
+    network_ : cymlp.Network
+        The trained network.""")
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
                  solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
@@ -68,15 +77,40 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     _score_function = staticmethod(r2_score)
 
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch of training over the given rows; returns ``self``.
+        """One epoch of training over the given rows.
 
         The optimizer state (momentum, Adam's moments) carries over from call
         to call, as in scikit-learn.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            Inputs, one example per row.
+        y : array-like (n_samples,) or (n_samples, n_outputs)
+            Targets of these rows.
+        sample_weight : array-like (n_samples,) or None
+            Weights >= 0 of these rows.
+
+        Returns
+        -------
+        self
+            The estimator.
         """
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
-        """Predictions, (n_samples,) or (n_samples, n_outputs) for 2-D training targets."""
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            Inputs, one example per row.
+
+        Returns
+        -------
+        ndarray
+            (n_samples,), or (n_samples, n_outputs) for 2-D training targets.
+        """
         return self._decode(self._forward(X))
 
     def __sklearn_tags__(self):
