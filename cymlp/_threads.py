@@ -12,9 +12,15 @@
   during a fit) nest: the pool runs at the smallest limit any holder asked
   for, never above what it was when the first holder came, and is restored
   when the last holder leaves.
-- :class:`AdaptiveThreads`: the default thread count of a chunked sync fit
-  follows measured step times, so a fit on a busy machine falls back to one
-  thread instead of spinning at OpenMP barriers against other processes.
+- :class:`AdaptiveThreads`: with the default thread count, a sync fit (every
+  mode) follows measured step times, so a fit on a busy machine falls back to
+  one thread instead of spinning at OpenMP barriers against other processes.
+
+This module decides how many threads there may be; the compiled trainers
+(:mod:`cymlp._cython_backend`) decide which of those a step uses (the OpenMP
+team, or the BLAS pool in batch mode, with :class:`AdaptiveThreads`), and the
+split-mode kernel runs fewer threads than asked when a step is too small to
+share (``cymlp/_kernels_split.pyx``).
 
 Nothing here changes environment variables.
 """
@@ -257,8 +263,12 @@ class AdaptiveThreads:
     doubles up to :attr:`MAX_RUN_SECONDS`), so a busy machine pays little
     for the probes.
 
-    Only for modes whose arithmetic does not depend on the thread count
-    (chunked sync): the choice changes the speed, never the weights.
+    Used by the sync trainer in every mode when ``n_threads`` was left at its
+    default: the OpenMP team's size in chunked and split mode, the BLAS pool's
+    in batch mode.  In chunked mode the choice changes the speed, never the
+    weights (fixed chunks, fixed-order reduction); in split and batch mode
+    another thread count sums in another order, so a fit's weights then
+    depend on the choices (equal to rounding; docs/guarantees.md).
     """
 
     PROBE_SECONDS = 0.002      # each probe: at least this long ...

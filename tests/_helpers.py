@@ -28,6 +28,12 @@ HAS_COMPILED = "cython" in BACKENDS
 requires_compiled = pytest.mark.skipif(not HAS_COMPILED, reason="the compiled path is not built")
 
 
+def skip_module_unless_compiled():
+    """At the top of a test module that needs the compiled path: skip it all on an unbuilt tree."""
+    if not HAS_COMPILED:
+        pytest.skip("the compiled path is not built", allow_module_level=True)
+
+
 def random_data(n, n_features, n_outputs, *, targets="labels", seed=0):
     """``(X, y)``: standard-normal inputs (n, n_features) and targets for them.
 
@@ -48,6 +54,13 @@ def random_data(n, n_features, n_outputs, *, targets="labels", seed=0):
     else:
         raise ValueError(targets)
     return X, y
+
+
+def split_step_threads(net, batch_size):
+    """How many threads a split-mode step of ``batch_size`` rows of ``net`` runs on, as it fits now."""
+    from cymlp import _kernels_split
+    from cymlp._cython_backend import plan_for
+    return _kernels_split.threads_for_step(plan_for(net._spec), batch_size, net.effective_n_threads)
 
 
 def make_trainer(net, X, Y, labels, batch_size, optimizer=None, *, state=None, **options):

@@ -1,7 +1,36 @@
 """Shared fixtures (plain helpers are in ``_helpers.py``)."""
 
 import pytest
-from _helpers import subprocess_env
+from _helpers import HAS_COMPILED, subprocess_env
+
+from cymlp.datasets import load_digits, standardize
+
+
+def _read_only(*arrays):
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The bundled digits as ``fit`` takes them: float32 ``(X_train, y_train, X_test, y_test)``."""
+    return _read_only(*load_digits(return_split=True, dtype="float32"))
+
+
+@pytest.fixture(scope="session")
+def digits_standardized(digits):
+    """:func:`digits` standardized with the training statistics, the first 600 training rows."""
+    X_train, y_train, X_test, y_test = digits
+    X_train, X_test = standardize(X_train, X_test)
+    return _read_only(X_train[:600], y_train[:600], X_test, y_test)
+
+
+@pytest.fixture(scope="session")
+def digits_400():
+    """The first 400 digits, float64 in [0, 1] (scikit-learn's ``load_digits`` / 16): ``(X, y)``."""
+    X, y = load_digits()
+    return _read_only(X[:400], y[:400])
 
 
 @pytest.fixture
@@ -9,16 +38,22 @@ def child_env():
     return subprocess_env()
 
 
-@pytest.fixture(autouse=True, scope="session")
-def split_tiny_networks():
-    """Split mode's steps run on as many threads as asked even for the tests' tiny
-    networks, whose steps are far below the work per thread a real fit needs
-    before it splits (cymlp/_kernels_split.pyx): the threaded code is what we test."""
-    try:
-        from cymlp import _kernels_split
-    except ImportError:          # no compiled path
+@pytest.fixture
+def split_on_every_thread():
+    """Split mode runs its steps on as many threads as asked, even for the tests' tiny networks.
+
+    A real fit splits a step only when each thread gets enough work
+    (``SPLIT_MIN_FLOPS`` in cymlp/_kernels_split.pyx), so the tests' networks
+    would run it on one thread: the parity tests that must cover the threaded
+    split step ask for this fixture (``split_step_threads`` in _helpers checks
+    that it takes effect).  Everything else runs the production setting.
+    """
+    if not HAS_COMPILED:
         yield
         return
+    from cymlp import _kernels_split
     old = _kernels_split._set_split_min_flops(1)
-    yield
-    _kernels_split._set_split_min_flops(old)
+    try:
+        yield
+    finally:
+        _kernels_split._set_split_min_flops(old)

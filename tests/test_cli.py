@@ -10,13 +10,12 @@ import tempfile
 
 import numpy as np
 import pytest
-from _helpers import subprocess_env
+from _helpers import BACKENDS, subprocess_env
 
 import cymlp
 from cymlp import cli, datasets
 from cymlp.datasets import write_idx
 
-BACKENDS = cymlp.available_backends()
 ACCURACY = re.compile(r"test accuracy (\d\.\d+)")
 
 

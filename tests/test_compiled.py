@@ -15,17 +15,20 @@ import types
 
 import numpy as np
 import pytest
-from _helpers import make_trainer
+from _helpers import make_trainer, random_data, skip_module_unless_compiled, split_step_threads
 
 from cymlp import Network, TrainingDiverged, available_backends, reference
 
-_cython_backend = pytest.importorskip("cymlp._cython_backend")
-from cymlp import _kernels
+skip_module_unless_compiled()
+from cymlp import _cython_backend, _kernels
 
 COMBOS = [(act, out, loss)
           for act, out, loss in itertools.product(reference.HIDDEN_ACTIVATIONS,
                                                   reference.OUTPUT_ACTIVATIONS, reference.LOSSES)
           if not (loss == "cross_entropy" and out == "identity")]
+# the threaded split step must run on the tests' tiny networks (see the fixture)
+pytestmark = pytest.mark.usefixtures("split_on_every_thread")
+
 DTYPES = ["float64", "float32"]
 MODES = ["chunked", "batch", "split"]
 THREADS = [1, 2, 3]
@@ -41,12 +44,9 @@ def tolerances(dtype):
 
 @functools.cache
 def data(output, n_rows=N_ROWS, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n_rows, SIZES[0]))
-    if output == "identity":
-        y = rng.standard_normal((n_rows, SIZES[-1]))
-    else:
-        y = rng.integers(0, SIZES[-1], n_rows)
+    """Read-only (cached) data; labels for softmax and sigmoid outputs alike."""
+    X, y = random_data(n_rows, SIZES[0], SIZES[-1], targets="regression" if output == "identity" else "labels",
+                       seed=seed)
     X.setflags(write=False)
     y.setflags(write=False)
     return X, y
@@ -70,6 +70,8 @@ def compiled_fit(act, out, loss, dtype, batch_size, opt_items, mode, n_threads, 
     _, net = make_pair(act, out, loss, dtype)
     net.compiled_mode = mode
     net.n_threads = n_threads
+    if mode == "split":              # the parity below covers the threaded split step
+        assert split_step_threads(net, batch_size) == n_threads
     X, y = data(out)
     history = net.fit(X, y, epochs=epochs, batch_size=batch_size, lr=0.05, **dict(opt_items))
     return net.get_flat_params(), history["loss"], history["accuracy"]

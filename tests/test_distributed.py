@@ -12,36 +12,24 @@ import pytest
 pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
-from _helpers import CYMLP_PARENT
+from _helpers import subprocess_env
 from distributed import Client, LocalCluster
 
 import cymlp
-from cymlp.datasets import load_digits
 from cymlp.distributed import fit_distributed
 
 
 def _cluster(n_workers=2, **kwargs):
     """A LocalCluster of worker processes on 127.0.0.1 that import the cymlp under test."""
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (CYMLP_PARENT, os.environ.get("PYTHONPATH")) if p)
     return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                        dashboard_address=None, **kwargs)
+                        dashboard_address=None, env={"PYTHONPATH": subprocess_env()["PYTHONPATH"]},
+                        **kwargs)
 
 
 @pytest.fixture(scope="module")
 def client():
-    old = os.environ.get("PYTHONPATH")
     with _cluster() as cluster, Client(cluster) as c:
         yield c
-    if old is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits(return_split=True, dtype="float32")
 
 
 def _net(**kw):

@@ -11,11 +11,10 @@ import textwrap
 
 import numpy as np
 import pytest
-from _helpers import interrupt_training_child, subprocess_env
+from _helpers import BACKENDS, interrupt_training_child, subprocess_env
 
 import cymlp
 
-BACKENDS = cymlp.available_backends()
 POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals and fork")
 
 ENV = subprocess_env(PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")

@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+from _helpers import subprocess_env
 
 HERE = os.path.abspath(__file__)
 SIZES = [8, 16, 3]
@@ -187,12 +188,9 @@ def _run_cases():
 
 @pytest.fixture(scope="module")
 def child_results():
-    kernels = pytest.importorskip("cymlp._kernels")
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(kernels.__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    pytest.importorskip("cymlp._kernels")
     proc = subprocess.run([sys.executable, HERE], check=False, capture_output=True, text=True,
-                          timeout=300, env=env)
+                          timeout=300, env=subprocess_env())
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc, {r["case"]: r for r in lines}
 

@@ -17,12 +17,11 @@ import sys
 
 import numpy as np
 import pytest
-from _helpers import interrupt_training_child, make_trainer, subprocess_env
+from _helpers import interrupt_training_child, make_trainer, skip_module_unless_compiled, subprocess_env
 
 from cymlp import Network, TrainingDiverged
-from cymlp.datasets import load_digits
 
-_cython_backend = pytest.importorskip("cymlp._cython_backend")
+skip_module_unless_compiled()
 from cymlp import _kernels, _threads
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
@@ -37,11 +36,6 @@ STRATEGIES = [
     ("average", None, "examples"),
 ]
 IDS = ["hogwild", "average-epoch", "average-every-4", "average-end", "average-examples"]
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits(return_split=True, dtype="float32")
 
 
 def fit_kwargs(strategy):

@@ -8,11 +8,11 @@ import threading
 
 import numpy as np
 import pytest
-from _helpers import read_line_until, subprocess_env
+from _helpers import read_line_until, skip_module_unless_compiled, subprocess_env
 
 from cymlp import Network, _threads
 
-pytest.importorskip("cymlp._cython_backend")
+skip_module_unless_compiled()
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
 
