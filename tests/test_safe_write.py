@@ -53,6 +53,11 @@ KINDS = ["folder", "fifo", "char-device", "link-to-folder", "link-to-fifo", "lin
 def writers():
     """(name, write(net, path)) for every public way cymlp writes a model."""
     yield "save", lambda net, path: net.save(path)
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return
+    yield "to_onnx", lambda net, path: net.to_onnx(path)
 
 
 @pytest.mark.parametrize("kind", KINDS)
