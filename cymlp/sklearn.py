@@ -84,6 +84,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from . import _skl2onnx
 from ._training import OptimizerConfig
 from ._training_terms import check_clip_norm, check_dropout
 from .network import PARALLEL_STRATEGIES, Network
@@ -725,3 +726,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+# skl2onnx converters (cymlp/_skl2onnx.py): registered when skl2onnx is imported, never importing it
+_skl2onnx.register_when_imported(MLPClassifier, MLPRegressor)
