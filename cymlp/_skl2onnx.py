@@ -59,24 +59,31 @@ def register_when_imported(classifier, regressor):
 
 
 class _AfterImport:
-    """A ``sys.meta_path`` finder that registers the converters once ``import skl2onnx`` has run."""
+    """A ``sys.meta_path`` finder that registers the converters once ``import skl2onnx`` has run.
+
+    It stays until skl2onnx is actually executed: a mere ``importlib.util.find_spec("skl2onnx")``
+    (a check whether it is installed) must not use it up.
+    """
 
     def __init__(self, classifier, regressor):
         self.classes = (classifier, regressor)
+        self._searching = False
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "skl2onnx":
+        if fullname != "skl2onnx" or self._searching:
             return None
+        self._searching = True                   # the lookup below must not find us again
         try:
-            sys.meta_path.remove(self)           # once; and the lookup below must not find us
-        except ValueError:
-            pass
-        spec = importlib.util.find_spec(fullname)
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._searching = False
         if spec is not None and hasattr(spec.loader, "exec_module"):
             run = spec.loader.exec_module
 
             def exec_module(module):
                 run(module)
+                if self in sys.meta_path:
+                    sys.meta_path.remove(self)
                 _register_or_warn(*self.classes)
             spec.loader.exec_module = exec_module
         return spec

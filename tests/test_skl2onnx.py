@@ -203,11 +203,18 @@ print("converted")
 """
 
 
-@pytest.mark.parametrize("order", ["cymlp first", "skl2onnx first"])
+IMPORTS = {
+    "cymlp first": "import cymlp.sklearn\nassert 'skl2onnx' not in sys.modules\nimport skl2onnx",
+    "skl2onnx first": "import skl2onnx\nimport cymlp.sklearn",
+    # a check whether skl2onnx is installed (as tests/test_docs.py makes) does not use the hook up
+    "looked up, then imported": "import cymlp.sklearn, importlib.util\n"
+                                "assert importlib.util.find_spec('skl2onnx') is not None\nimport skl2onnx",
+}
+
+
+@pytest.mark.parametrize("order", IMPORTS)
 def test_registration_works_whichever_is_imported_first(order, tmp_path):
-    first = ("import cymlp.sklearn\nassert 'skl2onnx' not in sys.modules\nimport skl2onnx"
-             if order == "cymlp first" else "import skl2onnx\nimport cymlp.sklearn")
-    code = REGISTRATION.format(first=first)
+    code = REGISTRATION.format(first=IMPORTS[order])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                             env=subprocess_env(), timeout=300)
     assert result.returncode == 0 and "converted" in result.stdout, result.stderr
