@@ -15,11 +15,13 @@ float64): onnxruntime's CPU provider runs every operator used here in both.
 
 Choices made on purpose:
 
-- **opset 17** (:data:`DEFAULT_OPSET`; ONNX 1.12, 2022): read by every
-  onnxruntime since 1.12 and by the other mainstream runtimes.  Every
-  operator used is unchanged since opset 13 (:data:`MIN_OPSET`), so an older
-  runtime can ask for any opset from 13 on.  The IR version is the lowest
-  that opset needs (onnx's table), not the newest, so older runtimes load it.
+- **opset 17** (:data:`DEFAULT_OPSET`; ONNX 1.12, 2022), which onnxruntime
+  runs since 1.12: recent enough for every runtime in use, old enough for
+  most deployed ones.  Every operator used computes the same on float32 and
+  float64 since opset 13 (:data:`MIN_OPSET`; later versions only added
+  types), so an older runtime can ask for any opset from 13 on (tested).  The
+  IR version is the lowest that opset needs (onnx's table), not the newest
+  the installed onnx writes, so older runtimes load the file.
 - **leaky ReLU** is ``Where(z > 0, z, z * slope)``, the formula of
   :func:`cymlp.reference.activate`: ONNX's ``LeakyRelu`` holds its slope as a
   float32 attribute (0.01 is not 0.01 in float64) and has no float64 kernel
@@ -37,7 +39,9 @@ import numpy as np
 
 from . import _persistence, reference
 
+#: The opset of an exported model unless asked otherwise.
 DEFAULT_OPSET = 17
+#: The oldest opset an export can ask for (every operator used computes the same since).
 MIN_OPSET = 13
 INPUT_NAME, OUTPUT_NAME, LABEL_NAME = "X", "output", "label"
 MAX_MODEL_BYTES = 2**31 - 2**20         # protobuf cannot serialise a message of 2 GiB or more

@@ -47,6 +47,9 @@ What matches scikit-learn exactly, and what does not
 - **Not (yet) supported**: ``solver="lbfgs"``, ``activation="identity"``,
   ``MLPRegressor(loss="poisson")`` (clear errors); sparse input (convert with
   ``.toarray()``).
+- **ONNX**: ``skl2onnx.to_onnx(estimator, X[:1])`` converts a fitted estimator
+  as it converts scikit-learn's (outputs, options, label types), reproducing
+  ``predict`` and ``predict_proba``; see :mod:`cymlp._skl2onnx`.
 - ``partial_fit`` does one epoch over the given rows like scikit-learn's and,
   like it, keeps the optimizer state (momentum velocity, Adam's moments and
   step count, the learning rate of ``"invscaling"``/``"adaptive"``) from call
