@@ -5,6 +5,8 @@ model is loaded as ``cymlp predict`` loads it (a damaged file is one line on
 stderr and exit status 1) and converted by :func:`cymlp.onnx_export.network_to_onnx`.
 """
 
+import os
+
 from ._cli_data import CommandError
 from .onnx_export import DEFAULT_OPSET, MIN_OPSET
 
@@ -32,6 +34,8 @@ def cmd_export(args):
     from .network import Network
     from .onnx_export import import_onnx, network_to_onnx
 
+    if os.path.realpath(args.onnx) == os.path.realpath(args.model):
+        raise CommandError(f"--onnx {args.onnx} is the model file itself; give another file name")
     try:
         import_onnx()
     except ImportError as exc:

@@ -208,6 +208,10 @@ def test_cli_export_errors_are_one_line(tmp_path, capsys):
                    "is a folder")
     assert sorted(os.listdir(tmp_path)) == ["bad.npz", "folder", "model.npz"]
     assert os.listdir(tmp_path / "folder") == []
+    saved = (tmp_path / "model.npz").read_bytes()
+    one_line_error(*main(capsys, "export", tmp_path / "model.npz", "--onnx", tmp_path / "model.npz")[::2],
+                   "is the model file itself")
+    assert (tmp_path / "model.npz").read_bytes() == saved
 
 
 def test_cli_export_without_onnx_says_what_to_install(tmp_path, capsys, monkeypatch):
