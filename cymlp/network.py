@@ -461,3 +461,27 @@ class Network(NetworkFit, NetworkIO):
                                                          self.effective_n_threads, sample_weight=w)
         v.check_finite_result("gradient", grads_w + grads_b)
         return grads_w, grads_b
+
+    # -- export ----------------------------------------------------------------
+
+    def to_onnx(self, path=None, *, opset=None):
+        """This network as an ONNX model (needs ``pip install "cymlp[onnx]"``).
+
+        Input ``X`` (N, sizes[0]) in the network's dtype; first output
+        ``output`` (N, sizes[-1]), what :meth:`feedforward` returns.  See
+        :func:`cymlp.onnx_export.network_to_onnx`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike or None
+            Also write the model there (atomically) when given.
+        opset : int or None
+            The ONNX opset (None: the default of :mod:`cymlp.onnx_export`).
+
+        Returns
+        -------
+        onnx.ModelProto
+            The model.
+        """
+        from .onnx_export import network_to_onnx
+        return network_to_onnx(self, path, opset=opset)

@@ -53,6 +53,9 @@ What matches scikit-learn exactly, and what does not
 - **Not (yet) supported**: ``solver="lbfgs"``, ``activation="identity"``,
   ``MLPRegressor(loss="poisson")`` (clear errors); sparse input (convert with
   ``.toarray()``).
+- **ONNX**: ``skl2onnx.to_onnx(estimator, X[:1])`` converts a fitted estimator
+  as it converts scikit-learn's (outputs, options, label types), reproducing
+  ``predict`` and ``predict_proba``; see :mod:`cymlp._skl2onnx`.
 - ``partial_fit`` does one epoch over the given rows like scikit-learn's and,
   like it, keeps the optimizer state (momentum velocity, Adam's moments and
   step count, the learning rate of ``"invscaling"``/``"adaptive"``) from call
@@ -69,7 +72,11 @@ own OpenMP estimators, so joblib workers (``GridSearchCV(n_jobs=...)``) do not
 oversubscribe the machine.
 """
 
+from .. import _skl2onnx
 from ._classifier import MLPClassifier
 from ._regressor import MLPRegressor
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
+
+# skl2onnx converters (cymlp/_skl2onnx.py): registered when skl2onnx is imported, never importing it
+_skl2onnx.register_when_imported(MLPClassifier, MLPRegressor)
