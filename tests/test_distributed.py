@@ -18,6 +18,8 @@ from distributed import Client, LocalCluster
 import cymlp
 from cymlp.distributed import fit_distributed
 
+pytestmark = pytest.mark.slow          # worker processes on a local cluster
+
 
 def _cluster(n_workers=2, **kwargs):
     """A LocalCluster of worker processes on 127.0.0.1 that import the cymlp under test."""

@@ -174,6 +174,7 @@ def test_step6_early_stopping_and_divergence():
     assert runs[5.0]["diverged"] and "training diverged" in runs[5.0]["message"]
 
 
+@pytest.mark.slow
 def test_make_figures_writes_pngs(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     spec = importlib.util.spec_from_file_location("make_figures", DOCS / "make_figures.py")

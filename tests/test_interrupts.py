@@ -20,6 +20,7 @@ POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals and f
 ENV = subprocess_env(PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
 
 
+@pytest.mark.slow
 @POSIX
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ctrl_c_stops_fit_quickly_and_keeps_weights_and_history(backend, tmp_path):
@@ -102,6 +103,7 @@ def _run_multiprocessing_child(tmp_path, method, backend):
     return json.loads(line[0].split(" ", 1)[1])
 
 
+@pytest.mark.slow
 @POSIX
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fork_after_training_does_not_hang_and_runs_children_serially(backend, tmp_path):
@@ -115,6 +117,7 @@ def test_fork_after_training_does_not_hang_and_runs_children_serially(backend, t
     assert all(result["same_as_parent"])            # serial child == parallel parent (sync is deterministic)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_spawn_children_keep_their_threads(backend, tmp_path):
     result = _run_multiprocessing_child(tmp_path, "spawn", backend)
@@ -128,6 +131,7 @@ def test_spawn_children_keep_their_threads(backend, tmp_path):
 # Issue 11, case 9: Ctrl-C during validation stops between chunks of rows, not
 # after the whole validation pass.  The signal is sent from inside the
 # evaluation of the first chunk (in-process, so the test needs no timing).
+@pytest.mark.slow
 @POSIX
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ctrl_c_during_validation_stops_after_the_current_chunk(backend, monkeypatch):

@@ -195,6 +195,7 @@ def child_results():
     return proc, {r["case"]: r for r in lines}
 
 
+@pytest.mark.slow
 def test_bad_buffers_never_crash_the_process(child_results):
     proc, results = child_results
     assert proc.returncode == 0, (
@@ -203,6 +204,7 @@ def test_bad_buffers_never_crash_the_process(child_results):
     assert list(results) == list(CASES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_buffer_raises_value_error(child_results, case):
     _, results = child_results
@@ -210,6 +212,7 @@ def test_bad_buffer_raises_value_error(child_results, case):
     assert results[case]["raised"] == "ValueError", results[case]
 
 
+@pytest.mark.slow
 def test_messages_name_the_buffer_and_the_sizes(child_results):
     _, results = child_results
     assert "theta" in results["sync: theta short"]["message"]

@@ -316,6 +316,7 @@ def test_bad_average_weighting_is_rejected_before_training():
 # Ctrl-C (in a subprocess, as in test_interrupts.py)
 # --------------------------------------------------------------------------
 
+@pytest.mark.slow
 @POSIX
 @pytest.mark.parametrize("parallel,every", [("hogwild", "none"), ("average", "end")])
 def test_ctrl_c_stops_quickly_and_keeps_finite_weights(parallel, every, tmp_path):
@@ -330,6 +331,7 @@ def test_ctrl_c_stops_quickly_and_keeps_finite_weights(parallel, every, tmp_path
 # cymlp bench --strategies (smoke: runs, reports every row; no timing thresholds)
 # --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bench_strategies_quick_reports_every_strategy(tmp_path):
     from cymlp.bench import strategies as bench_strategies
     out = tmp_path / "strategies.json"

@@ -304,6 +304,7 @@ def test_case2_cymlp_predict_prints_one_line_for_a_damaged_model(tmp_path, capsy
     assert str(path) in err and "cymlp predict: error" in err
 
 
+@pytest.mark.slow
 def test_case2_cymlp_predict_in_a_subprocess_exits_non_zero_without_traceback(tmp_path):
     path = tmp_path / "damaged.npz"
     _, good = saved(tmp_path, sizes=[64, 8, 10])
@@ -641,6 +642,7 @@ net.save(sys.argv[1])
 """
 
 
+@pytest.mark.slow
 def test_case12_sigterm_mid_save_leaves_the_old_model_and_only_a_documented_temp_file(tmp_path):
     _, path = saved(tmp_path)
     before = path.read_bytes()

@@ -180,6 +180,7 @@ CHILD = textwrap.dedent("""
 """).format(n=N_ROWS, k=SIZES[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 @pytest.mark.parametrize("opt", ["momentum", "adam"])
 @pytest.mark.parametrize("backend", BACKENDS)

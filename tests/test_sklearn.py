@@ -313,6 +313,7 @@ def _threads_used(estimator, X, y):
     return estimator.network_.effective_n_threads
 
 
+@pytest.mark.slow
 def test_joblib_workers_do_not_oversubscribe(digits_400):
     X, y = digits_400
     n_jobs = 2
@@ -321,6 +322,7 @@ def test_joblib_workers_do_not_oversubscribe(digits_400):
     assert max(threads) <= max(1, (os.cpu_count() or 1) // n_jobs)
 
 
+@pytest.mark.slow
 def test_importing_cymlp_does_not_import_sklearn(tmp_path):
     code = ("import sys, cymlp, cymlp.network, cymlp.cli; "
             "assert not [m for m in sys.modules if m == 'sklearn' or m.startswith('sklearn.')]")

@@ -180,6 +180,7 @@ def timed_fits(script, n, env):
             p.communicate()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_threads.affinity_cores() < 2, reason="needs two cores to contend for")
 def test_two_fits_at_once_finish_within_4x_of_one_alone(tmp_path):
     script = tmp_path / "contend.py"
