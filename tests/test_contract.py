@@ -133,3 +133,10 @@ def test_every_caller_passes_what_the_protocol_declares(monkeypatch, backend):
     assert ("backprop", "masks", "sample_weight") in calls
     assert ("loss_and_output", "sample_weight") in calls
     assert ("trainer", "should_stop", "state") in calls
+
+
+@pytest.mark.skipif(not HAS_COMPILED, reason="the compiled path is not built")
+def test_the_step_modes_python_accepts_are_the_kernels_own():
+    """Network.compiled_mode is checked without the extension; the names must be the kernels'."""
+    from cymlp import _kernels
+    assert set(_backends.COMPILED_MODES) == set(_kernels.MODES)
