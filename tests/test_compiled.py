@@ -449,3 +449,21 @@ def test_training_through_subnormals_stays_within_the_tolerances(dtype, mode):
     for model in (ref, net):
         model.fit(X, y, epochs=2, batch_size=BATCH, lr=0.5, momentum=0.9)
     np.testing.assert_allclose(net.get_flat_params(), ref.get_flat_params(), **tolerances(dtype))
+
+
+def test_compiled_mode_forces_the_mode_is_checked_and_travels_with_the_network():
+    net = Network(SIZES, backend="cython", n_threads=2, seed=0)
+    assert net.compiled_mode is None
+    X, y = data("softmax")
+    Y = np.eye(SIZES[-1], dtype=net.dtype)[y]
+    for mode in MODES:
+        net.compiled_mode = mode
+        trainer = make_trainer(net, X.astype(net.dtype), Y, y, BATCH)
+        try:
+            assert trainer.mode == mode
+        finally:
+            trainer.close()
+        assert net.copy().compiled_mode == mode
+    with pytest.raises(ValueError, match="compiled_mode must be one of"):
+        net.compiled_mode = "hogwild"
+    assert net.compiled_mode == MODES[-1]
