@@ -81,8 +81,14 @@ def import_graph():
 needs_sources = pytest.mark.skipif(not (PACKAGE / "network.py").exists(), reason="no sources")
 
 
+# Over the limit on the branch point of issue 25 and split by its kernel half (h/kernels); strict:
+# once it is split this test fails (XPASS) until the name is removed here.
+KNOWN_TOO_LONG = {"_kernels_common.pyx"}
+
+
 @needs_sources
-@pytest.mark.parametrize("path", source_files(".py", ".pyx", ".pxd"),
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="issue 25, h/kernels"))
+                                  if p.name in KNOWN_TOO_LONG else p for p in source_files(".py", ".pyx", ".pxd")],
                          ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_every_file_in_the_package_is_at_most_600_lines(path):
     n_lines = len(path.read_text(encoding="utf8").splitlines())
