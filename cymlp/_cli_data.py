@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from . import datasets
+from ._files import check_writable, open_regular
 
 
 class CommandError(Exception):
@@ -27,18 +28,20 @@ def load_dataset(spec, dtype, seed):
         return ("fashion-mnist",) + tuple(datasets.load_fashion_mnist(dtype=dtype))
     if os.path.isdir(spec):
         return (spec,) + tuple(datasets.load_fashion_mnist(spec, dtype=dtype))
-    if spec.endswith(".npz"):
-        return (spec,) + _load_npz(spec, dtype)
     if not os.path.exists(spec):
         raise FileNotFoundError(f"--dataset {spec!r}: no such file or folder; use digits, fashion-mnist, "
                                 f"a folder of IDX files or an .npz with X_train, y_train, X_test, y_test")
+    if spec.endswith(".npz"):
+        return (spec,) + _load_npz(spec, dtype)
     raise CommandError(f"--dataset {spec!r} is neither a folder of IDX files nor an .npz file")
 
 
 def _load_npz(path, dtype):
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open_regular(path, "--dataset") as f, np.load(f, allow_pickle=False) as data:
             arrays = {key: data[key] for key in ("X_train", "y_train", "X_test", "y_test") if key in data}
+    except OSError:
+        raise                     # missing, a folder, a FIFO...: the message says so
     except Exception as exc:  # a damaged archive raises BadZipFile, zlib.error, TokenError, MemoryError...
         raise CommandError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     missing = {"X_train", "y_train", "X_test", "y_test"} - set(arrays)
@@ -92,11 +95,11 @@ def _n_classes(y_train, *other_labels):
 
 def _check_output_path(option, path):
     """Fail before training, not after, when ``path`` cannot be written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise CommandError(f"{option} {path}: is a folder; give a file name")
-    if not os.path.isdir(folder):
-        raise CommandError(f"{option} {path}: the folder {folder} does not exist")
+    try:
+        target = check_writable(path)        # a folder, FIFO, device (or a link to one): refused
+    except OSError as exc:
+        raise CommandError(f"{option} {path}: {exc}") from None
+    folder = os.path.dirname(target)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise CommandError(f"{option} {path}: the folder {folder} is not writable")
 

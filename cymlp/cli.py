@@ -67,6 +67,7 @@ from ._cli_data import (
     load_dataset,
 )
 from ._cli_distributed import _check_distributed_args, _fit_on_dask
+from ._files import write_text
 from ._fit_checks import LR_SCHEDULES, PARALLEL_STRATEGIES
 from .exceptions import TrainingDiverged
 from .network import Network
@@ -469,14 +470,11 @@ def cmd_train(args):
         record.update(test_accuracy=test_accuracy, test_loss=test_loss, fit_seconds=fit_seconds,
                       total_seconds=total_seconds, dataset=name, sizes=sizes, backend=net.backend,
                       settings={**s, "hidden": list(s["hidden"])})
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=2, default=float)
+        write_text(args.json, json.dumps(record, indent=2, default=float))
         print(f"wrote history to {args.json}")
     if args.plot:
         if len(history):
-            import matplotlib.pyplot as plt
-            fig = history.plot(args.plot)
-            plt.close(fig)
+            history.plot(args.plot)
             print(f"wrote curves to {args.plot}")
         else:
             print("no epoch finished; nothing to plot", file=sys.stderr)

@@ -47,6 +47,7 @@ from ._dask_tasks import (
     local_round,
     worker_has_cymlp,
 )
+from ._files import open_regular
 from ._fit_checks import make_schedule
 from ._spec import spec_of
 from ._threads import affinity_cores
@@ -282,11 +283,7 @@ class _Run:
     def _place_files(self, pairs):
         sizes = []
         for x_path, _ in pairs:
-            try:
-                shape = np.load(x_path, mmap_mode="r", allow_pickle=False).shape   # reads the header only
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"{x_path}: not a readable .npy file ({exc})") from None
-            sizes.append(shape[0])
+            sizes.append(_npy_rows(x_path))
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         self.n_rows = int(sum(sizes))
         self.owner = [self.workers[i % len(self.workers)] for i in range(len(pairs))]
@@ -524,6 +521,21 @@ class _Run:
             self.client.run(forget, self.run_id)
         except Exception:
             pass
+
+
+def _npy_rows(path):
+    """The number of rows of the ``.npy`` file ``path``, from its header (regular files only)."""
+    try:
+        with open_regular(path, "shard file") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape = read_header(f)[0]
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable .npy file ({exc})") from None
+    if len(shape) < 1:
+        raise ValueError(f"{path}: holds a 0-d array; a shard needs one row per example")
+    return shape[0]
 
 
 def _is_dask_array(x):

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from .. import reference
+from .._files import check_writable
 from . import fit, step, strategies
 from .cases import CASES
 from .machine import default_n_threads
@@ -114,6 +115,9 @@ def _run_command(args):
 
 def run(args):
     """Run the benchmark described by parsed ``args``; returns the JSON payload."""
+    for path in (getattr(args, "json", None), getattr(args, "plot", None)):
+        if path:
+            check_writable(path)      # a folder, FIFO or device: refused before minutes of measuring
     if getattr(args, "strategies", False):
         return strategies.run(args)
     if getattr(args, "fit", False):
