@@ -6,7 +6,9 @@ the CLI's helper modules can raise it without importing :mod:`cymlp.cli`.
 The data sets ``--dataset`` accepts are described in :mod:`cymlp.cli`.
 """
 
+import argparse
 import os
+import re
 
 import numpy as np
 
@@ -16,6 +18,34 @@ from ._files import check_writable, open_regular
 
 class CommandError(Exception):
     """A problem to report as one message and exit status 1."""
+
+
+_BYTE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+               "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def byte_size(text):
+    """An argparse type: a number of bytes such as ``800000000``, ``8GB`` or ``8GiB``; ``none``: no bound."""
+    if text.strip().lower() == "none":
+        return None
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([kmgt]i?)?b?\s*", text.lower())
+    if m is None:
+        raise argparse.ArgumentTypeError(f"expected a size in bytes such as 8000000000, 8GB or 8GiB, "
+                                         f"or none; got {text!r}")
+    value = int(float(m[1]) * _BYTE_UNITS[m[2] or ""])
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte; got {text!r}")
+    return value
+
+
+def add_max_model_bytes(parser):
+    """``--max-model-bytes``: the bound ``Network.load(max_bytes=)`` puts on a model file."""
+    from ._persistence import DEFAULT_MAX_MODEL_BYTES
+    parser.add_argument("--max-model-bytes", type=byte_size, default=DEFAULT_MAX_MODEL_BYTES,
+                        metavar="SIZE",
+                        help="refuse a model file whose network (with its training state) needs more "
+                             "memory than this, before allocating it, e.g. 16GiB or none "
+                             f"(default: {DEFAULT_MAX_MODEL_BYTES >> 30} GiB)")
 
 
 def load_dataset(spec, dtype, seed):

@@ -65,6 +65,7 @@ MAX_CONFIG_BYTES = 64 * 1024        # the config member, header included (a real
 MAX_SMALL_MEMBER_BYTES = 1024       # format_version
 MAX_NPY_HEADER = 10_000             # numpy's own limit on a .npy header
 MAX_DEFLATE_RATIO = 1032            # deflate cannot expand more than this (zlib's technical notes)
+DEFAULT_MAX_MODEL_BYTES = 4 << 30   # load refuses a model needing more memory (parameters + state)
 READ_CHUNK_BYTES = 1 << 20          # parameters are read (and cast) this much at a time
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -196,8 +197,12 @@ def _state_members(state, rng_state):
 
 # ---------------------------------------------------------------- load
 
-def load(path):
+def load(path, max_bytes=DEFAULT_MAX_MODEL_BYTES):
     """Read a model file written by :func:`save` (see the module docstring).
+
+    ``max_bytes`` (None: no bound) caps the memory the model needs (its
+    parameters and training-state buffers, as its configuration declares):
+    a larger model is refused before anything is allocated.
 
     Returns the ``Network.__setstate__`` dict it describes (without
     ``backend`` and ``n_threads``, which are the caller's): the
@@ -209,8 +214,9 @@ def load(path):
     with open_regular(name, "model file") as f:    # missing: FileNotFoundError; a FIFO: OSError
         with _reworded(name):
             archive, config, infos, headers, training = _check(f)
-        # everything checked: allocate once, then read straight into the buffers
         dtype = np.dtype(config["dtype"])
+        _check_memory(name, config, dtype, training, max_bytes)
+        # everything checked: allocate once, then read straight into the buffers
         theta = np.zeros(n_params(config["sizes"]), dtype=dtype)
         views = {}
         for l, (W, b) in enumerate(zip(*layer_views(config["sizes"], theta))):
@@ -232,6 +238,19 @@ def load(path):
     if state is not None:
         result.update(training_state=state, train_seed=state.seed, rng=training["rng"])
     return result
+
+
+def _check_memory(name, config, dtype, training, max_bytes):
+    """Refuse a model that needs more than ``max_bytes`` of memory, before allocating it."""
+    buffers = 1 if training is None else (3 if training["optimizer"].name == "adam" else 2)
+    needed = buffers * n_params(config["sizes"]) * dtype.itemsize
+    if max_bytes is not None and needed > max_bytes:
+        sizes = "-".join(map(str, config["sizes"]))
+        raise ValueError(f"{name!r} declares a {sizes} {dtype.name} network that needs {needed:,} bytes "
+                         f"of memory ({n_params(config['sizes']):,} parameters x {buffers} buffers), more "
+                         f"than max_bytes={max_bytes:,}; if you expect a model that large, raise the "
+                         f"bound: Network.load(path, max_bytes=...), or --max-model-bytes on the "
+                         f"command line")
 
 
 @contextlib.contextmanager

@@ -63,10 +63,12 @@ from ._cli_data import (
     _fold_standardization,
     _n_classes,
     _unfold_standardization,
+    add_max_model_bytes,
     column_mean_std,
     load_dataset,
 )
 from ._cli_distributed import _check_distributed_args, _fit_on_dask
+from ._cli_resume import resume, settings_to_save
 from ._files import write_text
 from ._fit_checks import LR_SCHEDULES, PARALLEL_STRATEGIES
 from .exceptions import TrainingDiverged
@@ -126,37 +128,6 @@ def _number(kind, low, *, low_open=False, high=None, high_open=False):
             raise argparse.ArgumentTypeError(f"must be in {lo}, {hi}; got {text}")
         return value
     return parse
-
-
-# The options a resumed run takes from the saved one unless the command line sets them to
-# other values than their defaults (kept in the training state's meta["cli"] by --save).
-RESUMED_OPTIONS = ("dataset", "standardize", "validation_fraction", "train_size", "epochs", "batch_size",
-                   "optimizer", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule",
-                   "early_stopping", "patience", "parallel", "seed", "class_weight", "clip_norm")
-_ARCHITECTURE_OPTIONS = ("sizes", "hidden", "activation", "output", "loss", "dtype")
-
-
-def _resume(args):
-    """Load ``--resume MODEL.npz``: the network with its training state; fill ``args`` from the saved run."""
-    net = Network.load(args.resume, backend=args.backend, n_threads=args.threads)
-    state = net.training_state_
-    if state is None:
-        raise CommandError(f"--resume {args.resume}: the file holds no training state (saved by "
-                           f"save(path, training_state=False), by an older cymlp, or after a "
-                           f"hogwild/average run); train afresh without --resume")
-    saved = state.meta.get("cli")
-    if not isinstance(saved, dict):
-        saved = {}
-    defaults = vars(build_parser().parse_args(["train"]))
-    for option in _ARCHITECTURE_OPTIONS:
-        if getattr(args, option) != defaults[option]:
-            raise CommandError(f"--resume takes the network from {args.resume}; drop "
-                               f"--{option.replace('_', '-')}")
-    for option in RESUMED_OPTIONS:
-        if option in saved and getattr(args, option) == defaults[option]:
-            setattr(args, option, saved[option])
-    args.dtype = net.dtype.name
-    return net
 
 
 # ------------------------------------------------------------------ progress
@@ -319,6 +290,7 @@ def add_train_parser(subparsers):
                      help="continue the run saved in MODEL.npz: its network, optimizer state and "
                           "settings; options set to other values than their defaults override the "
                           "settings, --epochs counts the epochs to add (default: as many as before)")
+    add_max_model_bytes(out)
     out.add_argument("--json", metavar="FILE", help="write the history and test results as JSON")
     out.add_argument("--plot", metavar="FILE.png", help="plot loss and accuracy curves (needs matplotlib)")
     out.add_argument("--no-progress", dest="progress", action="store_false",
@@ -349,7 +321,7 @@ def cmd_train(args):
         if path:
             _check_output_path(option, path)
 
-    net = _resume(args) if args.resume else None
+    net = resume(args, build_parser, Network.load) if args.resume else None
     name, X_train, y_train, X_test, y_test = load_dataset(args.dataset, args.dtype, args.seed)
     if args.train_size is not None:
         X_train, y_train = X_train[:args.train_size], y_train[:args.train_size]
@@ -459,10 +431,7 @@ def cmd_train(args):
 
     if args.save:
         if net.training_state_ is not None:     # what --resume needs to continue this run
-            net.training_state_.meta["cli"] = {
-                **{option: getattr(args, option) for option in RESUMED_OPTIONS},
-                **{key: s[key] for key in ("epochs", "batch_size", "optimizer", "lr", "momentum",
-                                           "weight_decay", "lr_schedule", "standardize")}}
+            net.training_state_.meta["cli"] = settings_to_save(args, s)
         net.save(args.save)
         print(f"saved model to {args.save}")
     if args.json:
@@ -507,6 +476,7 @@ def add_predict_parser(subparsers):
                    help="digits split seed (default: the seed stored in the model)")
     p.add_argument("--backend", choices=("cython", "numpy"), default=None)
     p.add_argument("--threads", type=_number(int, 1), default=None)
+    add_max_model_bytes(p)
     p.set_defaults(func=cmd_predict)
     return p
 
@@ -514,7 +484,8 @@ def add_predict_parser(subparsers):
 def cmd_predict(args):
     t0 = time.perf_counter()
     try:
-        net = Network.load(args.model, backend=args.backend, n_threads=args.threads)
+        net = Network.load(args.model, backend=args.backend, n_threads=args.threads,
+                           max_bytes=args.max_model_bytes)
     except (ValueError, OSError) as exc:       # a damaged model file: one line, no traceback
         raise CommandError(" ".join(f"cannot load the model: {exc}".split())) from None
     seed = args.seed if args.seed is not None else net.seed
@@ -552,8 +523,9 @@ def cmd_info(args):
 # ------------------------------------------------------------------ entry point
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
+def build_parser(parser_class=argparse.ArgumentParser):
+    """The ``cymlp`` parser (``parser_class``: its class and its subcommands')."""
+    parser = parser_class(
         prog="cymlp", description="Train and evaluate multilayer perceptrons with cymlp.",
         epilog="Run `cymlp COMMAND --help` for the options of a command; `cymlp train` alone trains "
                "on the bundled digits in a few seconds.")

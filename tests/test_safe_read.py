@@ -24,7 +24,7 @@ def returns_promptly(call, fifo):
     def target():
         try:
             outcome["result"] = call()
-        except BaseException as exc:             # noqa: BLE001 - handed to the test
+        except BaseException as exc:             # handed to the test
             outcome["error"] = exc
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
