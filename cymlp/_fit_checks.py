@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _validation as v
 from ._backends import TrainerOptions
-from .training_state import OPTIMIZERS, OptimizerConfig
+from .training_state import MAX_COUNTER, OPTIMIZERS, OptimizerConfig
 
 PARALLEL_STRATEGIES = ("sync", "hogwild", "average")
 AVERAGE_WEIGHTINGS = ("uniform", "examples")
@@ -131,6 +131,7 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
         if n_validation < 1 or n_validation >= X.shape[0]:
             raise ValueError(f"validation_fraction={fraction} leaves no rows for training or "
                              f"validation out of {X.shape[0]}")
+    _check_counters(net, resume, start_epoch, epochs, -(-(X.shape[0] - n_validation) // batch_size))
     if epochs > 0:
         schedule(start_epoch)  # a callable schedule's first rate is checked before anything changes
     # ---- warnings last: under -W error they reject the call, which must change nothing
@@ -152,6 +153,16 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
     return settings, data
 
 
+def _check_counters(net, resume, start_epoch, epochs, steps_per_epoch):
+    """The state's epoch and step counters must stay within MAX_COUNTER to the end of this fit."""
+    start_step = net.training_state_.step if resume else 0
+    if start_epoch + epochs > MAX_COUNTER or start_step + epochs * steps_per_epoch > MAX_COUNTER:
+        raise ValueError(f"this fit would take the training state's epoch or step counter past "
+                         f"{MAX_COUNTER} (now epoch {start_epoch}, step {start_step}; {epochs} epochs "
+                         f"of {steps_per_epoch} steps), more than every backend's counter holds; "
+                         f"train fewer epochs, or pass resume=False to start the counters afresh")
+
+
 def uses_worker_states(net, parallel):
     """True when a fit runs the hogwild/average trainer, which keeps one optimizer state per worker."""
     return parallel != "sync" and net.effective_n_threads > 1
@@ -167,6 +178,7 @@ def check_resume(net, resume, optimizer, parallel):
                          "never trained, or was loaded from a file saved without one, or its last "
                          "fit used parallel='hogwild'/'average'); call fit without resume=True to "
                          "start the optimizer afresh")
+    state.check(net.n_params, net.dtype)    # a state changed from outside: refused on every backend
     why = state.mismatch(optimizer)
     if why is not None:
         raise ValueError(f"resume=True cannot continue this network's training state: {why}. "

@@ -58,7 +58,7 @@ from . import _validation as v
 from . import reference
 from ._files import open_regular, write_atomically
 from ._spec import layer_views, n_params
-from .training_state import OPTIMIZERS, OptimizerConfig, TrainingState
+from .training_state import MAX_COUNTER, OPTIMIZERS, OptimizerConfig, TrainingState, check_meta
 
 FORMAT_VERSION = 1
 MAX_CONFIG_BYTES = 64 * 1024        # the config member, header included (a real one is ~200 bytes)
@@ -188,10 +188,8 @@ def _state_members(state, rng_state):
     description = {"optimizer": {name: getattr(opt, name) for name in _OPTIMIZER_KEYS},
                    "step": state.step, "epoch": state.epoch, "seed": state.seed,
                    "rng": rng_state, "meta": state.meta}
+    check_meta(state.meta)                       # bounded: the description stays far below its cap
     text = json.dumps(description)
-    if 4 * len(text) + 128 > MAX_CONFIG_BYTES:
-        raise ValueError(f"the training state's meta is too large to save ({len(text):,} characters); "
-                         f"keep it under {MAX_CONFIG_BYTES // 4 - 1000:,}")
     return {"training_state": np.array(text), **buffers}
 
 
@@ -325,8 +323,10 @@ def _check_training_state(archive, infos, table):
         for key in ("step", "epoch", "seed"):
             if type(state[key]) is not int or state[key] < 0:
                 raise ValueError(f"{key} must be a non-negative integer")
-        if not isinstance(state["meta"], dict):
-            raise ValueError("meta must be a JSON object")
+            if key != "seed" and state[key] > MAX_COUNTER:
+                raise ValueError(f"{key} {state[key]} is beyond {MAX_COUNTER}, what every backend's "
+                                 f"counter holds")
+        check_meta(state["meta"])
         rng = np.random.default_rng()
         if not isinstance(state["rng"], dict) or state["rng"].get("bit_generator") != "PCG64":
             raise ValueError("rng must be the state of a PCG64 generator")
