@@ -191,18 +191,24 @@ def check_resume(net, resume, optimizer, parallel):
     return state.epoch
 
 
-def check_partial_fit(options, classes, y, n_outputs):
+def check_partial_fit(options, classes, y, spec):
     """``partial_fit``'s own checks: none of ``fit``'s whole-run options, ``classes`` valid."""
     for name in PARTIAL_FIT_EXCLUDED:
         if name in options:
             raise TypeError(f"partial_fit() does not take {name!r}: it is one epoch that "
                             f"continues the training state; use fit() for {name}")
     if classes is not None:
-        check_classes(classes, y, n_outputs)
+        check_classes(classes, y, spec)
 
 
-def check_classes(classes, y, n_outputs):
-    """``partial_fit``'s ``classes``: distinct integer labels 0..n_outputs-1 that cover ``y``."""
+def check_classes(classes, y, spec):
+    """``partial_fit``'s ``classes``: distinct integer labels 0..n_outputs-1 that cover ``y``.
+
+    ``y``'s labels are read as ``fit`` reads them (float ``2.0`` and object
+    arrays of numbers are the label 2), so a label outside ``classes`` is
+    refused whatever the dtype that carries it.
+    """
+    n_outputs = spec.sizes[-1]
     try:
         arr = np.asarray(classes)
     except (TypeError, ValueError):
@@ -216,10 +222,11 @@ def check_classes(classes, y, n_outputs):
     if np.unique(arr).size != arr.size:
         raise ValueError("classes holds repeated labels")
     try:
-        labels = np.asarray(y)
+        labels = v.check_targets(y, len(y), n_outputs, spec.dtype, loss=spec.loss,
+                                 output=spec.output)[1]
     except (TypeError, ValueError):
-        return                      # fit's own checks reject it
-    if labels.ndim == 1 and labels.dtype.kind in "iu" and labels.size:
+        return                      # fit's own checks reject it (with X's context)
+    if labels is not None and labels.size:
         extra = np.setdiff1d(labels, arr)
         if extra.size:
             raise ValueError(f"y holds labels {extra[:5].tolist()} that are not in classes "
