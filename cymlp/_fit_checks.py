@@ -76,9 +76,7 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
     X, Y, labels = v.check_Xy(spec, X, y)
     epochs = v.check_positive_int("epochs", epochs, minimum=0)
     lr = v.check_real("lr", lr, low=0, low_open=True)
-    momentum = v.check_real("momentum", momentum, low=0, high=1, high_open=True)
-    weight_decay = v.check_real("weight_decay", weight_decay, low=0)
-    v.check_choice("optimizer", optimizer, OPTIMIZERS)
+    optimizer = check_optimizer(optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps)
     v.check_choice("on_divergence", on_divergence, ("raise", "warn"))
     v.check_choice("parallel", parallel, PARALLEL_STRATEGIES)
     if parallel != "sync" and net.backend != "cython":
@@ -86,12 +84,8 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
     if average_every is not None and average_every != "end":
         v.check_positive_int("average_every", average_every)
     v.check_choice("average_weighting", average_weighting, AVERAGE_WEIGHTINGS)
-    beta1 = v.check_real("beta1", beta1, low=0, high=1, high_open=True)
-    beta2 = v.check_real("beta2", beta2, low=0, high=1, high_open=True)
-    eps = v.check_real("eps", eps, low=0, low_open=True)
     patience = v.check_positive_int("patience", patience)
     batch_size = v.check_positive_int("batch_size", batch_size)
-    optimizer = OptimizerConfig(optimizer, momentum, bool(nesterov), weight_decay, beta1, beta2, eps)
     start_epoch = check_resume(net, resume, optimizer, parallel)
     if lr_schedule_epochs is None:
         horizon = start_epoch + epochs
@@ -102,10 +96,7 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
                              f"{start_epoch + 1}..{start_epoch + epochs}); pass at least "
                              f"{start_epoch + epochs}, the total number of epochs the schedule spans")
     schedule = make_schedule(lr_schedule, lr, horizon)
-    callbacks = tuple(callbacks or ())
-    for cb in callbacks + ((progress,) if progress is not None else ()):
-        if not callable(cb):
-            raise TypeError(f"callbacks and progress must be callables; got {cb!r}")
+    callbacks = check_callbacks(callbacks, progress)
     if validation_data is not None and validation_fraction is not None:
         raise ValueError("pass validation_data or validation_fraction, not both")
     weights = v.combine_weights(
@@ -151,6 +142,26 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
         n_validation=n_validation, trainer=trainer, resume=bool(resume), start_epoch=start_epoch,
         horizon=horizon)
     return settings, data
+
+
+def check_optimizer(optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps):
+    """The optimizer settings of ``fit`` (and ``fit_distributed``), checked: an :class:`OptimizerConfig`."""
+    v.check_choice("optimizer", optimizer, OPTIMIZERS)
+    return OptimizerConfig(
+        optimizer, v.check_real("momentum", momentum, low=0, high=1, high_open=True), bool(nesterov),
+        v.check_real("weight_decay", weight_decay, low=0),
+        v.check_real("beta1", beta1, low=0, high=1, high_open=True),
+        v.check_real("beta2", beta2, low=0, high=1, high_open=True),
+        v.check_real("eps", eps, low=0, low_open=True))
+
+
+def check_callbacks(callbacks, progress=None):
+    """``callbacks`` (and ``progress``) as ``fit`` takes them: a tuple of callables."""
+    callbacks = tuple(callbacks or ())
+    for cb in callbacks + ((progress,) if progress is not None else ()):
+        if not callable(cb):
+            raise TypeError(f"callbacks and progress must be callables; got {cb!r}")
+    return callbacks
 
 
 def _check_counters(net, resume, start_epoch, epochs, steps_per_epoch):

@@ -276,6 +276,10 @@ def add_train_parser(subparsers):
                           "each (needs `pip install 'cymlp[distributed]'`; see docs/distributed.md)")
     run.add_argument("--scheduler", metavar="ADDRESS", default=None,
                      help="train on an existing Dask cluster, e.g. tcp://host:8786")
+    run.add_argument("--timeout", type=_number(float, 0, low_open=True, high=7 * 24 * 3600), default=None,
+                     metavar="SECONDS",
+                     help="with --scheduler: seconds to wait for the scheduler to answer (default: "
+                          "Dask's distributed.comm.timeouts.connect, 30 s unless configured)")
     run.add_argument("--strategy", choices=("average", "sync"), default="average",
                      help="with --workers/--scheduler: model averaging or synchronous SGD (default: average)")
     run.add_argument("--average-every", type=_number(int, 1), default=None, metavar="STEPS",
@@ -371,7 +375,7 @@ def cmd_train(args):
                   f"{net.training_state_.step})", flush=True)
         print(f"cymlp {_version()}: {name}, {len(X_train):,} training / {len(X_test):,} test rows; "
               f"network {'-'.join(map(str, sizes))} {args.activation}/{args.output}, {args.dtype}, "
-              f"backend {net.backend}, {_threads_text(net)}", flush=True)
+              f"backend {net.backend}, {_threads_text(net, args)}", flush=True)
         print(f"{s['optimizer']} lr {s['lr']:g}"
               + (f" momentum {s['momentum']:g}{' nesterov' if args.nesterov else ''}"
                  if s["optimizer"] == "sgd" else "")
@@ -450,7 +454,12 @@ def cmd_train(args):
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
-def _threads_text(net):
+def _threads_text(net, args):
+    per_worker = f"{args.threads} thread(s)" if args.threads is not None else None
+    if args.workers is not None:
+        return f"a local Dask cluster of {args.workers} worker process(es), {per_worker or '1 thread'} each"
+    if args.scheduler is not None:
+        return f"the Dask cluster at {args.scheduler}, {per_worker or 'each worker its own thread count'}"
     if net.backend == "numpy":
         return "BLAS threads: " + ("all" if net.n_threads is None else str(net.n_threads))
     return f"{net.effective_n_threads} threads"

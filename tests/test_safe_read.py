@@ -87,8 +87,7 @@ def test_a_shard_file_that_is_a_fifo_fails_at_once(tmp_path):
 
 
 def test_the_client_reads_shard_headers_without_blocking(tmp_path):
-    pytest.importorskip("distributed")
-    from cymlp.distributed import _npy_rows
+    from cymlp._dask_checks import npy_rows as _npy_rows
     fifo, path = _fifo(tmp_path, "X0.npy")
     outcome = returns_promptly(lambda: _npy_rows(path), fifo)
     assert isinstance(outcome.get("error"), ValueError) and "FIFO" in str(outcome["error"]), outcome

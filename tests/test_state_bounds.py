@@ -67,7 +67,7 @@ def snapshot(net):
 
 def test_the_bound_is_what_a_c_long_holds():
     import ctypes
-    assert MAX_COUNTER == 2 ** (8 * ctypes.sizeof(ctypes.c_long) - 1) - 1
+    assert 2 ** (8 * ctypes.sizeof(ctypes.c_long) - 1) - 1 == MAX_COUNTER
 
 
 @pytest.mark.skipif(not HAS_COMPILED, reason="the compiled path is not built")
