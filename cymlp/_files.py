@@ -25,7 +25,6 @@ Used by ``Network.save``, ``Network.to_onnx``, ``History.to_json``,
 
 import os
 import stat
-import tempfile
 
 TEMP_INFIX = ".cymlp-tmp-"          # a write goes to PATH.cymlp-tmp-XXXXXXXX, then is renamed to PATH
 
@@ -104,6 +103,7 @@ def write_atomically(path, write):
         mode = stat.S_IMODE(os.stat(target).st_mode)  # rewriting keeps the file's permissions
     except FileNotFoundError:
         mode = 0o666 & ~_umask()
+    import tempfile  # here: importing it costs ~5 ms that `import cymlp` need not pay
     directory, name = os.path.split(target)
     fd, tmp = tempfile.mkstemp(prefix=name + TEMP_INFIX, dir=directory)
     try:
