@@ -218,8 +218,6 @@ def test_make_figures_writes_pngs(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("make_figures", DOCS / "make_figures.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    import matplotlib
-    matplotlib.use("Agg")
     module.learning_curves(tmp_path / "curves.png")
     monkeypatch.setattr(module, "load_fashion_mnist", _no_fashion_mnist)   # digits: seconds
     module.confusion(tmp_path / "confusion.png", epochs=1)
