@@ -457,14 +457,18 @@ def combine_weights(sample_weight, class_factors, n_rows):
     return check_sample_weight(combined, n_rows, name="sample_weight × class_weight")
 
 
-def check_dropout(dropout, sizes):
-    """A tuple with one drop probability per hidden layer, each in [0, 1)."""
+def check_dropout(dropout, sizes, layers=None):
+    """A tuple with one drop probability per hidden layer, each in [0, 1).
+
+    ``layers`` names the hidden layers in messages as the caller's user knows
+    them (default: ``sizes [...]``; the estimators say ``hidden_layer_sizes=()``).
+    """
     n_hidden = len(sizes) - 2
     if isinstance(dropout, numbers.Real) and not isinstance(dropout, (bool, np.bool_)):
         rate = check_real("dropout", dropout, low=0, high=1, high_open=True)
         if rate > 0 and n_hidden == 0:
-            raise ValueError(f"dropout applies to hidden layers, and sizes {list(sizes)} has none; "
-                             f"use dropout=0 or add a hidden layer")
+            raise ValueError(f"dropout applies to hidden layers, and {layers or f'sizes {list(sizes)}'} "
+                             f"has none; use dropout=0 or add a hidden layer")
         return (rate,) * n_hidden
     try:
         if isinstance(dropout, (str, bytes)):

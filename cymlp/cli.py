@@ -48,11 +48,13 @@ no preprocessing state.
 """
 
 import argparse
+import functools
 import importlib
 import json
 import math
 import sys
 import time
+import warnings
 
 from threadpoolctl import threadpool_limits
 
@@ -555,6 +557,10 @@ def build_parser(parser_class=argparse.ArgumentParser):
     return parser
 
 
+def _print_warning(command, message, category, filename, lineno, file=None, line=None):
+    print(" ".join(f"cymlp {command}: warning: {message}".split()), file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     """Run the ``cymlp`` command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -565,7 +571,9 @@ def main(argv=None):
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     args.argv = argv
     try:
-        return args.func(args)
+        with warnings.catch_warnings():     # a warning is one line too, without a source path
+            warnings.showwarning = functools.partial(_print_warning, args.command)
+            return args.func(args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -233,3 +233,10 @@ def test_a_network_that_does_not_fit_the_data_is_one_line(tmp_path, capsys):
     status, _, err = run(capsys, "predict", tmp_path / "m.npz")
     assert_one_line_error(status, err, "predict", "expects 5 inputs")
     np.testing.assert_equal(Network.load(tmp_path / "m.npz").sizes, (5, 4, 3))
+
+
+def test_a_warning_is_one_line_without_a_source_path(capsys):
+    """Issue 21, item 15: on main the raw UserWarning with cymlp/cli.py:NNN and the source line."""
+    status, _, err = run(capsys, "train", "--train-size", "20", "--epochs", "1", "--no-progress", "-q")
+    assert status == 0
+    assert err == "cymlp train: warning: batch_size=32 is larger than the 18 training examples; using batch_size=18\n"

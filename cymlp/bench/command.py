@@ -69,7 +69,8 @@ def add_arguments(parser):
                              "default: 1,all)")
     parser.add_argument("--sizes", type=_int_list, default=None,
                         help="your own network, e.g. 784,100,10 (replaces the built-in cases)")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch size for --sizes (default 32)")
+    parser.add_argument("--batch-size", type=_positive_int, default=None,
+                        help="batch size for --sizes (default 32)")
     parser.add_argument("--activation", default="relu", choices=reference.HIDDEN_ACTIVATIONS,
                         help="hidden activation for --sizes")
     parser.add_argument("--output", default="softmax", choices=reference.OUTPUT_ACTIVATIONS,
