@@ -7,7 +7,7 @@ stderr and exit status 1) and converted by :func:`cymlp.onnx_export.network_to_o
 
 import os
 
-from ._cli_data import CommandError, add_max_model_bytes
+from ._cli_data import CommandError, _check_output_path, add_max_model_bytes
 from .onnx_export import DEFAULT_OPSET, MIN_OPSET
 
 
@@ -37,6 +37,7 @@ def cmd_export(args):
 
     if os.path.realpath(args.onnx) == os.path.realpath(args.model):
         raise CommandError(f"--onnx {args.onnx} is the model file itself; give another file name")
+    _check_output_path("--onnx", args.onnx)     # a folder, FIFO or device: refused before any work
     try:
         import_onnx()
     except ImportError as exc:

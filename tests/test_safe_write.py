@@ -121,6 +121,19 @@ def test_the_command_line_refuses_them_before_training(tmp_path, capsys, kind, o
     assert snapshot(path) == before
 
 
+def test_cymlp_export_refuses_them_before_loading(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    Network([3, 4, 2], backend="numpy").save(tmp_path / "m.npz")
+    path = make_target(tmp_path / "area", "link-to-dev-null")
+    if path is None:
+        pytest.skip("no /dev/null here")
+    before = snapshot(path)
+    status = cli.main(["export", str(tmp_path / "m.npz"), "--onnx", str(path)])
+    err = capsys.readouterr().err
+    assert status == 1 and "--onnx" in err and "character device" in err and len(err.strip().splitlines()) == 1
+    assert snapshot(path) == before
+
+
 @pytest.mark.parametrize("option", ["--json", "--plot"])
 def test_cymlp_bench_refuses_them_before_measuring(tmp_path, capsys, option):
     path = make_target(tmp_path / "area", "link-to-fifo")
