@@ -49,14 +49,15 @@ __all__ = ["MAX_COUNTER", "MAX_META_BYTES", "MAX_META_DEPTH", "OPTIMIZERS", "Opt
 
 OPTIMIZERS = ("sgd", "adam")
 
-# ``step`` and ``epoch`` stay at or below this on every backend: the largest value of the compiled
-# trainer's step counter, a C ``long`` (2**63 - 1 on 64-bit Linux and macOS).  Checked when a file
-# is loaded and before a resumed fit, so the NumPy path (whose Python ints would go on) refuses
-# exactly what the compiled path cannot represent.
+#: ``step`` and ``epoch`` stay at or below this on every backend: the largest value of the
+#: compiled trainer's step counter, a C ``long`` (2**63 - 1 on 64-bit Linux and macOS).  Checked
+#: when a file is loaded and before a resumed fit, so the NumPy path (whose Python ints would go
+#: on) refuses exactly what the compiled path cannot represent.
 MAX_COUNTER = 2 ** (8 * ctypes.sizeof(ctypes.c_long) - 1) - 1
-# ``meta``: a JSON object of at most this many bytes (as UTF-8 JSON) and this nesting depth (the
-# object itself is depth 1), checked by save, load, copy, pickling and a resumed fit.
+#: ``meta`` is a JSON object of at most this many bytes (as UTF-8 JSON), checked by save, load,
+#: copy, pickling and a resumed fit.
 MAX_META_BYTES = 16 * 1024
+#: ``meta`` nests at most this deep (the object itself is depth 1).
 MAX_META_DEPTH = 16
 
 
