@@ -12,12 +12,38 @@ test must refuse it before opening it.
 
 import os
 import stat
+import threading
 
 import numpy as np
 import pytest
 
 from cymlp import History, Network, cli, datasets
 from cymlp._files import TEMP_INFIX, check_writable, write_atomically
+
+LIMIT_S = 20
+
+
+def within_limit(call):
+    """``call()``'s result; its exception re-raised.  Fails, instead of hanging, if it blocks.
+
+    A regression that opened a FIFO for writing would wait for a reader forever: the call
+    runs in a daemon thread, left behind if it blocks.
+    """
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = call()
+        except BaseException as exc:             # handed to the test
+            outcome["error"] = exc
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(LIMIT_S)
+    if thread.is_alive():
+        pytest.fail(f"the write blocked for {LIMIT_S} s (opened a FIFO or device?)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")
 
 
 def make_target(folder, kind):
@@ -99,7 +125,7 @@ def test_a_target_that_is_not_a_regular_file_is_refused_and_left_alone(tmp_path,
     before = snapshot(path)
     match = {"folder": "folder", "link-to-folder": "folder", "link-loop": "symbolic links"}
     with pytest.raises(OSError, match=match.get(kind, "not a regular file")):
-        writer[1](path)
+        within_limit(lambda: writer[1](path))
     assert snapshot(path) == before
     assert not [name for name in os.listdir(path.parent) if TEMP_INFIX in name]
 
@@ -113,7 +139,8 @@ def test_the_command_line_refuses_them_before_training(tmp_path, capsys, kind, o
     if path is None:
         pytest.skip(f"cannot make a {kind} here")
     before = snapshot(path)
-    status = cli.main(["train", "--epochs", "1", "--hidden", "4", "--no-progress", option, str(path)])
+    status = within_limit(lambda: cli.main(["train", "--epochs", "1", "--hidden", "4", "--no-progress", option,
+                                            str(path)]))
     out, err = capsys.readouterr()
     assert status == 1 and "epoch" not in out                   # refused before any training
     assert len(err.strip().splitlines()) == 1 and err.startswith("cymlp train: error: "), err
@@ -128,7 +155,7 @@ def test_cymlp_export_refuses_them_before_loading(tmp_path, capsys):
     if path is None:
         pytest.skip("no /dev/null here")
     before = snapshot(path)
-    status = cli.main(["export", str(tmp_path / "m.npz"), "--onnx", str(path)])
+    status = within_limit(lambda: cli.main(["export", str(tmp_path / "m.npz"), "--onnx", str(path)]))
     err = capsys.readouterr().err
     assert status == 1 and "--onnx" in err and "character device" in err and len(err.strip().splitlines()) == 1
     assert snapshot(path) == before
@@ -138,7 +165,8 @@ def test_cymlp_export_refuses_them_before_loading(tmp_path, capsys):
 def test_cymlp_bench_refuses_them_before_measuring(tmp_path, capsys, option):
     path = make_target(tmp_path / "area", "link-to-fifo")
     before = snapshot(path)
-    status = cli.main(["bench", "--sizes", "4,4,2", "--impl", "numpy", "--seconds", "0.01", option, str(path)])
+    status = within_limit(lambda: cli.main(["bench", "--sizes", "4,4,2", "--impl", "numpy", "--seconds", "0.01",
+                                            option, str(path)]))
     out, err = capsys.readouterr()
     assert status == 1 and "not a regular file" in err and len(err.strip().splitlines()) == 1, err
     assert snapshot(path) == before
@@ -147,7 +175,7 @@ def test_cymlp_bench_refuses_them_before_measuring(tmp_path, capsys, option):
 def test_the_refusal_names_the_kind_of_file_and_what_to_do(tmp_path):
     path = make_target(tmp_path / "area", "fifo")
     with pytest.raises(OSError) as info:
-        write_atomically(path, lambda f: f.write(b"x"))
+        within_limit(lambda: write_atomically(path, lambda f: f.write(b"x")))
     assert "FIFO" in str(info.value) and "regular or new file" in str(info.value)
     assert not str(info.value).startswith("[Errno")         # one clean sentence for the CLI
 
