@@ -12,9 +12,11 @@ input (issue 21, item 3): they are parsed by the ``train`` parser itself.
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
@@ -23,12 +25,36 @@ from _helpers import subprocess_env
 
 from cymlp import Network, cli
 
+LIMIT_S = 20
+
 
 def run(capsys, *argv):
-    """``cymlp ARGV`` in this process: (exit status, stdout, stderr)."""
-    status = cli.main([str(a) for a in argv])
+    """``cymlp ARGV`` in this process: (exit status, stdout, stderr).
+
+    In a daemon thread with a time limit: if a regression blocks on a FIFO named in ``argv``,
+    its write end is opened to release the reader and the test fails instead of hanging.
+    """
+    argv = [str(a) for a in argv]
+    fifos = [a for a in argv if os.path.lexists(a) and stat.S_ISFIFO(os.lstat(a).st_mode)]
+    outcome = {}
+
+    def target():
+        try:
+            outcome["status"] = cli.main(argv)
+        except BaseException as exc:             # handed to the test
+            outcome["error"] = exc
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(LIMIT_S)
+    if thread.is_alive():
+        for fifo in fifos:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(LIMIT_S)
+        pytest.fail(f"cymlp {' '.join(argv)} blocked for {LIMIT_S} s")
+    if "error" in outcome:
+        raise outcome["error"]
     out, err = capsys.readouterr()
-    return status, out, err
+    return outcome["status"], out, err
 
 
 def assert_one_line_error(status, err, command, *needles):
