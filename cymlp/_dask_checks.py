@@ -92,7 +92,10 @@ def check_arguments(net, X, y, *, client, n_workers, threads_per_worker, strateg
         if n_workers > limit:
             raise ValueError(f"n_workers={n_workers} is absurd here; use at most {limit:,}"
                              + ("" if client is not None else " local worker processes"))
-    threads_per_worker = _threads.check_n_threads(threads_per_worker)
+    try:                              # each replica's n_threads: checked as n_threads is
+        threads_per_worker = _threads.check_n_threads(threads_per_worker)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(str(exc).replace("n_threads", "threads_per_worker")) from None
     schedule = _fit_checks.make_schedule(lr_schedule, lr, epochs)
     callbacks = _fit_checks.check_callbacks(callbacks)
     if strategy == "sync" and any(net.dropout):
