@@ -63,19 +63,33 @@ def new_compiler():
     return compiler
 
 
-def compile_flags(compiler_type, debug):
-    """Optimisation flags for the extension; GCC/clang-only flags never reach MSVC."""
+SANITIZERS = ["-fsanitize=address,undefined"]
+
+
+def compile_flags(compiler_type, debug, sanitize=False):
+    """Optimisation flags for the extension; GCC/clang-only flags never reach MSVC.
+
+    ``sanitize`` (GCC/clang): AddressSanitizer and UndefinedBehaviorSanitizer,
+    with frame pointers and debug info for their reports; undefined behaviour
+    stops the process as an out-of-bounds access does.
+    """
     if compiler_type == "msvc":
         return ["/Od", "/Zi"] if debug else ["/O2", "/fp:precise"]
+    if sanitize:
+        return ["-O0" if debug else "-O1", "-g", "-fno-omit-frame-pointer",
+                "-fno-sanitize-recover=undefined"] + SANITIZERS
     # -g0 drops debug info from release builds (2.3 MB of a 2.85 MB .so);
     # -fno-math-errno only stops libm from setting errno, -fno-trapping-math
     # lets selects be computed on both sides (clang's default; see setup.py).
     return ["-O0", "-g"] if debug else ["-O3", "-fno-math-errno", "-fno-trapping-math", "-g0"]
 
 
-def link_flags(compiler_type, debug, platform=None):
-    """Release builds on Linux are linked with debug sections stripped."""
+def link_flags(compiler_type, debug, platform=None, sanitize=False):
+    """Release builds on Linux are linked with debug sections stripped; sanitizer
+    builds with the sanitizers' run-time libraries."""
     platform = sys.platform if platform is None else platform
+    if sanitize and compiler_type != "msvc":
+        return list(SANITIZERS)
     if not debug and compiler_type == "unix" and platform.startswith("linux"):
         return ["-Wl,--strip-debug"]
     return []

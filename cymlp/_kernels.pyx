@@ -50,7 +50,7 @@ import numpy as np
 cimport numpy as cnp
 
 from ._blas cimport floating
-from ._openmp cimport CYMLP_OPENMP_ENABLED, CYMLP_DEBUG, omp_get_max_threads
+from ._openmp cimport CYMLP_OPENMP_ENABLED, CYMLP_DEBUG, CYMLP_SANITIZE, omp_get_max_threads
 from ._kernels_common cimport (
     Plan as _Plan, Block, Worker, StepOut, Mode, ADAM, RELU, CHUNKED, BATCH, SPLIT,
     ROWS_PER_CHUNK, MAX_CHUNKS, ELEM_BLOCK, lookup, make_opt, adam_corrections,
@@ -75,6 +75,7 @@ cnp.import_array()
 
 OPENMP_ENABLED = bool(CYMLP_OPENMP_ENABLED)
 DEBUG_BUILD = bool(CYMLP_DEBUG)
+SANITIZE_BUILD = bool(CYMLP_SANITIZE)
 FLUSHES_SUBNORMALS = bool(FLUSH_SUBNORMALS)
 CHUNK_ROWS = ROWS_PER_CHUNK
 
