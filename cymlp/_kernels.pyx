@@ -58,7 +58,7 @@ from ._kernels_common cimport (
 )
 from ._kernels_block cimport forward_loss, block_backward, chunk_loss_grad
 from ._kernels_update cimport update_layers, clip_gradient
-from ._kernels_terms cimport Dropout
+from ._kernels_terms cimport Dropout as _Dropout
 from ._random cimport dropout_key
 from ._kernels_split cimport step_split, split_delta_width
 from ._fpu cimport FLUSH_SUBNORMALS, flush_subnormals, restore_fpu, fpu_flags
@@ -204,7 +204,7 @@ cdef class SyncTrainer:
     cdef _Plan plan
     cdef object theta, X, Y, labels, scratch, grads, state_m, state_v, row_loss, row_correct
     cdef object weights, drop_buf, norm_parts, deltas
-    cdef Dropout dropout
+    cdef _Dropout dropout
     cdef Worker w
     cdef readonly Py_ssize_t batch_size, cap, n_chunks
     cdef Mode _mode
@@ -316,7 +316,7 @@ cdef class SyncTrainer:
             self.weights = sample_weight
             w.terms.weight = <const double*>cnp.PyArray_DATA(self.weights)
         if dropout is not None:
-            self.dropout = Dropout(self.plan.sizes, dropout, self.plan.s.hidden == RELU)
+            self.dropout = _Dropout(self.plan.sizes, dropout, self.plan.s.hidden == RELU)
             # ReLU layers are masked in place and need no buffer (see drop_rows)
             w.drop_stride = 0 if self.dropout.d.in_place else 2 * self.cap * self.dropout.d.width
             self.drop_buf = np.zeros(max(1, self.n_chunks * w.drop_stride), dtype=self.theta.dtype)

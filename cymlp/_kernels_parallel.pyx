@@ -392,9 +392,21 @@ cdef class ParallelTrainer:
     def run(self, order, Py_ssize_t first, Py_ssize_t stop, double lr):
         """Steps for global batches first..stop-1 of ``order``, dealt round-robin to the workers.
 
-        Parameters and returns as :meth:`cymlp._kernels.SyncTrainer.run`;
-        ``loss_sum`` is NaN when an averaging point found a non-finite replica
-        (theta is then left at the last good average).
+        Parameters
+        ----------
+        order : ndarray of shape (N,), intp
+            The epoch's order of the rows (IN); batch i is order[i·B:(i+1)·B].
+        first, stop : int
+            The global batches to train on, first..stop-1.
+        lr : float
+            The learning rate of these steps.
+
+        Returns
+        -------
+        (loss_sum, n_correct, n_seen, steps)
+            As :meth:`cymlp._kernels.SyncTrainer.run`; ``loss_sum`` is NaN when
+            an averaging point found a non-finite replica (theta is then left at
+            the last good average).
         """
         check_order(order, self.X.shape[0], first, stop, self.batch_size)
         cdef void* theta = cnp.PyArray_DATA(self.theta)

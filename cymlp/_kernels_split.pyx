@@ -20,9 +20,10 @@ on its own blocks:
    Every δ is known after region 1, so each thread runs through all the
    layers without waiting.
 
-The arithmetic is batch mode's: the same GEMM formulas and the same
-elementwise passes on sub-blocks.  On one thread it is batch mode, bit for
-bit; across thread counts each element is computed by another BLAS call on
+The arithmetic is batch mode's, from the same functions on row and unit
+ranges (``forward_loss`` and ``backprop_delta`` of ``_kernels_block.pyx`` for
+region 1, ``layer_update`` of ``_kernels_update.pyx`` for region 2).  On one
+thread it is batch mode, bit for bit; across thread counts each element is computed by another BLAS call on
 another block shape, so results agree to rounding (as in batch mode).  The
 δ of every layer is kept (``deltas``: cap · (sizes[1] + ... + sizes[L])
 elements) because region 2 needs them all.  Dropout and gradient clipping

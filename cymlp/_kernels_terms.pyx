@@ -29,11 +29,16 @@ cnp.import_array()
 cdef class Dropout:
     """The per-hidden-layer dropout settings of a network as a C struct (see ``Drop``).
 
-    ``sizes`` lists the layer widths (``Plan.sizes``).  ``rates`` (one per
-    hidden layer, each in [0, 1)) for training: masks are hashed per step from
-    the keys the trainer sets; ``relu`` (the hidden activation is ReLU) applies
-    them in place.  ``rates=None``: fixed masks supplied in the dropout buffer
-    for every hidden layer (gradcheck).
+    Parameters
+    ----------
+    sizes : sequence of int
+        The layer widths (``Plan.sizes``).
+    rates : sequence of float, or None
+        One drop rate per hidden layer, each in [0, 1), for training: masks
+        are hashed per step from the keys the trainer sets.  None: fixed
+        masks supplied in the dropout buffer for every hidden layer (gradcheck).
+    relu : bool
+        The hidden activation is ReLU: generated masks are applied in place.
     """
 
     def __init__(self, sizes, rates, bint relu=False):
