@@ -74,7 +74,7 @@ cdef struct Averaging:
 # One worker's steps
 # --------------------------------------------------------------------------
 
-cdef void worker_steps(Worker* w,                 # INOUT its buffers and optimizer state
+cdef void worker_steps(const Worker* worker,      # IN; OUT the buffers it points to
                        floating* theta,           # INOUT the weights this worker trains
                        const cnp.intp_t* order,   # IN (N,) the epoch's order of the rows
                        Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t stride,
@@ -84,8 +84,12 @@ cdef void worker_steps(Worker* w,                 # INOUT its buffers and optimi
 
     ``theta`` is the shared weights (hogwild, updated without locks) or the
     worker's replica (average).  A non-finite loss sets ``failed``; every
-    worker stops before its next batch once it is set.
+    worker stops before its next batch once it is set.  The worker runs on a
+    copy of its ``Worker`` on this thread's stack: what a step writes into it
+    (Adam's bias corrections) shares no cache line with another thread's.
     """
+    cdef Worker own = worker[0]
+    cdef Worker* w = &own
     cdef Py_ssize_t i = i0, n, start, B = w.cap
     cdef StepOut res
     while i < i1:
