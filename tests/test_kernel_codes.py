@@ -9,13 +9,12 @@ does what the reference path does under that name.
 
 import numpy as np
 import pytest
+from _helpers import skip_module_unless_compiled
 
-from cymlp import _training, reference
+from cymlp import _backends, _fit_checks, reference, training_state
 
-try:
-    from cymlp import _cython_backend, _kernels, _kernels_block, _kernels_common
-except ImportError:
-    pytest.skip("the compiled kernels are not built", allow_module_level=True)
+skip_module_unless_compiled()
+from cymlp import _cython_backend, _kernels, _kernels_block, _kernels_common
 
 TABLES = ["ACTIVATIONS", "LOSSES", "OPTIMIZERS", "MODES", "STRATEGIES", "WEIGHTINGS"]
 ENUMS = {"ACTIVATIONS": "Activation", "LOSSES": "Loss", "OPTIMIZERS": "Optimizer", "MODES": "Mode",
@@ -37,10 +36,11 @@ def test_the_numpy_path_supports_exactly_the_compiled_activations_and_losses():
 
 
 def test_the_fit_options_are_the_kernels_names():
-    assert set(_kernels.OPTIMIZERS) == set(_training.OPTIMIZERS)
-    assert set(_kernels.STRATEGIES) | {"sync"} == set(_training.PARALLEL_STRATEGIES)
-    assert set(_kernels.WEIGHTINGS) == set(_training.AVERAGE_WEIGHTINGS)
+    assert set(_kernels.OPTIMIZERS) == set(training_state.OPTIMIZERS)
+    assert set(_kernels.STRATEGIES) | {"sync"} == set(_fit_checks.PARALLEL_STRATEGIES)
+    assert set(_kernels.WEIGHTINGS) == set(_fit_checks.AVERAGE_WEIGHTINGS)
     assert tuple(_kernels.MODES) == _cython_backend.MODES
+    assert set(_kernels.MODES) == set(_backends.COMPILED_MODES)
 
 
 @pytest.mark.parametrize("name", list(_kernels.ACTIVATIONS))
