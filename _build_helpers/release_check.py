@@ -10,8 +10,10 @@ downloaded artifacts, and by ``.ci/run`` for the build matrix::
 identifier that ``cibuildwheel --print-build-identifiers`` lists for Linux,
 macOS and Windows (so a job that quietly built fewer wheels stops the
 release), all of one version, equal to the tag without its ``v``.
-``--matrix`` checks that those identifiers are CPython 3.10 to 3.14 on every
-platform and architecture the README promises.
+With ``--tag``, CHANGELOG.md must also have a dated section for that version
+and CITATION.cff must carry it.  ``--matrix`` checks that those identifiers
+are CPython 3.10 to 3.14 on every platform and architecture the README
+promises.
 """
 
 import argparse
@@ -86,6 +88,24 @@ def dist_problems(names, identifiers, tag=None):
     return problems
 
 
+def changelog_problems(text, version):
+    """CHANGELOG.md must have a ``## <version> — <YYYY-MM-DD>`` section (dated: released)."""
+    heading = re.search(rf"^## {re.escape(version)} — (.+)$", text, re.MULTILINE)
+    if heading is None:
+        return [f"CHANGELOG.md has no section '## {version} — <date>'"]
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", heading[1].strip()):
+        return [f"CHANGELOG.md's section for {version} is not dated ({heading[1].strip()!r}); "
+                f"write the release date (YYYY-MM-DD) before tagging"]
+    return []
+
+
+def citation_problems(text, version):
+    found = re.search(r"^version:\s*\"?([^\"\s]+)\"?\s*$", text, re.MULTILINE)
+    if found is None or found[1] != version:
+        return [f"CITATION.cff's version is {found[1] if found else 'missing'}, not {version}"]
+    return []
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dist", nargs="?", help="folder with the sdist and the wheels to publish")
@@ -101,6 +121,10 @@ def main(argv=None):
     elif args.dist:
         names = sorted(p.name for p in Path(args.dist).iterdir())
         problems = dist_problems(names, [i for idents in identifiers.values() for i in idents], args.tag)
+        if args.tag:
+            version = args.tag.removeprefix("v")
+            problems += changelog_problems((ROOT / "CHANGELOG.md").read_text(encoding="utf-8"), version)
+            problems += citation_problems((ROOT / "CITATION.cff").read_text(encoding="utf-8"), version)
     else:
         parser.error("give a dist folder or --matrix")
     for problem in problems:

@@ -300,7 +300,7 @@ def add_train_parser(subparsers):
                      help="multi-threaded SGD strategy of the compiled path (default: sync)")
     run.add_argument("--workers", type=_number(int, 1), default=None, metavar="N",
                      help="train on a local Dask cluster of N worker processes, one shard of the data "
-                          "each (needs `pip install 'cymlp[distributed]'`; see docs/distributed.md)")
+                          "each (needs `pip install \"dask[distributed]\"`; see docs/distributed.md)")
     run.add_argument("--scheduler", metavar="ADDRESS", default=None,
                      help="train on an existing Dask cluster, e.g. tcp://host:8786")
     run.add_argument("--strategy", choices=("average", "sync"), default="average",
@@ -341,7 +341,7 @@ def cmd_train(args):
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise CommandError("--plot needs matplotlib: pip install 'cymlp[plot]'") from None
+            raise CommandError("--plot needs matplotlib: pip install matplotlib") from None
 
     for option, path in (("--save", args.save), ("--json", args.json), ("--plot", args.plot)):
         if path:
