@@ -37,6 +37,7 @@ never used, so no code from the file runs.
 
 import ast
 import contextlib
+import errno
 import itertools
 import json
 import os
@@ -189,30 +190,65 @@ def save(net, path, training_state=True):
     """Write ``net`` to ``path`` atomically (see ``Network.save``)."""
     if not np.isfinite(net._theta).all():
         raise ValueError("refusing to save a network whose parameters contain NaN or infinity")
-    target = os.path.realpath(os.fspath(path))       # a symlink: write its target, as open() would
     arrays = {"format_version": np.array(FORMAT_VERSION), "config": np.array(json.dumps(config_of(net)))}
     for l, (W, b) in enumerate(zip(net.weights, net.biases)):
         arrays[f"W{l}"] = W
         arrays[f"b{l}"] = b
     if training_state and net.training_state_ is not None:
         arrays.update(_state_members(net))
+    write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def write_atomically(path, write):
+    """Write the file ``path`` through ``write(f)`` (``f`` a binary file object), atomically.
+
+    The bytes go to ``PATH.cymlp-tmp-XXXXXXXX`` beside the target, are
+    ``fsync``ed and renamed over it: an interrupted write never leaves a
+    broken file where a good one was.  Rewriting keeps the file's mode; a
+    symlink ``path`` is followed (its target is replaced, as ``open()`` would
+    write it).  Only a regular file is ever replaced: a ``path`` that is a
+    folder raises ``IsADirectoryError``, a FIFO, device or socket ``OSError``,
+    before anything is written (and again just before the rename).
+    """
+    target = os.path.realpath(os.fspath(path))       # a symlink: write its target, as open() would
+    _check_replaceable(path, target)
     try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)  # re-saving keeps the file's permissions
+        mode = stat.S_IMODE(os.stat(target).st_mode)  # rewriting keeps the file's permissions
     except FileNotFoundError:
         mode = 0o666 & ~_umask()
     directory, name = os.path.split(target)
     fd, tmp = tempfile.mkstemp(prefix=name + TEMP_INFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)                   # mkstemp made it 0600
+        _check_replaceable(path, target)      # it may have changed while we wrote
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _check_replaceable(path, target):
+    """Refuse a ``target`` that exists and is not a regular file (a new file is fine)."""
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return
+    where = repr(os.fspath(path)) + ("" if os.fspath(path) == target else f" (-> {target!r})")
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, f"{where} is a folder; give the path of a file to write")
+    if not stat.S_ISREG(mode):
+        kind = next((kind for test, kind in _NOT_REGULAR if test(mode)), "not a regular file")
+        raise OSError(f"refusing to write {where}: it is {kind}, not a regular file, and cymlp "
+                      f"replaces only regular files; give the path of a regular or new file")
 
 
 def _state_members(net):

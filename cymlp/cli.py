@@ -6,6 +6,7 @@
     cymlp train --dataset fashion-mnist --threads 2 --save fmnist.npz
     cymlp train --resume fmnist.npz --epochs 4 --save fmnist.npz   # 4 more epochs
     cymlp predict fmnist.npz --dataset fashion-mnist
+    cymlp export fmnist.npz --onnx fmnist.onnx         # for onnxruntime and other runtimes
     cymlp info
 
 Subcommands are argparse subparsers.  Each ``add_*_parser(subparsers)``
@@ -71,7 +72,7 @@ from ._cli_distributed import _check_distributed_args, _fit_on_dask
 from .network import LR_SCHEDULES, OPTIMIZERS, PARALLEL_STRATEGIES, Network, TrainingDiverged
 
 # Subcommands living in their own modules, each exposing add_parser(subparsers).
-_PLUGIN_MODULES = ("bench",)
+_PLUGIN_MODULES = ("bench", "_cli_export")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -542,6 +542,15 @@ class Network:
         _check_runtime_args(backend, n_threads)     # blame the arguments, not the file
         return _persistence.load(cls, path, backend=backend, n_threads=n_threads)
 
+    def to_onnx(self, path=None, *, opset=None):
+        """This network as an ``onnx.ModelProto``, also written to ``path`` when given.
+
+        Input ``X`` (N, sizes[0]) in the network's dtype; first output ``output`` (N, sizes[-1]),
+        what :meth:`feedforward` returns.  See :func:`cymlp.onnx_export.network_to_onnx` (needs
+        ``pip install "cymlp[onnx]"``)."""
+        from .onnx_export import network_to_onnx
+        return network_to_onnx(self, path, opset=opset)
+
     def __getstate__(self):
         return _persistence.get_state(self)
 

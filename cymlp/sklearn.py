@@ -47,6 +47,9 @@ What matches scikit-learn exactly, and what does not
 - **Not (yet) supported**: ``solver="lbfgs"``, ``activation="identity"``,
   ``MLPRegressor(loss="poisson")`` (clear errors); sparse input (convert with
   ``.toarray()``).
+- **ONNX**: ``skl2onnx.to_onnx(estimator, X[:1])`` converts a fitted estimator
+  as it converts scikit-learn's (outputs, options, label types), reproducing
+  ``predict`` and ``predict_proba``; see :mod:`cymlp._skl2onnx`.
 - ``partial_fit`` does one epoch over the given rows like scikit-learn's and,
   like it, keeps the optimizer state (momentum velocity, Adam's moments and
   step count, the learning rate of ``"invscaling"``/``"adaptive"``) from call
@@ -84,6 +87,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from . import _skl2onnx
 from ._training import OptimizerConfig
 from ._training_terms import check_clip_norm, check_dropout
 from .network import PARALLEL_STRATEGIES, Network
@@ -725,3 +729,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+# skl2onnx converters (cymlp/_skl2onnx.py): registered when skl2onnx is imported, never importing it
+_skl2onnx.register_when_imported(MLPClassifier, MLPRegressor)

@@ -28,7 +28,7 @@ import cymlp.reference
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 DOC_FILES = [ROOT / "README.md"] + sorted(DOCS.glob("*.md"))
-OPTIONAL = ("matplotlib", "sklearn", "dask", "distributed", "torch")
+OPTIONAL = ("matplotlib", "sklearn", "dask", "distributed", "torch", "onnx", "onnxruntime", "skl2onnx")
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)\n"
                    r"(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
 
