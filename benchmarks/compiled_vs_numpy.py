@@ -65,7 +65,7 @@ def time_case(case, threads, repeats, mode=None, max_steps=None):
     def runner(backend, t):
         net = Network(sizes, hidden, output, loss, dtype=dtype, backend=backend, n_threads=t, seed=0)
         if mode is not None and backend == "cython":
-            net._cython_mode = mode                     # private switch, for benchmarks and tests
+            net.compiled_mode = mode                     # force the step mode (benchmarks, tests)
 
         def run():
             seconds = 0.0

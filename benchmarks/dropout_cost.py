@@ -15,21 +15,20 @@ import time
 import numpy as np
 
 from cymlp import _kernels
+from cymlp._backends import TrainerOptions
 from cymlp._cython_backend import CythonTrainer, choose_mode
 from cymlp._spec import ModelSpec
 from cymlp._threads import effective_n_threads
-from cymlp._training import OptimizerConfig, StepTerms
+from cymlp.training_state import OptimizerConfig
 
 SIZES = (784, 256, 128, 10)
 
 
 def make_trainer(spec, X, Y, labels, rate, n_threads, mode, optimizer):
     theta = np.random.default_rng(0).normal(0, 0.05, spec.n_params).astype(spec.dtype)
-    terms = None
-    if rate > 0:
-        terms = StepTerms(None, (rate,) * (len(SIZES) - 2), None)
-    return CythonTrainer(spec, theta, X, Y, labels, 128, optimizer, n_threads, mode,
-                         adaptive=False, terms=terms)
+    options = TrainerOptions(batch_size=128, optimizer=optimizer, n_threads=n_threads, mode=mode,
+                             dropout=(rate,) * (len(SIZES) - 2))
+    return CythonTrainer(spec, theta, X, Y, labels, options)
 
 
 def main():

@@ -11,10 +11,13 @@ Two interchangeable paths compute the same maths: the NumPy reference path
 
 __version__ = "0.1.0"
 
-from ._config import show_config
+from ._backends import available_backends
+from ._install_info import show_config
+from .exceptions import TrainingDiverged
 from .gradcheck import gradcheck
 from .history import History
-from .network import Network, TrainingDiverged, available_backends
+from .network import Network
+from .training_state import TrainingState
 
-__all__ = ["Network", "History", "TrainingDiverged", "gradcheck", "show_config",
+__all__ = ["Network", "History", "TrainingDiverged", "TrainingState", "gradcheck", "show_config",
            "available_backends", "__version__"]

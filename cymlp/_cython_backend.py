@@ -1,7 +1,7 @@
 """The ``backend="cython"`` passes: the compiled kernels of :mod:`cymlp._kernels`.
 
-Same interface as :mod:`cymlp._numpy_backend` (see :class:`cymlp._spec.Backend`);
-the inputs arrive validated (C-contiguous, finite, of the spec's dtype).
+Implements :class:`cymlp._backends.Backend` (the contract is stated there
+once); the inputs arrive validated (C-contiguous, finite, of the spec's dtype).
 
 Threads (policy in :mod:`cymlp._threads`).  One thread pool owns the cores
 at a time.  The BLAS pool is held once per ``fit`` (by the trainer, released
@@ -30,9 +30,9 @@ Strategies.  ``parallel="sync"`` uses the modes below; ``"hogwild"`` and
 one thread); with one thread every strategy runs the sync trainer, so it is
 plain SGD bit for bit.  See docs/parallel-sgd.md.
 
-Modes.  ``mode`` (``net._cython_mode``, private, for tests and benchmarks)
-forces ``"chunked"``, ``"split"`` or ``"batch"``; ``None`` chooses by size and
-training terms (:func:`choose_mode`), never by the thread count, so that
+Modes.  ``TrainerOptions.mode`` (``Network.compiled_mode``) forces
+``"chunked"``, ``"split"`` or ``"batch"``; ``None`` chooses by size, dropout
+and clipping (:func:`choose_mode`), never by the thread count, so that
 results do not depend on ``n_threads``.
 """
 
@@ -44,8 +44,8 @@ import numpy as np
 
 from . import _kernels
 from ._spec import layer_views, n_params
-from ._state import TrainingState, dropout_seed
 from ._threads import AdaptiveThreads, BlasHold, blas_limit
+from .training_state import TrainingState, dropout_seed
 
 MODES = ("chunked", "batch", "split")
 
@@ -57,9 +57,9 @@ CHUNKED_MAX_PARAM_BYTES = 256 * 1024
 FORWARD_BLOCK_ROWS = 1024       # rows per block in feedforward / loss outside training
 
 
-def choose_mode(sizes, batch_size, itemsize, requested=None, terms=None):
-    """``"chunked"``, ``"split"`` or ``"batch"`` for a network, batch size and training
-    terms (never the thread count).
+def choose_mode(sizes, batch_size, itemsize, requested=None, options=None):
+    """``"chunked"``, ``"split"`` or ``"batch"`` for a network, batch size, dropout and
+    clipping (``options``, a :class:`~cymlp._backends.TrainerOptions`; never the thread count).
 
     Split mode (batch mode's arithmetic, every part of the step on the OpenMP
     team) beat batch mode (only the GEMMs threaded, by BLAS) at 2 threads on
@@ -68,11 +68,11 @@ def choose_mode(sizes, batch_size, itemsize, requested=None, terms=None):
     """
     if requested is not None:
         if requested not in MODES:
-            raise ValueError(f"_cython_mode must be one of {MODES} or None; got {requested!r}")
+            raise ValueError(f"compiled_mode must be one of {MODES} or None; got {requested!r}")
         return requested
     if _kernels.n_chunks_for(batch_size) >= 2 and n_params(sizes) * itemsize <= CHUNKED_MAX_PARAM_BYTES:
         return "chunked"
-    if terms is not None and (terms.has_dropout or terms.clip_norm is not None):
+    if options is not None and (options.has_dropout or options.clip_norm is not None):
         return "batch"
     return "split"
 
@@ -92,12 +92,14 @@ def _labels(labels):
 
 
 class CythonBackend:
+    """The compiled passes (:class:`cymlp._backends.Backend`)."""
+
     name = "cython"
 
     def feedforward(self, spec, theta, X, n_threads):
         return self._forward(spec, theta, X, n_threads)[1]
 
-    def loss_and_output(self, spec, theta, X, Y, n_threads, sample_weight=None):
+    def loss_and_output(self, spec, theta, X, Y, n_threads, *, sample_weight=None):
         total, out = self._forward(spec, theta, X, n_threads, Y, sample_weight)
         if sample_weight is None:
             return total / X.shape[0], out
@@ -120,7 +122,7 @@ class CythonBackend:
                                               None if sample_weight is None else sample_weight[block])
         return total, out
 
-    def backprop(self, spec, theta, X, Y, n_threads, sample_weight=None, masks=None):
+    def backprop(self, spec, theta, X, Y, n_threads, *, sample_weight=None, masks=None):
         plan = plan_for(spec)
         n = X.shape[0]
         grad = np.empty(plan.n_params, dtype=spec.dtype)
@@ -134,18 +136,13 @@ class CythonBackend:
         grads_w, grads_b = layer_views(spec.sizes, grad)
         return grads_w, grads_b, loss / n
 
-    def trainer(self, spec, theta, X, Y, labels, *, batch_size, optimizer, parallel, average_every,
-                average_weighting, n_threads, adaptive, should_stop, mode=None, terms=None,
-                state=None):
+    def trainer(self, spec, theta, X, Y, labels, options, *, state=None, should_stop=None):
         # With one thread every strategy is plain mini-batch SGD: one worker,
         # one replica (averaging one model is the identity).  Running it
         # through the sync trainer makes that exact, bit for bit.
-        if parallel == "sync" or n_threads == 1:
-            return CythonTrainer(spec, theta, X, Y, labels, batch_size, optimizer, n_threads,
-                                 choose_mode(spec.sizes, batch_size, spec.dtype.itemsize, mode, terms),
-                                 adaptive, should_stop, terms, state)
-        return ParallelTrainer(spec, theta, X, Y, labels, batch_size, optimizer, parallel,
-                               average_every, average_weighting, n_threads)
+        if options.parallel == "sync" or options.n_threads == 1:
+            return CythonTrainer(spec, theta, X, Y, labels, options, state=state, should_stop=should_stop)
+        return ParallelTrainer(spec, theta, X, Y, labels, options)
 
 
 class _CompiledTrainer:
@@ -168,14 +165,16 @@ class CythonTrainer(_CompiledTrainer):
     """Mini-batch SGD/Adam where ``run`` loops over whole batches in compiled code.
 
     Buffers are allocated here, once per ``fit``; the BLAS pool is held here
-    and released by :meth:`close`.  With ``adaptive`` (the default thread
-    count, chunked mode, a team of 2+), ``run`` splits its batches into
-    kernel calls whose thread count :class:`~cymlp._threads.AdaptiveThreads`
-    picks by measurement, checking ``should_stop`` between them.
+    and released by :meth:`close`.  With ``options.adaptive`` (the default
+    thread count, a team of 2+), ``run`` splits its batches into kernel calls
+    whose thread count :class:`~cymlp._threads.AdaptiveThreads` picks by
+    measurement (the OpenMP team's size in chunked and split mode, the BLAS
+    pool's in batch mode), checking ``should_stop`` between them.
     """
 
-    def __init__(self, spec, theta, X, Y, labels, batch_size, optimizer, n_threads, mode,
-                 adaptive=False, should_stop=None, terms=None, state=None):
+    def __init__(self, spec, theta, X, Y, labels, options, *, state=None, should_stop=None):
+        n_threads, optimizer = options.n_threads, options.optimizer
+        mode = choose_mode(spec.sizes, options.batch_size, spec.dtype.itemsize, options.mode, options)
         self.n_threads = n_threads
         self.mode = mode
         self._should_stop = should_stop or (lambda: False)
@@ -183,18 +182,16 @@ class CythonTrainer(_CompiledTrainer):
             state = TrainingState(optimizer, theta.size, theta.dtype, seed=None)
         self.state = state        # its m, v ARE the kernel's buffers; its step is copied back
         self._kernel = _kernels.SyncTrainer(
-            plan_for(spec), theta, X, Y, _labels(labels), batch_size, mode, n_threads,
+            plan_for(spec), theta, X, Y, _labels(labels), options.batch_size, mode, n_threads,
             optimizer.name, optimizer.momentum, optimizer.nesterov, optimizer.weight_decay,
             optimizer.beta1, optimizer.beta2, optimizer.eps, state.m, state.v, state.step)
-        self._keyed = False
-        if terms is not None:
-            # the dropout masks are keyed by the state's (seed, epoch, step): the kernel's step
-            # starts at state.step, and _kernel_run passes the epoch the loop is in
-            self._kernel.set_terms(terms.sample_weight, terms.dropout if terms.has_dropout else None,
-                                   terms.clip_norm or 0.0, dropout_seed(state.seed))
-            self._keyed = terms.has_dropout
+        # the dropout masks are keyed by the state's (seed, epoch, step): the kernel's step
+        # starts at state.step, and _kernel_run passes the epoch the loop is in
+        self._kernel.set_terms(options.sample_weight, options.dropout if options.has_dropout else None,
+                               options.clip_norm or 0.0, dropout_seed(state.seed))
+        self._keyed = options.has_dropout
         # chunked: the OpenMP team's size; batch: the BLAS pool's (see _run)
-        self.adaptive = AdaptiveThreads(n_threads) if adaptive and n_threads > 1 else None
+        self.adaptive = AdaptiveThreads(n_threads) if options.adaptive and n_threads > 1 else None
         self._blas = BlasHold(n_threads if mode == "batch" else 1)
 
     def _kernel_run(self, order, first, stop, lr):
@@ -253,13 +250,13 @@ class ParallelTrainer(_CompiledTrainer):
     stopping there.
     """
 
-    def __init__(self, spec, theta, X, Y, labels, batch_size, optimizer, parallel, average_every,
-                 average_weighting, n_threads):
+    def __init__(self, spec, theta, X, Y, labels, options):
+        n_threads, optimizer = options.n_threads, options.optimizer
         self.n_threads = n_threads
-        self.mode = parallel
+        self.mode = options.parallel
         self._kernel = _kernels.ParallelTrainer(
-            plan_for(spec), theta, X, Y, _labels(labels), batch_size, parallel, n_threads,
-            average_every, average_weighting, optimizer.name, optimizer.momentum,
+            plan_for(spec), theta, X, Y, _labels(labels), options.batch_size, options.parallel, n_threads,
+            options.average_every, options.average_weighting, optimizer.name, optimizer.momentum,
             optimizer.nesterov, optimizer.weight_decay, optimizer.beta1, optimizer.beta2,
             optimizer.eps)
         self._blas = BlasHold(1)

@@ -1,79 +1,53 @@
 """The ``backend="numpy"`` passes: the reference module driven step by step.
 
-A backend provides the passes only; everything else (parameters, validation,
-the epoch loop, schedules, early stopping, saving) lives in :mod:`cymlp.network`
-and :mod:`cymlp._training` and is shared by both backends.  A backend gets the
-network's :class:`~cymlp._spec.ModelSpec` and flat parameter buffer, never the
-network; the interface (:class:`cymlp._spec.Backend`, which the compiled
-backend implements too):
-
-``feedforward(spec, theta, X, n_threads) -> (n, k)``
-    Output activations for validated ``X``.
-``backprop(spec, theta, X, Y, n_threads) -> (grads_w, grads_b, loss)``
-    Mean-loss gradient and the mean loss.
-``loss_and_output(spec, theta, X, Y, n_threads) -> (float, (n, k))``
-    Mean loss and the output activations (one forward pass for both).
-``trainer(spec, theta, X, Y, labels, *, batch_size, optimizer, parallel, average_every,
-average_weighting, n_threads, adaptive, should_stop, mode=None, state=None)``
-    A :class:`~cymlp._spec.Trainer` made once per ``fit`` (the NumPy path
-    runs ``parallel="sync"`` only; fit rejects the others first) whose
-    ``run(order, first, stop, lr)`` performs the SGD steps for mini-batches
-    ``first .. stop-1`` of the epoch ordering ``order`` (batch ``i`` is
-    ``order[i*batch_size:(i+1)*batch_size]``) and returns ``(loss_sum,
-    n_correct, n_seen, n_steps_done)``: the sum over the examples seen of
-    their loss before the step, how many of them were classified correctly
-    (0 without labels), how many examples and how many steps were done.  It
-    stops early, after fewer steps, when a batch loss is not finite
-    (divergence) or when ``should_stop()`` returns True.  ``close()`` runs
-    after the fit, on every path out.  ``state`` is the
-    :class:`~cymlp._state.TrainingState` to continue: the trainer uses its
-    ``m``/``v`` arrays as its optimizer buffers (in place), starts counting
-    steps at ``state.step`` and advances it with every step taken (``None``:
-    a fresh state of the trainer's own).
+Implements :class:`cymlp._backends.Backend` (the contract, and what each
+method returns, is stated there once) with the readable passes of
+:mod:`cymlp.reference`; :class:`NumpyTrainer` runs one mini-batch per Python
+iteration and ``parallel="sync"`` only (``fit`` rejects the other strategies
+first).  It is the test oracle of the compiled path.
 """
 
 import numpy as np
 
 from . import reference
 from ._spec import layer_views
-from ._state import TrainingState, dropout_seed
+from .training_state import TrainingState, dropout_seed
 
 
 class NumpyBackend:
+    """The reference passes (:class:`cymlp._backends.Backend`); ``n_threads`` is ignored."""
+
     name = "numpy"
 
-    def feedforward(self, spec, theta, X, n_threads=1):
+    def feedforward(self, spec, theta, X, n_threads):
         weights, biases = layer_views(spec.sizes, theta)
         activations, _ = reference.feedforward(weights, biases, spec.activation, spec.output, X)
         return activations[-1]
 
-    def backprop(self, spec, theta, X, Y, n_threads=1, sample_weight=None, masks=None):
+    def backprop(self, spec, theta, X, Y, n_threads, *, sample_weight=None, masks=None):
         weights, biases = layer_views(spec.sizes, theta)
         grads_w, grads_b, loss, _ = reference.backprop(
             weights, biases, spec.activation, spec.output, spec.loss, X, Y, sample_weight, masks)
         return grads_w, grads_b, loss
 
-    def loss_and_output(self, spec, theta, X, Y, n_threads=1, sample_weight=None):
+    def loss_and_output(self, spec, theta, X, Y, n_threads, *, sample_weight=None):
         weights, biases = layer_views(spec.sizes, theta)
         activations, z_out = reference.feedforward(weights, biases, spec.activation, spec.output, X)
         loss = reference.loss_value(spec.loss, spec.output, z_out, activations[-1], Y, sample_weight)
         return float(loss), activations[-1]
 
-    def trainer(self, spec, theta, X, Y, labels, *, batch_size, optimizer, should_stop=None,
-                terms=None, state=None, **threads_and_strategy):
-        return NumpyTrainer(spec, theta, X, Y, labels, batch_size, optimizer, should_stop, terms,
-                            state)
+    def trainer(self, spec, theta, X, Y, labels, options, *, state=None, should_stop=None):
+        return NumpyTrainer(spec, theta, X, Y, labels, options, state=state, should_stop=should_stop)
 
 
 class NumpyTrainer:
     """Mini-batch SGD/Adam with the reference passes, one batch per Python iteration."""
 
-    def __init__(self, spec, theta, X, Y, labels, batch_size, optimizer, should_stop=None,
-                 terms=None, state=None):
+    def __init__(self, spec, theta, X, Y, labels, options, *, state=None, should_stop=None):
         self.spec, self.X, self.Y, self.labels = spec, X, Y, labels
         self.weights, self.biases = layer_views(spec.sizes, theta)
-        self.batch_size = batch_size
-        self.opt = optimizer
+        self.batch_size = options.batch_size
+        self.opt = optimizer = options.optimizer
         self.params = [p for pair in zip(self.weights, self.biases) for p in pair]
         self.decays = [True, False] * len(self.weights)
         if state is None:
@@ -88,7 +62,7 @@ class NumpyTrainer:
         self.state_m = per_param(state.m)      # velocity, or Adam's m
         self.state_v = per_param(state.v)
         self.should_stop = should_stop or (lambda: False)
-        self.terms = terms
+        self.options = options
 
     def close(self):
         """Nothing to release (the compiled trainers release the BLAS pool here)."""
@@ -101,7 +75,7 @@ class NumpyTrainer:
                 break
             rows = order[i * self.batch_size:(i + 1) * self.batch_size]
             X, Y = self.X[rows], self.Y[rows]
-            w, masks, clip_norm = self._terms(rows)
+            w, masks, clip_norm = self._step_extras(rows)
             if w is not None and not w.sum() > 0:
                 steps += 1                 # a batch of weight 0: no update, no examples
                 continue
@@ -126,11 +100,9 @@ class NumpyTrainer:
                 n_correct += int(np.sum(out.argmax(axis=1) == self.labels[rows]))
         return loss_sum, n_correct, n_seen, steps
 
-    def _terms(self, rows):
-        """The batch's ``(sample weights, dropout masks, clip_norm)``."""
-        t = self.terms
-        if t is None:
-            return None, None, None
+    def _step_extras(self, rows):
+        """The batch's ``(sample weights, dropout masks, clip_norm)``, each None when unused."""
+        t = self.options
         masks = None
         if t.has_dropout:
             st = self.state        # keyed by the optimizer step about to be taken

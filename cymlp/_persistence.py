@@ -1,4 +1,9 @@
-"""Model files and pickling: ``Network.save``, ``Network.load``, ``__getstate__``/``__setstate__``.
+"""The model file format: what ``Network.save`` writes and ``Network.load`` reads.
+
+This module never sees a network: :func:`save` takes the configuration,
+the flat parameter buffer and the training state; :func:`load` returns the
+state dict that ``Network.__setstate__`` rebuilds a network from (see
+:mod:`cymlp._network_io`, which also owns pickling and ``copy``).
 
 A model file is an uncompressed ``.npz`` (a zip archive of ``.npy`` members)
 holding ``format_version``, ``config`` (the architecture as a JSON string) and
@@ -6,7 +11,7 @@ one member per parameter array (``W0``, ``b0``, ``W1``, ...).  The parameter
 members a file must hold, and their shapes, follow from the configuration
 (:func:`member_table`); a later format adds optional members there.
 
-The training state (``Network.training_state_``, see :mod:`cymlp._state`) is
+The training state (``Network.training_state_``, see :mod:`cymlp.training_state`) is
 optional: ``training_state`` (a JSON string: the optimizer and its settings,
 ``step``, ``epoch``, ``seed``, the shuffle generator's state and ``meta``),
 ``state_m`` and, for Adam, ``state_v`` (flat, like the parameters).  Files
@@ -27,12 +32,13 @@ checked before anything large is decompressed or allocated, in this order:
    :data:`MAX_NPY_HEADER` bytes, parsed as a literal) against the shape in the
    table and the size in the zip directory.
 
-Only then is the network built, once, with its parameters read chunk by chunk
-straight into its buffer: memory stays near what the model needs, however the
-file lies.  Values are cast to the configured dtype and checked finite *after*
-the cast (1e300 does not fit in float32).  Every problem with the file's
-contents raises ``ValueError`` naming the path; ``np.load``/``pickle`` are
-never used, so no code from the file runs.
+Only then is the parameter buffer allocated, once, and the parameters read
+chunk by chunk straight into it (the network adopts it without a copy):
+memory stays near what the model needs, however the file lies.  Values are
+cast to the configured dtype and checked finite *after* the cast (1e300 does
+not fit in float32).  Every problem with the file's contents raises
+``ValueError`` naming the path; ``np.load``/``pickle`` are never used, so
+no code from the file runs.
 """
 
 import ast
@@ -51,9 +57,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _training_terms, reference
 from . import _validation as v
-from ._state import TrainingState, resolve_seed
+from . import reference
+from ._spec import layer_views, n_params
+from .training_state import OPTIMIZERS, OptimizerConfig, TrainingState
 
 FORMAT_VERSION = 1
 MAX_CONFIG_BYTES = 64 * 1024        # the config member, header included (a real one is ~200 bytes)
@@ -121,7 +128,7 @@ def member_table(sizes):
     return table
 
 
-# ---------------------------------------------------------------- state and pickling
+# ---------------------------------------------------------------- configuration
 
 def config_of(net):
     """The JSON-able configuration of ``net``: what ``Network(...)`` needs to rebuild it."""
@@ -132,70 +139,43 @@ def config_of(net):
     return config
 
 
-def get_state(net):
-    """``Network.__getstate__``: the configuration, a copy of the parameters, rng and history."""
-    state = config_of(net)
-    training = net.training_state_
-    state.update(theta=net._theta.copy(), backend=net.backend, n_threads=net._n_threads,
-                 rng=net._rng.bit_generator.state, history=net.history_,
-                 train_seed=net._train_seed, training_state=None if training is None else training.copy())
-    return state
+def cast_state(state, dtype):
+    """A ``Network.__getstate__`` dict with its parameters and training state cast to ``dtype``.
 
-
-def set_state(net, state, *, strict_backend=False):
-    """``Network.__setstate__``, and the constructor ``load`` uses (no random initialisation).
-
-    ``state["theta"]`` becomes the parameter buffer (converted to the dtype,
-    copied only when it has to be); ``None`` allocates zeros for the caller to
-    fill.  ``state["rng"]`` None seeds a fresh generator from ``seed``.  An
-    unavailable backend falls back to NumPy unless ``strict_backend``.
+    The values must be finite after the cast (1e300 does not fit in float32):
+    a ValueError says which array does not.
     """
-    net._set_architecture(state["sizes"], state["activation"], state["output"], state["loss"],
-                          state["dtype"])
-    net.dropout = state.get("dropout", 0.0)       # absent in files and pickles without dropout
-    net.seed = state["seed"]
-    try:
-        net.backend = state["backend"]
-    except ValueError:       # unpickled where the extension is not built
-        if strict_backend:
-            raise
-        net.backend = "numpy"
-    net._n_threads = state["n_threads"]
-    if state.get("rng") is None:
-        net._rng = np.random.default_rng(net.seed)
-    else:
-        net._rng = np.random.default_rng()
-        net._rng.bit_generator.state = state["rng"]
-    theta = state["theta"]
-    if theta is not None:
-        theta = np.require(theta, dtype=net.dtype, requirements=("C", "W", "O"))
-        theta = theta.reshape(-1)
-    net._allocate(theta)
-    net.history_ = state.get("history")
-    # pickles from before the training state: none, and the training seed is the seed
-    net._train_seed = resolve_seed(state.get("train_seed", net.seed))
-    training = state.get("training_state")
+    state = dict(state, dtype=dtype.name)
+    state["theta"] = v.check_finite_params(f"copy(dtype={dtype.name!r}): the parameter buffer",
+                                           state["theta"], dtype)
+    training = state["training_state"]
     if training is not None:
         for name in ("m", "v"):
-            buf = getattr(training, name)
-            if buf is not None:
-                setattr(training, name, np.require(buf, dtype=net.dtype, requirements=("C", "W", "O")))
-    net.training_state_ = training
-    return net
+            if getattr(training, name) is not None:
+                setattr(training, name, v.check_finite_params(
+                    f"copy(dtype={dtype.name!r}): the training state's {name}",
+                    getattr(training, name), dtype))
+    return state
 
 
 # ---------------------------------------------------------------- save
 
-def save(net, path, training_state=True):
-    """Write ``net`` to ``path`` atomically (see ``Network.save``)."""
-    if not np.isfinite(net._theta).all():
+def save(path, config, theta, training_state=None, rng_state=None):
+    """Write a model file to ``path`` atomically (see ``Network.save``).
+
+    ``config``: :func:`config_of` the network; ``theta``: its flat parameter
+    buffer (written as ``W0``, ``b0``, ... through :func:`~cymlp._spec.layer_views`);
+    ``training_state`` (or None) and ``rng_state`` (the shuffle generator's
+    ``bit_generator.state``) are written together when a state is given.
+    """
+    if not np.isfinite(theta).all():
         raise ValueError("refusing to save a network whose parameters contain NaN or infinity")
-    arrays = {"format_version": np.array(FORMAT_VERSION), "config": np.array(json.dumps(config_of(net)))}
-    for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+    arrays = {"format_version": np.array(FORMAT_VERSION), "config": np.array(json.dumps(config))}
+    for l, (W, b) in enumerate(zip(*layer_views(config["sizes"], theta))):
         arrays[f"W{l}"] = W
         arrays[f"b{l}"] = b
-    if training_state and net.training_state_ is not None:
-        arrays.update(_state_members(net))
+    if training_state is not None:
+        arrays.update(_state_members(training_state, rng_state))
     write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
@@ -251,9 +231,8 @@ def _check_replaceable(path, target):
                       f"replaces only regular files; give the path of a regular or new file")
 
 
-def _state_members(net):
+def _state_members(state, rng_state):
     """The training state's members: its JSON description and its buffers."""
-    state = net.training_state_
     buffers = {"state_m": state.m} if state.v is None else {"state_m": state.m, "state_v": state.v}
     for name, buf in buffers.items():
         if not np.isfinite(buf).all():
@@ -262,7 +241,7 @@ def _state_members(net):
     opt = state.optimizer
     description = {"optimizer": {name: getattr(opt, name) for name in _OPTIMIZER_KEYS},
                    "step": state.step, "epoch": state.epoch, "seed": state.seed,
-                   "rng": net._rng.bit_generator.state, "meta": state.meta}
+                   "rng": rng_state, "meta": state.meta}
     text = json.dumps(description)
     if 4 * len(text) + 128 > MAX_CONFIG_BYTES:
         raise ValueError(f"the training state's meta is too large to save ({len(text):,} characters); "
@@ -278,24 +257,28 @@ def _umask():
 
 # ---------------------------------------------------------------- load
 
-def load(cls, path, backend=None, n_threads=None):
+def load(path):
     """Read a model file written by :func:`save` (see the module docstring).
 
-    ``backend`` and ``n_threads`` are checked by the caller (``Network.load``)
-    first, so that a bad argument is never blamed on the file.
+    Returns the ``Network.__setstate__`` dict it describes (without
+    ``backend`` and ``n_threads``, which are the caller's): the
+    configuration, ``theta`` (a fresh flat buffer the parameters were read
+    into), and the training state, shuffle generator state and training
+    seed when the file holds them.
     """
     name = os.fspath(path)
     with open(name, "rb") as f:          # a missing file: FileNotFoundError, as open() gives
         with _reworded(name):
             archive, config, infos, headers, training = _check(f)
-        # everything checked: build the network once, then read straight into its buffer
-        state = dict(config, theta=None, backend=backend, n_threads=n_threads, rng=None, history=None)
-        net = set_state(cls.__new__(cls), state, strict_backend=True)
+        # everything checked: allocate once, then read straight into the buffers
+        dtype = np.dtype(config["dtype"])
+        theta = np.zeros(n_params(config["sizes"]), dtype=dtype)
         views = {}
-        for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+        for l, (W, b) in enumerate(zip(*layer_views(config["sizes"], theta))):
             views[f"W{l}"], views[f"b{l}"] = W, b
+        state = None
         if training is not None:
-            state = TrainingState(training["optimizer"], net.n_params, net.dtype, training["seed"],
+            state = TrainingState(training["optimizer"], theta.size, dtype, training["seed"],
                                   step=training["step"], epoch=training["epoch"], meta=training["meta"])
             views["state_m"] = state.m
             if state.v is not None:
@@ -304,13 +287,12 @@ def load(cls, path, backend=None, n_threads=None):
             for member, header in headers.items():
                 if member in views:
                     _read_into(archive, infos[member], member, header, views[member])
-            if training is not None and state.v is not None and (state.v < 0).any():
+            if state is not None and state.v is not None and (state.v < 0).any():
                 raise _Damaged("member 'state_v' holds negative values (Adam's second moment is >= 0)")
-        if training is not None:
-            net.training_state_ = state
-            net._train_seed = state.seed
-            net._rng = training["rng"]
-    return net
+    result = dict(config, theta=theta, rng=None, history=None)
+    if state is not None:
+        result.update(training_state=state, train_seed=state.seed, rng=training["rng"])
+    return result
 
 
 @contextlib.contextmanager
@@ -373,7 +355,6 @@ def _check_training_state(archive, infos, table):
     try:
         if not isinstance(opt, dict) or set(opt) != _OPTIMIZER_KEYS:
             raise ValueError(f"optimizer must be an object with the keys {sorted(_OPTIMIZER_KEYS)}")
-        from ._training import OPTIMIZERS, OptimizerConfig  # (a cycle at import time otherwise)
         v.check_choice("optimizer", opt["name"], OPTIMIZERS)
         if not isinstance(opt["nesterov"], bool):
             raise ValueError("nesterov must be true or false")
@@ -392,12 +373,13 @@ def _check_training_state(archive, infos, table):
         if not isinstance(state["rng"], dict) or state["rng"].get("bit_generator") != "PCG64":
             raise ValueError("rng must be the state of a PCG64 generator")
         rng.bit_generator.state = state["rng"]
+        rng_state = rng.bit_generator.state
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise _Damaged(f"its training state is invalid ({exc})") from None
     if ("state_v" in infos) != (optimizer.name == "adam"):
         raise _Damaged(f"its training state is for optimizer {optimizer.name!r}, which "
                        + ("needs a state_v member" if optimizer.name == "adam" else "has no state_v"))
-    return dict(state, optimizer=optimizer, rng=rng)
+    return dict(state, optimizer=optimizer, rng=rng_state)
 
 
 def _check_directory(archive, file_size):
@@ -473,7 +455,7 @@ def _check_config(value):
         v.check_choice("dtype", config["dtype"], ("float32", "float64"))
         config["seed"] = v.check_seed(config.get("seed"))
         if "dropout" in config:
-            config["dropout"] = list(_training_terms.check_dropout(config["dropout"],
+            config["dropout"] = list(v.check_dropout(config["dropout"],
                                                                    config["sizes"]))
     except (TypeError, ValueError) as exc:
         raise _Damaged(f"its configuration is invalid ({exc})") from None

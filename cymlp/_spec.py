@@ -4,14 +4,12 @@ Backends never see a :class:`~cymlp.network.Network`.  They get a
 :class:`ModelSpec` (immutable: sizes, activations, loss, dtype) and the flat
 parameter buffer ``theta``, laid out per layer as
 ``[W_0 (n_out·n_in, row-major), b_0, W_1, b_1, ...]``.  :func:`layer_views` is
-the one place that turns the buffer into per-layer arrays.  :class:`Backend`
-and :class:`Trainer` spell out what a backend provides (the full contract is
-in :mod:`cymlp._numpy_backend`'s docstring).
+the one place that turns the buffer into per-layer arrays.  What a backend
+provides in return is in :mod:`cymlp._backends`.
 """
 
 import itertools
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -36,7 +34,13 @@ class ModelSpec:
 
     @property
     def n_outputs(self):
+        """Units of the output layer."""
         return self.sizes[-1]
+
+
+def spec_of(net):
+    """The :class:`ModelSpec` of a network (or anything with its public architecture attributes)."""
+    return ModelSpec(net.sizes, net.activation, net.output, net.loss_name, net.dtype)
 
 
 def n_params(sizes):
@@ -62,42 +66,3 @@ def layer_views(sizes, theta):
         biases.append(theta[offset:offset + n_out])
         offset += n_out
     return weights, biases
-
-
-class Trainer(Protocol):
-    """Runs SGD steps on the parameter buffer it was made with; made once per ``fit``.
-
-    The stop flag (a callable, Ctrl-C) is given to the backend's ``trainer``
-    at construction; ``run`` returns after fewer steps when it turns true.
-    """
-
-    def run(self, order, first, stop, lr):
-        """Steps for batches ``first .. stop-1`` of ``order``: ``(loss_sum, n_correct, n_seen, n_steps)``."""
-
-    def close(self):
-        """Release what the constructor took (the BLAS pool); runs on every path out of ``fit``."""
-
-
-class Backend(Protocol):
-    """The passes of one backend, on a :class:`ModelSpec` and a flat buffer ``theta``."""
-
-    name: str
-
-    def feedforward(self, spec, theta, X, n_threads):
-        """Output activations (n, k) of validated ``X``."""
-
-    def backprop(self, spec, theta, X, Y, n_threads):
-        """``(grads_w, grads_b, mean loss)`` over the rows of ``X``."""
-
-    def loss_and_output(self, spec, theta, X, Y, n_threads):
-        """``(mean loss, output activations)`` from one forward pass."""
-
-    def trainer(self, spec, theta, X, Y, labels, *, batch_size, optimizer, parallel,
-                average_every, average_weighting, n_threads, adaptive, should_stop,
-                mode=None, state=None) -> Trainer:
-        """A :class:`Trainer` writing into ``theta``; ``adaptive``: ``n_threads`` was the default.
-
-        ``state``: the :class:`~cymlp._state.TrainingState` to continue (its
-        ``m``/``v`` used in place as the optimizer's buffers, ``step``
-        advanced with every step); None for a fresh one of the trainer's own.
-        """

@@ -1,7 +1,8 @@
 """Thread policy, in one place: how many threads, and who owns the cores.
 
-- :func:`effective_n_threads`: ``n_threads`` resolved (``None``: every usable
-  core, within ``OMP_NUM_THREADS``, threadpoolctl limits and the affinity mask).
+- :func:`effective_n_threads`: ``n_threads`` resolved (``None``: every core
+  of the affinity mask (:func:`affinity_cores`), within ``OMP_NUM_THREADS``
+  and threadpoolctl limits).
 - Fork safety: libgomp (GCC's OpenMP) is not fork-safe; a child forked after
   the parent ran a parallel region can hang in its first one (sklearn #7650).
   A child created by ``fork`` runs the compiled path on one thread, and the
@@ -11,9 +12,15 @@
   during a fit) nest: the pool runs at the smallest limit any holder asked
   for, never above what it was when the first holder came, and is restored
   when the last holder leaves.
-- :class:`AdaptiveThreads`: the default thread count of a chunked sync fit
-  follows measured step times, so a fit on a busy machine falls back to one
-  thread instead of spinning at OpenMP barriers against other processes.
+- :class:`AdaptiveThreads`: with the default thread count, a sync fit (every
+  mode) follows measured step times, so a fit on a busy machine falls back to
+  one thread instead of spinning at OpenMP barriers against other processes.
+
+This module decides how many threads there may be; the compiled trainers
+(:mod:`cymlp._cython_backend`) decide which of those a step uses (the OpenMP
+team, or the BLAS pool in batch mode, with :class:`AdaptiveThreads`), and the
+split-mode kernel runs fewer threads than asked when a step is too small to
+share (``cymlp/_kernels_split.pyx``).
 
 Nothing here changes environment variables.
 """
@@ -49,8 +56,12 @@ def in_forked_child():
 # Thread counts
 # ---------------------------------------------------------------------------
 
-def usable_cores():
-    """Cores this process may run on (its affinity mask), at least 1."""
+def affinity_cores():
+    """Cores this process may run on (its affinity mask), at least 1.
+
+    Not the default thread count: :func:`effective_n_threads` (``None``) also
+    follows ``OMP_NUM_THREADS`` and threadpoolctl limits.
+    """
     try:
         return len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):
@@ -83,7 +94,7 @@ def check_n_threads(n_threads):
         raise TypeError(f"n_threads must be None or a positive integer; got {n_threads!r}") from None
     if n_threads < 1:
         raise ValueError(f"n_threads must be None (all cores) or >= 1; got {n_threads}")
-    usable = usable_cores()
+    usable = affinity_cores()
     limit = 4 * max(usable, 64)
     if n_threads > limit:
         raise ValueError(f"n_threads={n_threads} is absurd for this machine ({usable} usable cores); "
@@ -104,7 +115,7 @@ def effective_n_threads(n_threads):
         return 1 if _in_forked_child else n_threads
     if _in_forked_child:
         return 1            # and do not touch the OpenMP runtime at all
-    resolved = usable_cores()
+    resolved = affinity_cores()
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
         resolved = min(resolved, int(env))
@@ -252,8 +263,12 @@ class AdaptiveThreads:
     doubles up to :attr:`MAX_RUN_SECONDS`), so a busy machine pays little
     for the probes.
 
-    Only for modes whose arithmetic does not depend on the thread count
-    (chunked sync): the choice changes the speed, never the weights.
+    Used by the sync trainer in every mode when ``n_threads`` was left at its
+    default: the OpenMP team's size in chunked and split mode, the BLAS pool's
+    in batch mode.  In chunked mode the choice changes the speed, never the
+    weights (fixed chunks, fixed-order reduction); in split and batch mode
+    another thread count sums in another order, so a fit's weights then
+    depend on the choices (equal to rounding; docs/guarantees.md).
     """
 
     PROBE_SECONDS = 0.002      # each probe: at least this long ...

@@ -1,9 +1,27 @@
-"""Checks at the Python boundary.
+"""Checks at the Python boundary: arrays, labels and targets, numbers, choices, training options.
 
 Everything that reaches a backend has passed through here once: a 2-D,
 C-contiguous, finite array of the network's dtype with the right number of
 columns.  The compiled kernels rely on it (they run without bounds checks).
 Messages say what is wrong and what to do about it.
+
+The options of a training step beyond the plain mini-batch step are checked
+here too (the maths lives in :mod:`cymlp.reference`: ``backprop(...,
+sample_weight=, masks=)``, ``dropout_masks``, ``clip_by_global_norm``):
+
+- ``sample_weight``: a float64 array (n,), non-negative, finite, with a
+  positive sum.  Weights that are all equal define the unweighted problem
+  (the weighted mean of any batch is then the plain mean), so they become
+  ``None`` and run the unweighted code: all-ones weights give the unweighted
+  result bit for bit.
+- ``class_weight``: ``None``, ``"balanced"`` (n_samples / (n_classes ·
+  bincount(y)) over the classes present, as scikit-learn) or a dict
+  ``{class: weight}`` (classes not in it weigh 1); it multiplies the sample
+  weights of the rows of each class.
+- ``dropout``: one rate per hidden layer, each in [0, 1).
+- ``clip_norm``: ``None`` or a finite number > 0.
+
+This module imports nothing of cymlp's: every other module may use it.
 """
 
 import numbers
@@ -77,7 +95,7 @@ def check_real(name, value, *, low=None, high=None, low_open=False, high_open=Fa
     return value
 
 
-def _as_float_array(name, data, dtype, *, finite=True,
+def as_float_array(name, data, dtype, *, finite=True,
                     too_large_hint="scale the data, or use dtype='float64'",
                     non_finite_hint="clean or impute the data first"):
     """Convert array-likes of numbers to a C-contiguous ``dtype`` array.
@@ -177,7 +195,7 @@ def check_X(X, n_features, dtype, name="X"):
     Fortran-ordered, strided, read-only and memory-mapped inputs all come
     out as the same plain array.
     """
-    out = _as_float_array(name, X, dtype, finite=False)
+    out = as_float_array(name, X, dtype, finite=False)
     if out.ndim != 2:
         hint = " (reshape a single example with x.reshape(1, -1))" if out.ndim == 1 else ""
         raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape {out.shape}{hint}")
@@ -188,7 +206,7 @@ def check_X(X, n_features, dtype, name="X"):
             f"{name} has {out.shape[1]} features per row but the network's input layer has "
             f"{n_features}; pass data with {n_features} columns")
     if not np.isfinite(out).all():
-        _as_float_array(name, X, dtype)     # raises, telling NaN apart from overflow
+        as_float_array(name, X, dtype)     # raises, telling NaN apart from overflow
         raise ValueError(f"{name} contains NaN or infinity; clean or impute the data first")
     return out
 
@@ -251,7 +269,7 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y", x_name
         hint = " (for class labels pass a 1-D array, e.g. y.ravel())" if arr.shape[1] == 1 and n_outputs > 1 else ""
         raise ValueError(
             f"{name} has {arr.shape[1]} columns but the network has {n_outputs} outputs{hint}")
-    Y = _as_float_array(name, arr, dtype)
+    Y = as_float_array(name, arr, dtype)
     if loss == "quadratic":
         limit = max_quadratic_target(dtype)
         largest = float(np.max(np.abs(Y)))
@@ -269,6 +287,17 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y", x_name
             raise ValueError(f"softmax with cross_entropy needs each row of {name} to sum to 1 "
                              "(a probability distribution); pass 1-D labels or one-hot rows")
     return Y, None
+
+
+def check_Xy(spec, X, y, x_name="X", y_name="y"):
+    """``(X, Y, labels)`` checked for a network of this :class:`~cymlp._spec.ModelSpec`.
+
+    See :func:`check_X` and :func:`check_targets`.
+    """
+    X = check_X(X, spec.sizes[0], spec.dtype, name=x_name)
+    Y, labels = check_targets(y, X.shape[0], spec.sizes[-1], spec.dtype, loss=spec.loss,
+                              output=spec.output, name=y_name, x_name=x_name)
+    return X, Y, labels
 
 
 def max_quadratic_target(dtype):
@@ -307,7 +336,7 @@ def check_finite_params(what, theta, dtype):
     A float64 value of 1e300 is finite but becomes inf in float32; the check
     runs on the cast values and names the overflow.
     """
-    return _as_float_array(
+    return as_float_array(
         what, theta, dtype,
         too_large_hint=f"they cannot be stored in a {np.dtype(dtype).name} network; keep "
                        "dtype='float64' or scale the parameters",
@@ -345,14 +374,6 @@ def check_finite_result(what, value):
     return value
 
 
-def __getattr__(name):
-    """The thread helpers moved to :mod:`cymlp._threads`; these names still work."""
-    if name in ("effective_n_threads", "in_forked_child", "usable_cores"):
-        from . import _threads
-        return getattr(_threads, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def clip_batch_size(batch_size, n_rows, stacklevel=3):
     batch_size = check_positive_int("batch_size", batch_size)
     if batch_size > n_rows:
@@ -360,3 +381,101 @@ def clip_batch_size(batch_size, n_rows, stacklevel=3):
                       f"using batch_size={n_rows}", UserWarning, stacklevel=stacklevel)
         batch_size = n_rows
     return batch_size
+
+
+# ---- sample and class weights, dropout, gradient clipping (see the module docstring)
+
+def check_sample_weight(sample_weight, n_rows, name="sample_weight"):
+    """A float64 array (n_rows,) of usable weights, or None for unweighted (see module doc)."""
+    if sample_weight is None:
+        return None
+    w = as_float_array(name, sample_weight, np.float64,
+                          non_finite_hint="weights must be finite numbers >= 0")
+    if w.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array with one weight per row; got shape {w.shape}")
+    if w.shape[0] != n_rows:
+        raise ValueError(f"{name} has {w.shape[0]} weights but X has {n_rows} rows; pass one "
+                         f"weight per row")
+    if w.min() < 0:
+        raise ValueError(f"{name} holds negative weights (the smallest is {w.min():g}); weights "
+                         f"must be >= 0 (0 leaves a row out)")
+    total = w.sum()
+    if not total > 0 or not np.isfinite(total):
+        raise ValueError(f"{name} must have a positive, finite sum (got {total:g}); at least one "
+                         f"row needs a positive weight")
+    if np.all(w == w[0]):
+        return None            # equal weights are the unweighted problem (bit for bit)
+    return w
+
+
+def check_class_weight(class_weight, labels, n_outputs):
+    """Per-row factors (float64, (n,)) for ``class_weight``, or None.
+
+    ``labels`` are the checked integer labels (None for 2-D targets, which
+    ``class_weight`` cannot be used with).
+    """
+    if class_weight is None:
+        return None
+    if labels is None:
+        raise ValueError("class_weight needs integer class labels (1-D y); it cannot weight "
+                         "2-D targets. Pass sample_weight instead")
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict {{class: weight}}; "
+                             f"got {class_weight!r}")
+        counts = np.bincount(labels, minlength=n_outputs).astype(np.float64)
+        present = counts > 0
+        per_class = np.zeros(n_outputs)
+        per_class[present] = labels.shape[0] / (np.count_nonzero(present) * counts[present])
+        return per_class[labels]
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"class_weight must be None, 'balanced' or a dict {{class: weight}}; "
+                        f"got {type(class_weight).__name__}")
+    per_class = np.ones(n_outputs)
+    for cls, weight in class_weight.items():
+        if isinstance(cls, (bool, np.bool_)) or not isinstance(cls, numbers.Integral):
+            raise TypeError(f"class_weight keys must be integer class labels; got {cls!r}")
+        if not 0 <= cls < n_outputs:
+            raise ValueError(f"class_weight names class {cls}, but the network has {n_outputs} "
+                             f"outputs, so classes are 0..{n_outputs - 1}")
+        per_class[int(cls)] = check_real(f"class_weight[{cls}]", weight, low=0)
+    return per_class[labels]
+
+
+def combine_weights(sample_weight, class_factors, n_rows):
+    """The rows' weights from ``sample_weight`` (checked or raw) and ``class_factors``; None if uniform."""
+    w = check_sample_weight(sample_weight, n_rows)
+    if class_factors is None:
+        return w
+    combined = class_factors if w is None else w * class_factors
+    return check_sample_weight(combined, n_rows, name="sample_weight × class_weight")
+
+
+def check_dropout(dropout, sizes):
+    """A tuple with one drop probability per hidden layer, each in [0, 1)."""
+    n_hidden = len(sizes) - 2
+    if isinstance(dropout, numbers.Real) and not isinstance(dropout, (bool, np.bool_)):
+        rate = check_real("dropout", dropout, low=0, high=1, high_open=True)
+        if rate > 0 and n_hidden == 0:
+            raise ValueError(f"dropout applies to hidden layers, and sizes {list(sizes)} has none; "
+                             f"use dropout=0 or add a hidden layer")
+        return (rate,) * n_hidden
+    try:
+        if isinstance(dropout, (str, bytes)):
+            raise TypeError
+        rates = list(dropout)
+    except TypeError:
+        raise TypeError(f"dropout must be a number in [0, 1) or a sequence with one per hidden "
+                        f"layer; got {dropout!r}") from None
+    if len(rates) != n_hidden:
+        raise ValueError(f"dropout has {len(rates)} rates but the network has {n_hidden} hidden "
+                         f"layers; pass one rate per hidden layer (or a single number)")
+    return tuple(check_real(f"dropout[{i}]", p, low=0, high=1, high_open=True)
+                 for i, p in enumerate(rates))
+
+
+def check_clip_norm(clip_norm):
+    """``None`` or a finite float > 0."""
+    if clip_norm is None:
+        return None
+    return check_real("clip_norm", clip_norm, low=0, low_open=True)

@@ -57,19 +57,20 @@ import time
 from threadpoolctl import threadpool_limits
 
 from . import reference
-from ._cli_data import (  # noqa: F401  (names kept importable from cymlp.cli)
-    MAX_CLASSES,
+from ._cli_data import (
     CommandError,
     _check_output_path,
     _fold_standardization,
-    _load_npz,
     _n_classes,
     _unfold_standardization,
     column_mean_std,
     load_dataset,
 )
 from ._cli_distributed import _check_distributed_args, _fit_on_dask
-from .network import LR_SCHEDULES, OPTIMIZERS, PARALLEL_STRATEGIES, Network, TrainingDiverged
+from ._fit_checks import LR_SCHEDULES, PARALLEL_STRATEGIES
+from .exceptions import TrainingDiverged
+from .network import Network
+from .training_state import OPTIMIZERS
 
 # Subcommands living in their own modules, each exposing add_parser(subparsers).
 _PLUGIN_MODULES = ("bench", "_cli_export")
@@ -546,7 +547,7 @@ def add_info_parser(subparsers):
 
 
 def cmd_info(args):
-    from ._config import show_config
+    from ._install_info import show_config
     show_config()
     return EXIT_OK
 

@@ -358,6 +358,7 @@ def scale_to_unit(X, *, per_feature=False):
     Parameters
     ----------
     X : array_like of shape (n_samples, n_features)
+        The data to scale.
     per_feature : bool, default False
         False: one minimum and maximum over the whole array, which keeps the
         relative brightness of pixels (right for images). True: each column
@@ -388,6 +389,7 @@ def standardize(X_train, X_other=None):
     Parameters
     ----------
     X_train : array_like of shape (n_train, n_features)
+        The training data: the source of the mean and standard deviation.
     X_other : array_like of shape (n_other, n_features), optional
         Data (test/validation) to transform with the training statistics.
 
@@ -425,6 +427,7 @@ def split_train_test(X, y, test_fraction=0.2, *, seed=0, stratify=True):
     Parameters
     ----------
     X : array_like of shape (n_samples, ...)
+        The examples, one per row.
     y : array_like of shape (n_samples,)
         Class labels when `stratify` is true.
     test_fraction : float, default 0.2
@@ -501,6 +504,7 @@ def one_hot(y, n_classes=None, dtype="float64"):
     n_classes : int, optional
         Number of columns; defaults to ``y.max() + 1``.
     dtype : data-type, default "float64"
+        The dtype of the result.
 
     Returns
     -------

@@ -37,9 +37,23 @@ from concurrent.futures import CancelledError
 
 import numpy as np
 
+from . import _validation as v
 from . import reference
+from ._dask_tasks import (
+    concat_chunks,
+    forget,
+    load_shard_files,
+    local_gradient,
+    local_round,
+    worker_has_cymlp,
+)
+from ._fit_checks import make_schedule
+from ._spec import spec_of
+from ._threads import affinity_cores
+from .exceptions import TrainingDiverged
 from .history import History
-from .network import OPTIMIZERS, Network, TrainingDiverged
+from .network import Network
+from .training_state import OPTIMIZERS
 
 try:
     import distributed as _dd
@@ -58,104 +72,6 @@ WEIGHTINGS = ("uniform", "examples")
 
 # The training keyword arguments a round passes on to the replica's training call.
 _LOCAL_FIT_KEYS = ("momentum", "nesterov", "weight_decay", "optimizer", "beta1", "beta2", "eps")
-
-
-# ----------------------------------------------------------------------------- worker side
-# Module-level functions, so that a task pickles as a reference to this module.
-
-_REPLICAS = {}        # (run id, shard id) -> Network, on each worker
-
-
-def _flat(net):
-    return net.get_flat_params()
-
-
-def _set_flat(net, theta):
-    net.set_flat_params(theta)
-
-
-def _worker_has_cymlp():
-    import importlib.util
-    return importlib.util.find_spec("cymlp") is not None
-
-
-def _load_shard_files(x_path, y_path, offset):
-    """A file shard, loaded on the worker that trains on it."""
-    X = np.load(x_path, allow_pickle=False)
-    y = np.load(y_path, allow_pickle=False)
-    return X, y, np.arange(offset, offset + len(X))
-
-
-def _concat_chunks(offset, *chunks):
-    """A dask-array shard: this worker's X and y chunks, joined where they already live."""
-    half = len(chunks) // 2
-    X = np.concatenate(chunks[:half]) if half > 1 else chunks[0]
-    y = np.concatenate(chunks[half:]) if half > 1 else chunks[half]
-    return X, y, offset
-
-
-def _replica(run_id, shard_id, template, n_threads):
-    key = (run_id, shard_id)
-    if key not in _REPLICAS:
-        net = template.copy()
-        if n_threads is None:
-            try:
-                n_threads = _dd.get_worker().state.nthreads
-            except (ValueError, AttributeError):
-                n_threads = 1
-        net.n_threads = n_threads
-        _REPLICAS[key] = net
-    return _REPLICAS[key]
-
-
-def _local_round(run_id, shard_id, template, theta, shard, epoch, first, stop, batch_size, lr,
-                 seed, shuffle, settings, n_threads):
-    """Train the replica of ``shard_id`` on local steps ``first .. stop-1`` of ``epoch``.
-
-    Returns ``(theta, n_rows, loss_sum, n_correct)`` after the steps.
-    """
-    X, y, _ = shard
-    net = _replica(run_id, shard_id, template, n_threads)
-    _set_flat(net, theta)
-    n = len(X)
-    order = (np.random.default_rng([seed, shard_id, epoch]).permutation(n) if shuffle
-             else np.arange(n))
-    rows = order[first * batch_size:stop * batch_size]
-    if len(rows) == 0:
-        return theta, 0, 0.0, 0
-    Xr, yr = X[rows], y[rows]
-    if hasattr(net, "partial_fit"):
-        # keeps the replica's optimizer state across rounds
-        net.partial_fit(Xr, yr, batch_size=batch_size, lr=lr, shuffle=False, **settings)
-        history = net.history_
-    else:
-        history = net.fit(Xr, yr, epochs=1, batch_size=batch_size, lr=lr, shuffle=False, **settings)
-    loss = history.loss[-1] if len(history) else float("nan")
-    accuracy = history.accuracy[-1] if len(history) and history.accuracy[-1] is not None else 0.0
-    return _flat(net), len(rows), loss * len(rows), int(round(accuracy * len(rows)))
-
-
-def _local_gradient(run_id, shard_id, template, theta, shard, global_rows):
-    """Sum over this shard's rows of ``global_rows`` of the per-row loss gradient."""
-    X, y, index = shard
-    local = np.flatnonzero(np.isin(index, global_rows))
-    if len(local) == 0:
-        return None, 0, 0.0, 0
-    net = _replica(run_id, shard_id, template, 1)
-    _set_flat(net, theta)
-    X_part, y_part = X[local], y[local]
-    loss = net.loss(X_part, y_part)              # before the step, as fit reports it
-    grads_w, grads_b = net.backprop(X_part, y_part)
-    flat = np.concatenate([g.ravel() for pair in zip(grads_w, grads_b) for g in pair])
-    correct = 0
-    if net.is_classifier and np.ndim(y) == 1:
-        correct = int(np.sum(net.predict(X_part) == y_part))
-    return flat * len(local), len(local), float(loss) * len(local), correct
-
-
-def _forget(run_id):
-    for key in [k for k in _REPLICAS if k[0] == run_id]:
-        del _REPLICAS[key]
 
 
 # ----------------------------------------------------------------------------- client side
@@ -181,6 +97,12 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
         An existing client (a real cluster).  ``None`` starts a
         ``LocalCluster`` of ``n_workers`` processes (default: one per core,
         one thread each) on the loopback interface and closes it afterwards.
+    n_workers : int or None
+        Workers to start (``client=None``; default: one per core of the
+        affinity mask), or to use of the given client's (default: all).
+    threads_per_worker : int or None
+        Threads of each started worker (default 1), and the ``n_threads`` of
+        each replica (default: the worker's thread count).
     strategy : {"average", "sync"}
         See the module docstring.
     average_every : int or None
@@ -232,11 +154,10 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
     if callable(lr_schedule):
         schedule = lr_schedule
     else:
-        from ._training import make_schedule
         schedule = make_schedule(lr_schedule, lr, epochs)
     if validation_data is not None:
         X_val, y_val = validation_data
-        X_val, y_val = net._check_Xy(X_val, y_val)[0], y_val
+        X_val = v.check_Xy(spec_of(net), X_val, y_val)[0]
     callbacks = list(callbacks or [])
     if strategy == "sync" and any(net.dropout):
         raise ValueError("strategy='sync' computes plain gradients, without dropout; use "
@@ -244,7 +165,7 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
 
     own_cluster = client is None
     if own_cluster:
-        cluster = LocalCluster(n_workers=n_workers or _usable_cores(), threads_per_worker=threads_per_worker or 1,
+        cluster = LocalCluster(n_workers=n_workers or affinity_cores(), threads_per_worker=threads_per_worker or 1,
                                processes=True, host="127.0.0.1", dashboard_address=None,
                                env={"PYTHONPATH": _pythonpath_with_this_cymlp()})
         client = Client(cluster)
@@ -298,11 +219,6 @@ def _pythonpath_with_this_cymlp():
     return os.pathsep.join(p for p in (parent, os.environ.get("PYTHONPATH")) if p)
 
 
-def _usable_cores():
-    from ._threads import usable_cores
-    return usable_cores()
-
-
 class _Run:
     """One ``fit_distributed`` call: shards on workers, rounds, averaging, recovery."""
 
@@ -320,14 +236,14 @@ class _Run:
         if n_workers is not None:
             workers = workers[:n_workers]
         # a worker without cymlp cannot even unpickle this check: its error counts as a "no"
-        answers = client.run(_worker_has_cymlp, workers=workers, on_error="return")
+        answers = client.run(worker_has_cymlp, workers=workers, on_error="return")
         missing = [w for w, ok in answers.items() if ok is not True]
         if missing:
             raise RuntimeError(f"cymlp is not importable on the Dask worker(s) {', '.join(missing)}; "
                                f"install cymlp (the same version as the client) in the workers' environment")
         self.workers = workers
         self.template = client.scatter(net.copy(), broadcast=True, hash=False)
-        theta_bytes = _flat(net).nbytes
+        theta_bytes = net.get_flat_params().nbytes
         self.bytes_per_round = 2 * theta_bytes * len(workers)
         self.opt_state = None
 
@@ -348,7 +264,7 @@ class _Run:
             self._place_numpy(X, y)
 
     def _place_numpy(self, X, y):
-        X, Y, labels = self.net._check_Xy(X, y)
+        X, Y, labels = v.check_Xy(spec_of(self.net), X, y)
         y_local = labels if labels is not None else Y
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(len(X)) if self.shuffle else np.arange(len(X))
@@ -374,7 +290,7 @@ class _Run:
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         self.n_rows = int(sum(sizes))
         self.owner = [self.workers[i % len(self.workers)] for i in range(len(pairs))]
-        self.shards = [self.client.submit(_load_shard_files, str(xp), str(yp), int(off), workers=[w],
+        self.shards = [self.client.submit(load_shard_files, str(xp), str(yp), int(off), workers=[w],
                                           pure=False)
                        for (xp, yp), off, w in zip(pairs, offsets, self.owner)]
         self.shard_rows = sizes
@@ -405,7 +321,7 @@ class _Run:
         for worker, chunk_ids in sorted(by_worker.items()):
             index = np.concatenate([np.arange(offsets[i], offsets[i] + X.chunks[0][i]) for i in chunk_ids])
             parts = [futures_x[i] for i in chunk_ids] + [futures_y[i] for i in chunk_ids]
-            self.shards.append(self.client.submit(_concat_chunks, index, *parts, workers=[worker], pure=False))
+            self.shards.append(self.client.submit(concat_chunks, index, *parts, workers=[worker], pure=False))
             self.shard_rows.append(len(index))
             self.owner.append(worker)
         self.n_rows = int(sum(self.shard_rows))
@@ -460,13 +376,13 @@ class _Run:
                            "the weights of the last completed round")
 
     def _average_round(self, epoch, first, stop, lr):
-        theta = _flat(self.net)
+        theta = self.net.get_flat_params()
 
         def submit(shard_ids):
             # the weights travel inside each task message: a scatter to a worker that has just
             # died can block indefinitely, a task message to it just fails and is redone
             theta_future = theta
-            return [self.client.submit(_local_round, self.run_id, i, self.template, theta_future, self.shards[i],
+            return [self.client.submit(local_round, self.run_id, i, self.template, theta_future, self.shards[i],
                                        epoch, first, stop, self.batch_size, lr, self.seed, self.shuffle,
                                        self.settings, self.threads, workers=[self.owner[i]],
                                        allow_other_workers=False, pure=False)
@@ -487,7 +403,7 @@ class _Run:
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: the averaged weights are not "
                                    f"finite at learning rate {lr:g}; the network keeps the last finite "
                                    f"average; try a smaller lr")
-        _set_flat(self.net, average.astype(theta.dtype))
+        self.net.set_flat_params(average.astype(theta.dtype))
         return (sum(r[2] for r in results.values()), int(rows.sum()), sum(r[3] for r in results.values()))
 
     def _sync_epoch(self, epoch, lr):
@@ -501,11 +417,11 @@ class _Run:
         loss_sum = n_seen = n_correct = 0
         for start in range(0, n, batch):
             rows = order[start:start + batch]
-            theta = _flat(self.net)
+            theta = self.net.get_flat_params()
 
             def submit(shard_ids, theta=theta, rows=rows):
                 # small arrays travel inside the task message: no extra round trip per step
-                return [self.client.submit(_local_gradient, self.run_id, i, self.template, theta, self.shards[i],
+                return [self.client.submit(local_gradient, self.run_id, i, self.template, theta, self.shards[i],
                                            rows, workers=[self.owner[i]], allow_other_workers=False, pure=False)
                         for i in shard_ids]
 
@@ -597,7 +513,7 @@ class _Run:
             elif hasattr(self, "_file_pairs"):
                 pairs, offsets = self._file_pairs
                 xp, yp = pairs[i]
-                self.shards[i] = self.client.submit(_load_shard_files, str(xp), str(yp), int(offsets[i]),
+                self.shards[i] = self.client.submit(load_shard_files, str(xp), str(yp), int(offsets[i]),
                                                     workers=[target], pure=False)
             else:
                 self.shards[i] = self.client.submit(lambda shard: shard, self.shards[i], workers=[target],
@@ -605,7 +521,7 @@ class _Run:
 
     def close(self):
         try:
-            self.client.run(_forget, self.run_id)
+            self.client.run(forget, self.run_id)
         except Exception:
             pass
 

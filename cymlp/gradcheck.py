@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from . import _training_terms as terms_
 from . import _validation as v
 from . import reference
-from ._spec import layer_views
+from ._backends import get_backend
+from ._spec import layer_views, spec_of
 
 
 def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0,
@@ -28,8 +28,11 @@ def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0,
     Parameters
     ----------
     net : Network
-    X, y : array-like
+        The network to check (not changed).
+    X : array-like (n, sizes[0])
         A small batch (each parameter costs two forward passes).
+    y : array-like
+        Its labels or targets, as for ``fit``.
     eps : float
         Finite-difference step.
     weight_decay : float
@@ -55,26 +58,26 @@ def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0,
     weight_decay = v.check_real("weight_decay", weight_decay, low=0)
     if max_params is not None:
         max_params = v.check_positive_int("max_params", max_params)
-    net64 = net.copy(dtype="float64")
-    X, Y, _ = net64._check_Xy(X, y)
-    w = terms_.check_sample_weight(sample_weight, X.shape[0])
-    masks = _check_masks(masks, net64.sizes, X.shape[0])
-    grads_w, grads_b = net64._backend.backprop(net64._spec, net64._theta, X, Y,
-                                               net64.effective_n_threads, sample_weight=w,
-                                               masks=masks)[:2]
-    analytic = _flat_grads(net64, grads_w, grads_b, weight_decay)
-    theta = net64._theta
+    net64 = net.copy(dtype="float64")      # checks that the parameters fit in float64
+    spec = spec_of(net64)
+    X, Y, _ = v.check_Xy(spec, X, y)
+    w = v.check_sample_weight(sample_weight, X.shape[0])
+    masks = _check_masks(masks, spec.sizes, X.shape[0])
+    theta = net64.get_flat_params()        # perturbed entry by entry below
+    weights, biases = layer_views(spec.sizes, theta)
+    grads_w, grads_b = get_backend(net64.backend).backprop(
+        spec, theta, X, Y, net64.effective_n_threads, sample_weight=w, masks=masks)[:2]
+    analytic = _flat_grads(weights, grads_w, grads_b, weight_decay)
 
     def cost():
-        acts, z_out = reference.feedforward(net64.weights, net64.biases, net64.activation,
-                                            net64.output, X, masks)
-        return reference.loss_value(net64.loss_name, net64.output, z_out, acts[-1], Y, w)
+        acts, z_out = reference.feedforward(weights, biases, spec.activation, spec.output, X, masks)
+        return reference.loss_value(spec.loss, spec.output, z_out, acts[-1], Y, w)
 
     # The penalty λ/2·Σ‖W‖² changes only in the perturbed entry w, by
     # λ/2·((w+ε)² − (w−ε)²); differencing just that term avoids the round-off
     # of subtracting two large sums.
     is_weight = np.zeros(theta.size, dtype=bool)
-    for W in layer_views(net64.sizes, is_weight)[0]:
+    for W in layer_views(spec.sizes, is_weight)[0]:
         W[...] = True
 
     indices = np.arange(theta.size)
@@ -109,7 +112,7 @@ def _check_masks(masks, sizes, n_rows):
                          f"got {len(masks)}")
     out = []
     for l, m in enumerate(masks):
-        m = v._as_float_array(f"masks[{l}]", m, np.float64)
+        m = v.as_float_array(f"masks[{l}]", m, np.float64)
         if m.shape != (n_rows, sizes[l + 1]):
             raise ValueError(f"masks[{l}] must have shape {(n_rows, sizes[l + 1])}; got {m.shape}")
         if m.min() < 0:
@@ -118,9 +121,9 @@ def _check_masks(masks, sizes, n_rows):
     return out
 
 
-def _flat_grads(net, grads_w, grads_b, weight_decay):
+def _flat_grads(weights, grads_w, grads_b, weight_decay):
     parts = []
-    for W, gw, gb in zip(net.weights, grads_w, grads_b):
+    for W, gw, gb in zip(weights, grads_w, grads_b):
         parts.append((gw + weight_decay * W).ravel())
         parts.append(gb.ravel())
     return np.concatenate(parts)

@@ -50,12 +50,31 @@ class History:
         return out
 
     def to_json(self, path):
-        """Write the history as JSON to ``path``."""
+        """Write the history as JSON (:meth:`as_dict`).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        """
         with open(path, "w") as f:
             json.dump(self.as_dict(), f, indent=2, default=float)
 
     def format_epoch(self, i, epochs=None):
-        """One line for epoch ``i``: loss, accuracies, speed and time (as ``verbose`` prints it)."""
+        """One line for an epoch: loss, accuracies, speed and time (as ``verbose`` prints it).
+
+        Parameters
+        ----------
+        i : int
+            Index of the epoch in the history (``-1``: the last).
+        epochs : int or None
+            The total to show as ``epoch i/epochs`` (None: the history's length).
+
+        Returns
+        -------
+        str
+            The line, without a newline.
+        """
         epochs = epochs or len(self)
         parts = [f"epoch {self.epoch[i]:>{len(str(epochs))}}/{epochs}", f"loss {self.loss[i]:.4f}"]
         for label, values in (("train_acc", self.accuracy), ("val_loss", self.val_loss),
@@ -71,9 +90,17 @@ class History:
         return f"<History {len(self)} epochs{last}>"
 
     def plot(self, path=None):
-        """Plot loss and accuracy curves (needs matplotlib); save to ``path`` if given.
+        """Plot loss and accuracy curves (needs matplotlib).
 
-        Returns the matplotlib figure.
+        Parameters
+        ----------
+        path : str or os.PathLike or None
+            Save the figure there (PNG, 100 dpi) when given.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure (loss, and accuracy for a classifier).
         """
         try:
             import matplotlib

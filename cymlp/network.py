@@ -7,9 +7,13 @@ that view).  The architecture (``sizes``, ``activation``, ``output``,
 ``loss_name``, ``dtype``) is fixed when the network is built.  The backend (``"cython"`` or ``"numpy"``)
 supplies only the passes: forward, backward and a trainer that runs SGD steps;
 it sees the network's :class:`~cymlp._spec.ModelSpec` and flat buffer only.
-``fit`` checks its arguments and hands over to :mod:`cymlp._training` (the
-epoch loop, schedules, early stopping, divergence and interrupt handling),
-shared by both backends.
+``fit`` checks its arguments (:mod:`cymlp._fit_checks`) and hands over to
+:mod:`cymlp._training` (the epoch loop, schedules, early stopping, divergence
+and interrupt handling), shared by both backends, through a
+:class:`~cymlp._training.NetworkView`: the one object through which other
+modules touch the network's private parts.  Saving and loading
+(:mod:`cymlp._persistence`) go through the state dict of
+``__getstate__``/``__setstate__``.
 """
 
 import math
@@ -17,45 +21,16 @@ import warnings
 
 import numpy as np
 
-from . import _persistence, _threads, _training, reference
-from . import _training_terms as terms_
+from . import _threads, _training, reference
 from . import _validation as v
-from ._layers import LayerParams, _Fixed
-from ._spec import ModelSpec, layer_views
-from ._state import resolve_seed
-from ._training import (  # noqa: F401  (public names kept here)
-    AVERAGE_WEIGHTINGS,
-    LR_SCHEDULES,
-    OPTIMIZERS,
-    PARALLEL_STRATEGIES,
-    OptimizerConfig,
-    TrainingDiverged,
-)
+from ._backends import COMPILED_MODES, available_backends, get_backend
+from ._network_attributes import Fixed, LayerParams
+from ._network_fit import NetworkFit
+from ._network_io import NetworkIO
+from ._spec import layer_views, spec_of
+from .training_state import resolve_seed
 
 PREDICT_CHUNK_ROWS = 8192          # feedforward works through large inputs in chunks of this many rows
-
-
-def available_backends():
-    """Names of the backends that can run here, the default first."""
-    try:
-        from . import _cython_backend  # noqa: F401
-    except ImportError:
-        return ("numpy",)
-    return ("cython", "numpy")
-
-
-def _get_backend(name):
-    if name == "cython":
-        try:
-            from ._cython_backend import CythonBackend
-        except ImportError as exc:
-            raise ValueError(
-                "backend='cython' is not available: the compiled extension was not built "
-                f"({exc}). Reinstall with `pip install .` and a C compiler, or use backend='numpy'"
-            ) from None
-        return CythonBackend()
-    from ._numpy_backend import NumpyBackend
-    return NumpyBackend()
 
 
 def _init_scale(activation, n_in, n_out):
@@ -65,7 +40,7 @@ def _init_scale(activation, n_in, n_out):
     return math.sqrt(2.0 / (n_in + n_out))
 
 
-class Network:
+class Network(NetworkFit, NetworkIO):
     """A fully connected feed-forward network trained by mini-batch SGD.
 
     Parameters
@@ -111,20 +86,24 @@ class Network:
         view into the parameter buffer; ``net.weights[l] = W`` copies ``W`` in.
     biases : sequence of ndarray
         ``biases[l]`` has shape ``(sizes[l+1],)``; assigned the same way.
+    compiled_mode : {None, "chunked", "split", "batch"}
+        How the compiled path's synchronous trainer runs a step (see
+        docs/guarantees.md); ``None`` (the default) chooses by network and
+        batch size.  For benchmarks and tests; the modes agree to rounding.
     history_ : History or None
         The history of the last (possibly interrupted) ``fit``.
     training_state_ : TrainingState or None
         The optimizer's buffers and counters (``step``, ``epoch``, ``seed``)
         that ``fit(..., resume=True)`` and :meth:`partial_fit` continue;
-        None before any training (see :mod:`cymlp._state`).
+        None before any training (see :class:`cymlp.TrainingState`).
     """
 
-    sizes = _Fixed("Units per layer, inputs first (a tuple).")
-    activation = _Fixed("Activation of the hidden layers.")
-    output = _Fixed("Activation of the output layer.")
-    loss_name = _Fixed("Name of the loss.")
-    dtype = _Fixed("The numpy dtype of the parameters and of all computation.",
-                   advice="use net.copy(dtype=...) for a copy in another dtype")
+    sizes = Fixed("Units per layer, inputs first (a tuple).")
+    activation = Fixed("Activation of the hidden layers.")
+    output = Fixed("Activation of the output layer.")
+    loss_name = Fixed("Name of the loss.")
+    dtype = Fixed("The numpy dtype of the parameters and of all computation.",
+                  advice="use net.copy(dtype=...) for a copy in another dtype")
 
     def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
                  dtype="float32", backend=None, n_threads=None, seed=0, dropout=0.0):
@@ -132,6 +111,7 @@ class Network:
         self.dropout = dropout
         self.backend = backend
         self.n_threads = n_threads
+        self.compiled_mode = None
         self.seed = v.check_seed(seed)
         self._rng = np.random.default_rng(seed)
         self._train_seed = resolve_seed(self.seed)
@@ -167,7 +147,11 @@ class Network:
     @property
     def _spec(self):
         """The architecture as the backends see it (immutable)."""
-        return ModelSpec(self.sizes, self.activation, self.output, self.loss_name, self.dtype)
+        return spec_of(self)
+
+    def _training_view(self):
+        """The :class:`~cymlp._training.NetworkView` handed to the training loop."""
+        return _training.NetworkView(self, self._spec, self._theta, self._backend, self._rng)
 
     @property
     def weights(self):
@@ -196,7 +180,7 @@ class Network:
 
     @dropout.setter
     def dropout(self, dropout):
-        self._dropout = terms_.check_dropout(dropout, self.sizes)
+        self._dropout = v.check_dropout(dropout, self.sizes)
 
     @property
     def backend(self):
@@ -205,10 +189,11 @@ class Network:
 
     @backend.setter
     def backend(self, name):
-        self._backend = _get_backend(v.check_backend(name, available_backends()))
+        self._backend = get_backend(v.check_backend(name, available_backends()))
 
     @property
     def n_threads(self):
+        """Threads for the compiled path as set (``None``: every usable core)."""
         return self._n_threads
 
     @n_threads.setter
@@ -222,7 +207,19 @@ class Network:
         return _threads.effective_n_threads(self._n_threads)
 
     @property
+    def compiled_mode(self):
+        """The compiled sync trainer's step mode, or None to choose by size (see the class doc)."""
+        return self._compiled_mode
+
+    @compiled_mode.setter
+    def compiled_mode(self, mode):
+        if mode is not None:
+            v.check_choice("compiled_mode", mode, COMPILED_MODES)
+        self._compiled_mode = mode
+
+    @property
     def n_params(self):
+        """Number of parameters (weights and biases): the length of the flat buffer."""
         return self._theta.size
 
     @property
@@ -241,7 +238,16 @@ class Network:
         sets :attr:`training_seed` (also in ``training_state_``), so that
         replicas of one network can draw independent orders.  The weights and
         the ``seed`` attribute (the initialisation's seed) do not change.
-        ``None`` draws a fresh seed from the operating system.
+
+        Parameters
+        ----------
+        seed : int or None
+            The new training seed; ``None`` draws a fresh one from the operating system.
+
+        Returns
+        -------
+        Network
+            The network itself.
         """
         seed = v.check_seed(seed)
         self._rng = np.random.default_rng(seed)
@@ -251,14 +257,23 @@ class Network:
         return self
 
     def get_flat_params(self):
-        """A copy of all parameters as one flat array (the internal layout)."""
+        """A copy of all parameters as one flat array (the internal layout).
+
+        Returns
+        -------
+        ndarray (n_params,)
+            ``[W_0 (row-major), b_0, W_1, b_1, ...]`` in the network's dtype.
+        """
         return self._theta.copy()
 
     def set_flat_params(self, theta):
         """Overwrite all parameters from a flat array made by :meth:`get_flat_params`.
 
-        ``theta`` is cast to the network's dtype and must be finite after the
-        cast (1e300 does not fit in float32); on error nothing changes.
+        Parameters
+        ----------
+        theta : array-like (n_params,)
+            Cast to the network's dtype; it must be finite after the cast
+            (1e300 does not fit in float32).  On error nothing changes.
         """
         if not hasattr(theta, "shape"):
             theta = np.asarray(theta)
@@ -297,30 +312,29 @@ class Network:
                 f"loss={self.loss_name!r}, dtype={self.dtype.name!r}, backend={self.backend!r}"
                 f"{dropout})")
 
-    # -- validation helpers -----------------------------------------------
-
-    def _check_X(self, X, name="X"):
-        return v.check_X(X, self.sizes[0], self.dtype, name=name)
-
-    def _check_Xy(self, X, y, x_name="X", y_name="y"):
-        X = self._check_X(X, name=x_name)
-        Y, labels = v.check_targets(y, X.shape[0], self.sizes[-1], self.dtype,
-                                    loss=self.loss_name, output=self.output,
-                                    name=y_name, x_name=x_name)
-        return X, Y, labels
-
     @property
     def is_classifier(self):
+        """True for softmax or sigmoid outputs with 2+ units: ``predict`` returns labels."""
         return self.output in ("softmax", "sigmoid") and self.sizes[-1] >= 2
 
     # -- the passes ----------------------------------------------------------
 
     def feedforward(self, X):
-        """Output activations for the rows of ``X``: an array (n, sizes[-1]).
+        """Output activations for the rows of ``X``.
 
         Large inputs are processed in chunks of rows, so memory stays bounded.
+
+        Parameters
+        ----------
+        X : array-like (n, sizes[0])
+            Inputs, one example per row.
+
+        Returns
+        -------
+        ndarray (n, sizes[-1])
+            The output layer's activations, in the network's dtype.
         """
-        X = self._check_X(X)
+        X = v.check_X(X, self.sizes[0], self.dtype)
         return self._feedforward(X)
 
     def _feedforward(self, X):
@@ -336,23 +350,57 @@ class Network:
         return v.check_finite_result("outputs", out)
 
     def predict_proba(self, X):
-        """Class probabilities (softmax or sigmoid outputs), shape (n, sizes[-1])."""
+        """Class probabilities: the softmax or sigmoid outputs.
+
+        Parameters
+        ----------
+        X : array-like (n, sizes[0])
+            Inputs, one example per row.
+
+        Returns
+        -------
+        ndarray (n, sizes[-1])
+            The output activations (as :meth:`feedforward`).
+        """
         return self.feedforward(X)
 
     def predict(self, X):
-        """Predicted class labels (argmax of the outputs) for classifiers;
-        the output activations for regression networks (identity output)."""
+        """Predicted class labels for classifiers; the outputs for regression networks.
+
+        Parameters
+        ----------
+        X : array-like (n, sizes[0])
+            Inputs, one example per row.
+
+        Returns
+        -------
+        ndarray
+            (n,) labels (the argmax of the outputs) when :attr:`is_classifier`,
+            else the output activations (n, sizes[-1]).
+        """
         out = self.feedforward(X)
         return out.argmax(axis=1) if self.is_classifier else out
 
     def loss(self, X, y, sample_weight=None):
         """Mean loss over the rows of ``X`` (no weight decay term, no dropout).
 
-        With ``sample_weight`` (n,) (finite, >= 0, positive sum) the weighted
-        mean Σ w C / Σ w; a row of weight 0 counts as if it were removed.
+        Parameters
+        ----------
+        X : array-like (n, sizes[0])
+            Inputs, one example per row.
+        y : array-like
+            1-D integer class labels, or 2-D targets (n, sizes[-1]).
+        sample_weight : array-like (n,) or None
+            Finite weights >= 0 with a positive sum: the weighted mean
+            Σ w C / Σ w; a row of weight 0 counts as if it were removed.
+
+        Returns
+        -------
+        float
+            The (weighted) mean loss.
         """
-        X, Y, _ = self._check_Xy(X, y)
-        w = terms_.check_sample_weight(sample_weight, X.shape[0])
+        X, Y, _ = v.check_Xy(self._spec, X, y)
+        w = v.check_sample_weight(sample_weight, X.shape[0])
         with np.errstate(over="ignore", invalid="ignore"):
             loss = _training.evaluate(self._backend, self._spec, self._theta, X, Y,
                                       self.effective_n_threads, sample_weight=w)[0]
@@ -361,11 +409,23 @@ class Network:
     def score(self, X, y, sample_weight=None):
         """Accuracy for integer labels; R² (coefficient of determination) for 2-D targets.
 
-        With ``sample_weight`` the weighted accuracy Σ w·[correct] / Σ w, or
-        the weighted R² (as scikit-learn's ``r2_score``).
+        Parameters
+        ----------
+        X : array-like (n, sizes[0])
+            Inputs, one example per row.
+        y : array-like
+            1-D integer class labels, or 2-D targets (n, sizes[-1]).
+        sample_weight : array-like (n,) or None
+            The weighted accuracy Σ w·[correct] / Σ w, or the weighted R² (as
+            scikit-learn's ``r2_score``).
+
+        Returns
+        -------
+        float
+            Accuracy in [0, 1], or R² (at most 1).
         """
-        X, Y, labels = self._check_Xy(X, y)
-        w = terms_.check_sample_weight(sample_weight, X.shape[0])
+        X, Y, labels = v.check_Xy(self._spec, X, y)
+        w = v.check_sample_weight(sample_weight, X.shape[0])
         out = self._feedforward(X)
         if labels is not None:
             return float(np.average(out.argmax(axis=1) == labels, weights=w))
@@ -380,221 +440,48 @@ class Network:
     def backprop(self, X, y, sample_weight=None):
         """Gradient of the mean loss over the rows of ``X`` (no dropout).
 
-        Returns ``(grads_w, grads_b)``, lists shaped like ``weights`` and
-        ``biases``.  With ``sample_weight``, the gradient of the weighted
-        mean loss Σ w C / Σ w.
+        Parameters
+        ----------
+        X : array-like (n, sizes[0])
+            Inputs, one example per row.
+        y : array-like
+            1-D integer class labels, or 2-D targets (n, sizes[-1]).
+        sample_weight : array-like (n,) or None
+            The gradient of the weighted mean loss Σ w C / Σ w.
+
+        Returns
+        -------
+        grads_w, grads_b : list of ndarray
+            Shaped like ``weights`` and ``biases``.
         """
-        X, Y, _ = self._check_Xy(X, y)
-        w = terms_.check_sample_weight(sample_weight, X.shape[0])
+        X, Y, _ = v.check_Xy(self._spec, X, y)
+        w = v.check_sample_weight(sample_weight, X.shape[0])
         with np.errstate(over="ignore", invalid="ignore"):
             grads_w, grads_b, _ = self._backend.backprop(self._spec, self._theta, X, Y,
                                                          self.effective_n_threads, sample_weight=w)
         v.check_finite_result("gradient", grads_w + grads_b)
         return grads_w, grads_b
 
-    # -- training --------------------------------------------------------------
+    # -- export ----------------------------------------------------------------
 
-    def fit(self, X, y, epochs=10, batch_size=64, lr=0.05, momentum=0.9, nesterov=False,
-            weight_decay=0.0, shuffle=True, validation_data=None, *, optimizer="sgd",
-            lr_schedule="constant", beta1=0.9, beta2=0.999, eps=1e-8, validation_fraction=None,
-            early_stopping=False, patience=5, callbacks=None, progress=None, verbose=False,
-            on_divergence="raise", parallel="sync", average_every=None,
-            average_weighting="uniform", sample_weight=None, class_weight=None, clip_norm=None,
-            resume=False, lr_schedule_epochs=None):
-        """Train with mini-batch SGD (or Adam); returns a :class:`History`.
+    def to_onnx(self, path=None, *, opset=None):
+        """This network as an ONNX model (needs ``pip install "cymlp[onnx]"``).
 
-        Each epoch shuffles the rows with the network's own random generator
-        (unless ``shuffle=False``) and takes consecutive batches of
-        ``batch_size`` rows, the last one possibly smaller.  Calling ``fit``
-        again continues from the current weights; the optimizer state starts
-        afresh unless ``resume=True``.
+        Input ``X`` (N, sizes[0]) in the network's dtype; first output
+        ``output`` (N, sizes[-1]), what :meth:`feedforward` returns.  See
+        :func:`cymlp.onnx_export.network_to_onnx`.
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
-        y : array-like
-            1-D integer class labels, or 2-D targets (n, sizes[-1]).
-        epochs : int
-            Passes over the data (0 trains nothing).
-        batch_size : int
-            Rows per step; clipped (with a warning) to the number of rows.
-        lr : float
-            Learning rate (> 0).
-        momentum : float in [0, 1)
-            SGD momentum μ: v ← μ·v + g, W ← W − lr·v.  Ignored by Adam.
-        nesterov : bool
-            Nesterov momentum: W ← W − lr·(g + μ·v).
-        weight_decay : float >= 0
-            L2 penalty λ on the weights (not the biases): g ← g + λ·W.
-        shuffle : bool
-            Reshuffle the rows every epoch.
-        validation_data : (X_val, y_val) or None
-            Evaluated after every epoch (``val_loss``, ``val_accuracy``).
-        optimizer : {"sgd", "adam"}
-        lr_schedule : {"constant", "step", "cosine"} or callable
-            ``step`` halves the rate every ``max(1, epochs // 4)`` epochs;
-            ``cosine`` anneals it as lr·½(1 + cos(π·epoch/epochs)); a callable
-            gets ``(epoch, epochs, lr)`` (epoch counted from 0) and returns the rate.
-        beta1, beta2, eps : float
-            Adam's constants.
-        validation_fraction : float in (0, 1) or None
-            Hold out this fraction of the (shuffled) training rows as validation data.
-        early_stopping : bool
-            Stop when the validation loss (training loss without validation
-            data) has not improved for ``patience`` epochs and restore the
-            weights of the best epoch.
-        callbacks : list of callables
-            Each is called after every epoch with the history; returning
-            ``False`` stops training.
-        progress : callable or None
-            Called as ``progress(epoch, batches_done, n_batches)`` a few times
-            per second during an epoch.
-        verbose : bool
-            Print one line per epoch.
-        on_divergence : {"raise", "warn"}
-            What to do when the loss or weights stop being finite: both
-            restore the last finite weights and stop; ``raise`` then raises
-            :class:`TrainingDiverged`, ``warn`` warns and returns the history.
-        parallel : {"sync", "hogwild", "average"}
-            Multi-threaded strategy of the compiled path (see docs/parallel-sgd.md).
-            ``sync`` splits every mini-batch across threads and is
-            deterministic; the others need ``backend="cython"``.
-        average_every : int, None or "end"
-            For ``parallel="average"``: average the replicas every this many
-            steps of each replica and at the end of every epoch (None: at the
-            end of every epoch; "end": one-shot averaging, the replicas never
-            meet and the network holds their average after each epoch).
-        average_weighting : {"uniform", "examples"}
-            For ``parallel="average"``: weight every replica equally
-            (Zinkevich et al.) or by the examples it processed since the last
-            averaging (after Cheng et al.); they differ when shards are unequal.
-            average_weighting="uniform", sample_weight=None, class_weight=None, clip_norm=None):
-            average_weighting="uniform", resume=False, lr_schedule_epochs=None):
+        path : str or os.PathLike or None
+            Also write the model there (atomically) when given.
+        opset : int or None
+            The ONNX opset (None: the default of :mod:`cymlp.onnx_export`).
+
+        Returns
+        -------
+        onnx.ModelProto
+            The model.
         """
-        settings, data = _training.check_fit(
-            self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-            nesterov=nesterov, weight_decay=weight_decay, shuffle=shuffle,
-            validation_data=validation_data, optimizer=optimizer, lr_schedule=lr_schedule,
-            beta1=beta1, beta2=beta2, eps=eps, validation_fraction=validation_fraction,
-            early_stopping=early_stopping, patience=patience, callbacks=callbacks,
-            progress=progress, verbose=verbose, on_divergence=on_divergence, parallel=parallel,
-            average_every=average_every, average_weighting=average_weighting,
-            sample_weight=sample_weight, class_weight=class_weight, clip_norm=clip_norm,
-            resume=resume, lr_schedule_epochs=lr_schedule_epochs)
-        return _training.train(self, settings, data)
-
-    def partial_fit(self, X, y, *, classes=None, sample_weight=None, class_weight=None, **options):
-        """One pass over the rows of ``X`` as mini-batches, continuing the training state.
-
-        The streaming (out-of-core) building block: each call is one epoch
-        of ``fit`` on the rows given, resuming ``training_state_`` (made by
-        the first call).  With the same settings, ``partial_fit(X, y)``
-        twice equals ``fit(X, y, epochs=2)`` bit for bit, dropout included
-        (its masks are keyed by the training state).  ``options`` are
-        ``fit``'s (``batch_size``, ``lr``, ``optimizer``, ``shuffle``,
-        ``clip_norm``, ...) and must keep the optimizer settings of the
-        state; ``epochs``, ``resume`` and the validation and early-stopping
-        options belong to ``fit``.
-
-        ``classes``: the class labels of the whole stream (scikit-learn's
-        convention), checked against the network's outputs (labels are
-        ``0..sizes[-1]-1``) and against ``y``.  ``sample_weight`` and
-        ``class_weight`` weight the rows of this call as in ``fit``;
-        ``class_weight="balanced"`` counts the classes of this call's rows
-        only, so for a stream pass a dict computed over the whole stream.
-        Returns the network.
-        """
-        for name in PARTIAL_FIT_EXCLUDED:
-            if name in options:
-                raise TypeError(f"partial_fit() does not take {name!r}: it is one epoch that "
-                                f"continues the training state; use fit() for {name}")
-        if classes is not None:
-            _training.check_classes(classes, y, self.sizes[-1])
-        self.fit(X, y, epochs=1, resume=self.training_state_ is not None,
-                 sample_weight=sample_weight, class_weight=class_weight, **options)
-        return self
-
-    # -- persistence (cymlp/_persistence.py) ---------------------------------------
-
-    def save(self, path, training_state=True):
-        """Save architecture, dtype and parameters to a ``.npz`` file, atomically.
-
-        With ``training_state`` (the default) the file also holds
-        ``training_state_`` and the shuffle generator's state, so that a
-        loaded network resumes exactly (``fit(..., resume=True)``); False
-        writes the network alone, in the format of earlier versions.
-
-        The file is written to ``PATH.cymlp-tmp-XXXXXXXX`` beside ``path``,
-        ``fsync``ed and renamed over it, so an interrupted save never leaves a
-        broken model where a good one was.  Re-saving keeps the file's mode; a
-        symlink ``path`` is followed (its target is replaced).
-        """
-        _persistence.save(self, path, training_state=training_state)
-
-    @classmethod
-    def load(cls, path, backend=None, n_threads=None):
-        """Load a network saved by :meth:`save` (never executes code from the file).
-
-        A damaged, truncated or hostile file raises ``ValueError`` naming the
-        path; nothing large is decompressed or allocated before the file is
-        checked against its own configuration.
-        """
-        _check_runtime_args(backend, n_threads)     # blame the arguments, not the file
-        return _persistence.load(cls, path, backend=backend, n_threads=n_threads)
-
-    def to_onnx(self, path=None, *, opset=None):
-        """This network as an ``onnx.ModelProto``, also written to ``path`` when given.
-
-        Input ``X`` (N, sizes[0]) in the network's dtype; first output ``output`` (N, sizes[-1]),
-        what :meth:`feedforward` returns.  See :func:`cymlp.onnx_export.network_to_onnx` (needs
-        ``pip install "cymlp[onnx]"``)."""
         from .onnx_export import network_to_onnx
         return network_to_onnx(self, path, opset=opset)
-
-    def __getstate__(self):
-        return _persistence.get_state(self)
-
-    def __setstate__(self, state):
-        _persistence.set_state(self, state)
-
-    def copy(self, dtype=None, backend=None, seed=None):
-        """An independent copy, optionally in another dtype or backend, or reseeded.
-
-        The copy keeps the training state (cast to ``dtype``).  ``seed``:
-        the copy draws its shuffles from it (:meth:`reseed`), so replicas of
-        one network see independent orders; None keeps this network's
-        generator state.
-        """
-        if seed is not None:
-            v.check_seed(seed)
-        net = Network.__new__(Network)
-        state = self.__getstate__()
-        if dtype is not None:
-            dtype = v.check_dtype(dtype)
-            state["dtype"] = dtype.name
-            state["theta"] = v.check_finite_params(f"copy(dtype={dtype.name!r}): the parameter buffer",
-                                                   state["theta"], dtype)
-            training = state["training_state"]
-            if training is not None:
-                for name in ("m", "v"):
-                    if getattr(training, name) is not None:
-                        setattr(training, name, v.check_finite_params(
-                            f"copy(dtype={dtype.name!r}): the training state's {name}",
-                            getattr(training, name), dtype))
-        if backend is not None:
-            state["backend"] = backend
-        net.__setstate__(state)
-        if seed is not None:
-            net.reseed(seed)
-        return net
-
-
-PARTIAL_FIT_EXCLUDED = ("epochs", "resume", "validation_data", "validation_fraction",
-                        "early_stopping", "patience")
-
-
-def _check_runtime_args(backend, n_threads):
-    """Validate ``backend`` and ``n_threads`` as arguments (for ``load`` and friends)."""
-    v.check_backend(backend, available_backends())
-    _threads.check_n_threads(n_threads)
-

@@ -60,7 +60,13 @@ ACTIVATIONS = {
 
 
 def import_onnx():
-    """The ``onnx`` package, or an ImportError that says how to install it."""
+    """The ``onnx`` package, or an ImportError that says how to install it.
+
+    Returns
+    -------
+    module
+        ``onnx``.
+    """
     try:
         import onnx
     except ImportError as exc:
@@ -84,6 +90,8 @@ class Graph:
     dtype : numpy dtype
         The float type of the computation (floats given to :meth:`const`).
     unique_name : callable or None
+        ``unique_name(base) -> str`` (skl2onnx's scope supplies one); None
+        for the graph's own (see above).
     reserved : iterable of str
         Names the graph uses otherwise (its inputs and outputs).
     """
@@ -104,19 +112,64 @@ class Graph:
         return name
 
     def const(self, base, value, dtype=None):
-        """Add an initializer holding ``value`` (in ``dtype``, default the graph's); return its name."""
+        """Add an initializer.
+
+        Parameters
+        ----------
+        base : str
+            The base of its (fresh) name.
+        value : array-like
+            Its value.
+        dtype : numpy dtype or None
+            Its dtype (None: the graph's).
+
+        Returns
+        -------
+        str
+            The initializer's name.
+        """
         name = self._unique_name(base)
         self.initializers[name] = np.asarray(value, dtype=self.dtype if dtype is None else dtype)
         return name
 
     def node(self, op_type, inputs, out=None, **attributes):
-        """Add a node with one output (named ``out``, or a fresh name); return the output's name."""
+        """Add a node with one output.
+
+        Parameters
+        ----------
+        op_type : str
+            The ONNX operator (``"Gemm"``, ``"Relu"``, ...).
+        inputs : sequence of str
+            Names of its inputs.
+        out : str or None
+            Name of its output (None: a fresh name from ``op_type``).
+        **attributes
+            The operator's attributes.
+
+        Returns
+        -------
+        str
+            The output's name.
+        """
         out = out or self._unique_name(op_type.lower())
         self.nodes.append((op_type, list(inputs), [out], attributes))
         return out
 
     def rename(self, value, name):
-        """Make ``value`` appear as ``name``: the last node's output renamed, or an Identity node."""
+        """Make ``value`` appear as ``name``: the last node's output renamed, or an Identity node.
+
+        Parameters
+        ----------
+        value : str
+            The name of a value in the graph.
+        name : str
+            The name it should have (a graph output's).
+
+        Returns
+        -------
+        str
+            ``name``.
+        """
         if self.nodes and self.nodes[-1][2] == [value]:
             self.nodes[-1][2][0] = name
         else:
@@ -130,6 +183,7 @@ def add_forward_pass(graph, x, weights, biases, hidden, output):
     Parameters
     ----------
     graph : Graph
+        The graph to append to.
     x : str
         Name of the input rows, (N, n_in) in ``graph.dtype``.
     weights, biases : sequences of ndarray
@@ -137,6 +191,11 @@ def add_forward_pass(graph, x, weights, biases, hidden, output):
         as :class:`cymlp.Network` holds them.
     hidden, output : str
         Activation names of the hidden layers and of the output layer.
+
+    Returns
+    -------
+    str
+        The name of the output activations.
     """
     a = x
     for l, (W, b) in enumerate(zip(weights, biases)):

@@ -40,20 +40,55 @@ LOSSES = ("quadratic", "cross_entropy")
 # --------------------------------------------------------------------------
 
 def sigmoid(z):
-    """Logistic function 1 / (1 + e^-z), stable for large ``|z|`` of either sign."""
+    """Logistic function 1 / (1 + e^-z), stable for large ``|z|`` of either sign.
+
+    Parameters
+    ----------
+    z : ndarray
+        Weighted inputs.
+
+    Returns
+    -------
+    ndarray
+        σ(z), of the shape and dtype of ``z``.
+    """
     # e^-|z| never overflows; pick the algebraically equal form per sign.
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
 
 
 def softmax(z):
-    """Row-wise softmax, shifted by the row maximum so exp never overflows."""
+    """Row-wise softmax, shifted by the row maximum so exp never overflows.
+
+    Parameters
+    ----------
+    z : ndarray (n, k)
+        Weighted inputs of the output layer.
+
+    Returns
+    -------
+    ndarray (n, k)
+        Each row a probability distribution.
+    """
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
 def activate(name, z):
-    """Apply the activation ``name`` to the weighted inputs ``z`` (n, m)."""
+    """Apply an activation to the weighted inputs of a layer.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`HIDDEN_ACTIVATIONS` or :data:`OUTPUT_ACTIVATIONS`.
+    z : ndarray (n, m)
+        Weighted inputs.
+
+    Returns
+    -------
+    ndarray (n, m)
+        a = σ(z).
+    """
     if name == "sigmoid":
         return sigmoid(z)
     if name == "tanh":
@@ -70,7 +105,20 @@ def activate(name, z):
 
 
 def derivative(name, a):
-    """σ'(z) for the elementwise activation ``name``, computed from a = σ(z)."""
+    """σ'(z) for an elementwise activation, computed from a = σ(z).
+
+    Parameters
+    ----------
+    name : str
+        A hidden activation, or ``"sigmoid"``/``"identity"`` (softmax is not elementwise).
+    a : ndarray
+        Activations a = σ(z).
+
+    Returns
+    -------
+    ndarray
+        σ'(z), of the shape and dtype of ``a``.
+    """
     if name == "sigmoid":
         return a * (1 - a)
     if name == "tanh":
@@ -94,6 +142,7 @@ def loss_value(loss, output, z_out, a_out, Y, sample_weight=None):
     Parameters
     ----------
     loss : {"quadratic", "cross_entropy"}
+        The cost function C.
     output : {"sigmoid", "softmax", "identity"}
         Activation of the output layer.
     z_out, a_out : ndarray (n, k)
@@ -105,6 +154,11 @@ def loss_value(loss, output, z_out, a_out, Y, sample_weight=None):
     sample_weight : ndarray (n,) or None
         Non-negative row weights with a positive sum: the loss is then
         Σ_x w_x C_x / Σ_x w_x.  ``None`` is the plain mean.
+
+    Returns
+    -------
+    float
+        The (weighted) mean loss.
     """
     if sample_weight is not None:
         per_row = row_losses(loss, output, z_out, a_out, Y)
@@ -124,7 +178,18 @@ def loss_value(loss, output, z_out, a_out, Y, sample_weight=None):
 
 
 def row_losses(loss, output, z_out, a_out, Y):
-    """C_x for every row x of the batch, shape (n,): the terms :func:`loss_value` averages."""
+    """C_x for every row x of the batch: the terms :func:`loss_value` averages.
+
+    Parameters
+    ----------
+    loss, output, z_out, a_out, Y
+        As for :func:`loss_value`.
+
+    Returns
+    -------
+    ndarray (n,)
+        The loss of each row.
+    """
     if loss == "quadratic":
         return 0.5 * np.sum((a_out - Y) ** 2, axis=1)
     if output == "softmax":
@@ -140,6 +205,20 @@ def output_error(loss, output, a_out, Y):
     Cross-entropy paired with its natural output (softmax or sigmoid) gives the
     famous cancellation δ = a − y: the σ' factor that slows learning with the
     quadratic cost disappears.
+
+    Parameters
+    ----------
+    loss, output
+        As for :func:`loss_value`.
+    a_out : ndarray (n, k)
+        Activation of the output layer.
+    Y : ndarray (n, k)
+        Targets.
+
+    Returns
+    -------
+    ndarray (n, k)
+        δ^L, one row per example.
     """
     residual = a_out - Y
     if loss == "cross_entropy":
@@ -155,16 +234,28 @@ def output_error(loss, output, a_out, Y):
 # --------------------------------------------------------------------------
 
 def feedforward(weights, biases, hidden, output, X, masks=None):
-    """Activations of every layer for the batch ``X`` (n, sizes[0]).
+    """Activations of every layer for a batch.
 
-    Returns ``(activations, z_out)``: ``activations[0]`` is ``X`` itself,
-    ``activations[-1]`` the network's output, and ``z_out`` the output layer's
-    weighted input (needed by the cross-entropy).
+    Parameters
+    ----------
+    weights, biases : list of ndarray
+        ``weights[l]`` (sizes[l+1], sizes[l]) and ``biases[l]`` (sizes[l+1],).
+    hidden, output : str
+        Activations of the hidden layers and of the output layer.
+    X : ndarray (n, sizes[0])
+        The batch, one example per row.
+    masks : list of ndarray or None
+        Training with dropout only: one (n, sizes[l]) multiplier per hidden
+        layer, 0 for a dropped unit and 1/(1-p) for a kept one (see
+        :func:`dropout_masks`); the next layer then sees ã^l = a^l ⊙ m^l.
 
-    ``masks`` (training with dropout only) holds one (n, sizes[l]) multiplier
-    per hidden layer, 0 for a dropped unit and 1/(1-p) for a kept one (see
-    :func:`dropout_masks`); the next layer then sees ã^l = a^l ⊙ m^l.  The
-    returned ``activations`` are the unmasked a^l, from which σ' is computed.
+    Returns
+    -------
+    activations : list of ndarray
+        ``activations[0]`` is ``X`` itself, ``activations[-1]`` the network's
+        output; the unmasked a^l, from which σ' is computed.
+    z_out : ndarray (n, sizes[-1])
+        The output layer's weighted input (needed by the cross-entropy).
     """
     activations = [X]
     z = X
@@ -182,15 +273,32 @@ def feedforward(weights, biases, hidden, output, X, masks=None):
 def backprop(weights, biases, hidden, output, loss, X, Y, sample_weight=None, masks=None):
     """Gradient of the mean loss over the rows of ``X``.
 
-    Returns ``(grads_w, grads_b, cost, output)`` where ``grads_w[l]`` has the
-    shape of ``weights[l]``, ``grads_b[l]`` that of ``biases[l]``, ``cost`` is
-    the mean loss and ``output`` the output activations (n, sizes[-1]).
+    Parameters
+    ----------
+    weights, biases, hidden, output
+        As for :func:`feedforward`.
+    loss : {"quadratic", "cross_entropy"}
+        The cost function C.
+    X : ndarray (n, sizes[0])
+        The batch, one example per row.
+    Y : ndarray (n, sizes[-1])
+        Its targets (one-hot rows for classification).
+    sample_weight : ndarray (n,) or None
+        The cost is then the weighted mean Σ w_x C_x / Σ w_x, so each row's
+        error enters BP3/BP4 scaled by w_x / Σ w instead of 1/n.
+    masks : list of ndarray or None
+        Dropout multipliers (see :func:`feedforward`): a dropped unit passes
+        no signal forward and no error backward, so BP2 gains a factor m^l
+        and BP4 uses the masked activations ã^l.
 
-    With ``sample_weight`` (n,) the cost is the weighted mean Σ w_x C_x / Σ w_x,
-    so each row's error enters BP3/BP4 scaled by w_x / Σ w instead of 1/n.
-    With dropout ``masks`` (see :func:`feedforward`) a dropped unit passes no
-    signal forward and no error backward: BP2 gains a factor m^l and BP4 uses
-    the masked activations ã^l.
+    Returns
+    -------
+    grads_w, grads_b : list of ndarray
+        Shaped like ``weights`` and ``biases``.
+    cost : float
+        The (weighted) mean loss.
+    output : ndarray (n, sizes[-1])
+        The output activations.
     """
     n = X.shape[0]
     activations, z_out = feedforward(weights, biases, hidden, output, X, masks)
@@ -229,7 +337,18 @@ _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 def mix64(x):
-    """splitmix64's finaliser: a bijection of uint64 that scrambles every bit."""
+    """splitmix64's finaliser: a bijection of uint64 that scrambles every bit.
+
+    Parameters
+    ----------
+    x : int or ndarray
+        Values taken as uint64.
+
+    Returns
+    -------
+    ndarray of uint64
+        The scrambled values.
+    """
     x = np.asarray(x, dtype=np.uint64)
     with np.errstate(over="ignore"):             # multiplication modulo 2**64 is the point
         x = (x ^ (x >> np.uint64(30))) * _MIX1
@@ -238,7 +357,18 @@ def mix64(x):
 
 
 def dropout_key(seed, epoch, step, layer):
-    """The hash of a mask's coordinates above the (row, unit) grid (a uint64)."""
+    """The hash of a mask's coordinates above the (row, unit) grid.
+
+    Parameters
+    ----------
+    seed, epoch, step, layer : int
+        The training seed, epoch, optimizer step and hidden layer (from 0).
+
+    Returns
+    -------
+    numpy.uint64
+        The key that :func:`dropout_masks` combines with each (row, unit).
+    """
     key = mix64(np.uint64(seed))
     for part in (epoch, step, layer):
         key = mix64(key ^ np.uint64(part))
@@ -248,10 +378,24 @@ def dropout_key(seed, epoch, step, layer):
 def dropout_masks(seed, epoch, step, sizes, n_rows, rates, dtype):
     """Inverted-dropout multipliers for each hidden layer of one mini-batch.
 
-    ``sizes`` are the network's layer sizes and ``rates[l]`` the drop
-    probability of hidden layer ``l + 1``.  Returns a list of arrays
-    (n_rows, sizes[l + 1]) holding 0 (dropped) or 1/(1-p) (kept); a layer
-    with p = 0 gets all ones.
+    Parameters
+    ----------
+    seed, epoch, step : int
+        The coordinates of the step (see the comment above).
+    sizes : sequence of int
+        The network's layer sizes.
+    n_rows : int
+        Rows in the mini-batch.
+    rates : sequence of float
+        ``rates[l]``: the drop probability of hidden layer ``l + 1``.
+    dtype : numpy dtype
+        The multipliers' dtype.
+
+    Returns
+    -------
+    list of ndarray
+        One (n_rows, sizes[l + 1]) array per hidden layer holding 0 (dropped)
+        or 1/(1-p) (kept); a layer with p = 0 gets all ones.
     """
     masks = []
     rows = np.arange(n_rows, dtype=np.uint64)[:, None] << np.uint64(32)
@@ -269,7 +413,19 @@ def dropout_masks(seed, epoch, step, sizes, n_rows, rates, dtype):
 def clip_by_global_norm(grads, max_norm):
     """Scale the gradient arrays in place so that their joint L2 norm is at most ``max_norm``.
 
-    Returns the norm before clipping.  ``g ← g · min(1, max_norm / ‖g‖)``.
+    ``g ← g · min(1, max_norm / ‖g‖)``.
+
+    Parameters
+    ----------
+    grads : list of ndarray
+        The gradient, one array per parameter; changed in place.
+    max_norm : float
+        The largest global norm left.
+
+    Returns
+    -------
+    float
+        The norm before clipping.
     """
     norm = float(np.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads)))
     if norm > max_norm:
@@ -293,6 +449,23 @@ def sgd_update(params, grads, velocities, lr, momentum=0.0, nesterov=False,
     - plain:    W ← W − lr·g
     - momentum: v ← μ·v + g,  W ← W − lr·v
     - Nesterov: v ← μ·v + g,  W ← W − lr·(g + μ·v)
+
+    Parameters
+    ----------
+    params, grads : list of ndarray
+        The parameters (changed in place) and their mean gradients.
+    velocities : list of ndarray or None
+        The momentum buffers v, changed in place (unused without momentum).
+    lr : float
+        Learning rate.
+    momentum : float
+        μ in [0, 1).
+    nesterov : bool
+        Nesterov's form of the step.
+    decays : list of bool or None
+        Which parameters weight decay applies to (needed with ``weight_decay``).
+    weight_decay : float
+        λ >= 0.
     """
     for i, (p, g) in enumerate(zip(params, grads)):
         if weight_decay and decays[i]:
@@ -308,9 +481,26 @@ def sgd_update(params, grads, velocities, lr, momentum=0.0, nesterov=False,
 
 def adam_update(params, grads, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
                 decays=None, weight_decay=0.0):
-    """One Adam step (Kingma & Ba 2015), in place; ``step`` counts from 1.
+    """One Adam step (Kingma & Ba 2015), in place.
 
     Weight decay is the classic L2 form (added to the gradient), as for SGD.
+
+    Parameters
+    ----------
+    params, grads : list of ndarray
+        The parameters (changed in place) and their mean gradients.
+    m, v : list of ndarray
+        The first and second moment buffers, changed in place.
+    step : int
+        Adam's t, counted from 1 (the bias corrections 1 − β^t).
+    lr : float
+        Learning rate.
+    beta1, beta2, eps : float
+        Adam's constants.
+    decays : list of bool or None
+        Which parameters weight decay applies to (needed with ``weight_decay``).
+    weight_decay : float
+        λ >= 0.
     """
     for i, (p, g) in enumerate(zip(params, grads)):
         if weight_decay and decays[i]:

@@ -1,31 +1,36 @@
-"""Shared test helpers."""
-
-import json
-import os
-import selectors
-import signal
-import subprocess
-import sys
-import textwrap
-import time
-from pathlib import Path
+"""Shared fixtures (plain helpers are in ``_helpers.py``)."""
 
 import pytest
+from _helpers import HAS_COMPILED, subprocess_env
 
-import cymlp
-
-# A subprocess must import the same cymlp as the tests: the installed package
-# in CI (a fresh checkout has no compiled extension), the in-place build during
-# development.  Put its parent first on PYTHONPATH and run the child outside
-# the checkout, since ``python -m`` puts the working directory first on sys.path.
-CYMLP_PARENT = str(Path(cymlp.__file__).resolve().parents[1])
+from cymlp.datasets import load_digits, standardize
 
 
-def subprocess_env(**extra):
-    """``os.environ`` plus ``extra``, with PYTHONPATH leading to the tested cymlp."""
-    env = dict(os.environ, **extra)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (CYMLP_PARENT, os.environ.get("PYTHONPATH")) if p)
-    return env
+def _read_only(*arrays):
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The bundled digits as ``fit`` takes them: float32 ``(X_train, y_train, X_test, y_test)``."""
+    return _read_only(*load_digits(return_split=True, dtype="float32"))
+
+
+@pytest.fixture(scope="session")
+def digits_standardized(digits):
+    """:func:`digits` standardized with the training statistics, the first 600 training rows."""
+    X_train, y_train, X_test, y_test = digits
+    X_train, X_test = standardize(X_train, X_test)
+    return _read_only(X_train[:600], y_train[:600], X_test, y_test)
+
+
+@pytest.fixture(scope="session")
+def digits_400():
+    """The first 400 digits, float64 in [0, 1] (scikit-learn's ``load_digits`` / 16): ``(X, y)``."""
+    X, y = load_digits()
+    return _read_only(X[:400], y[:400])
 
 
 @pytest.fixture
@@ -50,100 +55,22 @@ def no_internet_downloads(tmp_path_factory):
         yield
 
 
-@pytest.fixture(autouse=True, scope="session")
-def split_tiny_networks():
-    """Split mode's steps run on as many threads as asked even for the tests' tiny
-    networks, whose steps are far below the work per thread a real fit needs
-    before it splits (cymlp/_kernels_split.pyx): the threaded code is what we test."""
-    try:
-        from cymlp import _kernels_split
-    except ImportError:          # no compiled path
+@pytest.fixture
+def split_on_every_thread():
+    """Split mode runs its steps on as many threads as asked, even for the tests' tiny networks.
+
+    A real fit splits a step only when each thread gets enough work
+    (``SPLIT_MIN_FLOPS`` in cymlp/_kernels_split.pyx), so the tests' networks
+    would run it on one thread: the parity tests that must cover the threaded
+    split step ask for this fixture (``split_step_threads`` in _helpers checks
+    that it takes effect).  Everything else runs the production setting.
+    """
+    if not HAS_COMPILED:
         yield
         return
+    from cymlp import _kernels_split
     old = _kernels_split._set_split_min_flops(1)
-    yield
-    _kernels_split._set_split_min_flops(old)
-
-
-def read_line_until(proc, marker, timeout):
-    """Lines from proc.stdout until one starting with ``marker``; fail after ``timeout`` s."""
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        if sel.select(timeout=max(0.0, deadline - time.monotonic())):
-            line = proc.stdout.readline()
-            if not line:
-                break
-            seen.append(line)
-            if line.startswith(marker):
-                return line
-    proc.kill()
-    out, err = proc.communicate()
-    pytest.fail(f"no line starting with {marker!r} within {timeout} s; "
-                f"stdout={''.join(seen) + out!r} stderr={err!r}")
-
-
-SIGINT_CHILD = textwrap.dedent("""
-    import json, signal, sys, time
-    import numpy as np
-    import cymlp
-
-    backend, parallel = sys.argv[1], sys.argv[2]
-    every = None if sys.argv[3] == "none" else sys.argv[3]
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((4000, 32)).astype(np.float32)
-    y = rng.integers(0, 10, 4000)
-    net = cymlp.Network([32, 128, 10], backend=backend, n_threads=2, seed=0)
-    initial = net.get_flat_params()
-    announced = False
-
-    def progress(epoch, done, n_batches):
-        global announced
-        if epoch >= 1 and not announced:      # one full epoch is in the history
-            announced = True
-            print("TRAINING", flush=True)
-
     try:
-        net.fit(X, y, epochs=10**6, batch_size=16, lr=0.01, progress=progress, parallel=parallel,
-                average_every=every)
-        print("FINISHED", flush=True)
-    except KeyboardInterrupt:
-        caught = time.time()
-        params = net.get_flat_params()
-        print("INTERRUPTED " + json.dumps(dict(
-            caught=caught,
-            finite=bool(np.isfinite(params).all()),
-            changed=bool((params != initial).any()),
-            epochs=len(net.history_),
-            interrupted=net.history_.interrupted,
-            handler_restored=signal.getsignal(signal.SIGINT) is signal.default_int_handler,
-            predicts=bool(np.isfinite(net.predict_proba(X[:5])).all()),
-        )), flush=True)
-""")
-
-
-def interrupt_training_child(folder, backend, parallel="sync", average_every="none", *, env):
-    """Train in a child process (see SIGINT_CHILD), send it SIGINT mid-training; return
-    ``(report, seconds from the signal to the report's 'caught')``, the report with the
-    child's exit status added as ``returncode``."""
-    script = Path(folder) / "sigint_child.py"
-    script.write_text(SIGINT_CHILD)
-    proc = subprocess.Popen([sys.executable, str(script), backend, parallel, str(average_every)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=folder)
-    try:
-        read_line_until(proc, "TRAINING", timeout=60)
-        time.sleep(0.3)                       # land in the middle of an epoch
-        sent = time.time()
-        proc.send_signal(signal.SIGINT)
-        line = read_line_until(proc, "INTERRUPTED", timeout=15)
-        proc.wait(timeout=15)
+        yield
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    report = json.loads(line.split(" ", 1)[1])
-    report["returncode"] = proc.returncode
-    return report, report["caught"] - sent
+        _kernels_split._set_split_min_flops(old)

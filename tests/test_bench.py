@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import subprocess_env
+from _helpers import subprocess_env
 
 from cymlp import bench
 
@@ -32,6 +32,7 @@ def quick_tiny(tmp_path_factory):
         return proc.stdout, json.load(f)
 
 
+@pytest.mark.slow                  # runs `cymlp bench` in a child process
 def test_quick_tiny_table_lists_every_installed_implementation(quick_tiny):
     stdout, _ = quick_tiny
     table = [line for line in stdout.splitlines() if line.startswith("| ")]
@@ -39,6 +40,7 @@ def test_quick_tiny_table_lists_every_installed_implementation(quick_tiny):
     assert set(_installed()) <= impls
 
 
+@pytest.mark.slow                  # runs `cymlp bench` in a child process
 def test_quick_tiny_json_has_positive_finite_figures(quick_tiny):
     _, payload = quick_tiny
     rows = payload["results"]
@@ -129,6 +131,7 @@ def fit_smoke(tmp_path_factory):
         return proc.stdout, json.load(f)
 
 
+@pytest.mark.slow                  # runs `cymlp bench` in a child process
 def test_fit_smoke_times_every_installed_implementation_against_the_floor(fit_smoke):
     stdout, payload = fit_smoke
     assert "| dtype | threads | GEMM floor | cymlp |" in stdout

@@ -167,6 +167,7 @@ def run_setup(args, cwd=ROOT, timeout=600, **env):
                           timeout=timeout, env=dict(os.environ, **env))
 
 
+@pytest.mark.slow
 @needs_cc
 def test_build_without_openmp_fails_loudly(tmp_path):
     cc = fake_cc(tmp_path, """\
@@ -181,6 +182,7 @@ def test_build_without_openmp_fails_loudly(tmp_path):
     assert not list((tmp_path / "lib").rglob("*.so"))
 
 
+@pytest.mark.slow
 def test_build_without_cython_fails_loudly(tmp_path):
     (tmp_path / "Cython.py").write_text("raise ImportError('hidden by the test')\n")
     proc = run_setup(["build_ext", "--build-lib", str(tmp_path / "lib"), "--build-temp", str(tmp_path / "tmp")],
@@ -197,6 +199,7 @@ def copy_source_tree(dest, with_pyx=True):
         shutil.copy(ROOT / name, dest / name)
 
 
+@pytest.mark.slow
 def test_source_tree_without_pyx_fails_loudly(tmp_path):
     copy_source_tree(tmp_path, with_pyx=False)
     proc = run_setup(["build_ext"], cwd=tmp_path)
@@ -213,7 +216,7 @@ def test_opt_out_builds_serially_and_show_config_says_so(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "WITHOUT OpenMP" in proc.stdout
     child = subprocess.run(
-        [sys.executable, "-c", "import cymlp, cymlp._config as c; i = c.config_info(); "
+        [sys.executable, "-c", "import cymlp, cymlp._install_info as c; i = c.config_info(); "
          "print(cymlp.__file__, i['openmp'], 'cython' in i['backends']); cymlp.show_config()"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
         env=dict(os.environ, PYTHONPATH=str(tmp_path)))

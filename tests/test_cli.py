@@ -10,13 +10,12 @@ import tempfile
 
 import numpy as np
 import pytest
-from conftest import subprocess_env
+from _helpers import BACKENDS, subprocess_env
 
 import cymlp
 from cymlp import _fashion_mnist, cli, datasets
 from cymlp.datasets import write_idx
 
-BACKENDS = cymlp.available_backends()
 ACCURACY = re.compile(r"test accuracy (\d\.\d+)")
 
 
@@ -50,6 +49,7 @@ def accuracy(text):
 # ---------------------------------------------------------------- train
 
 
+@pytest.mark.slow
 def test_train_one_epoch_end_to_end_in_a_subprocess(tmp_path):
     result = run_cymlp("train", "--epochs", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -270,6 +270,7 @@ def test_divergence_exits_1_with_its_message(capsys):
     assert "diverged" in err and "smaller lr" in err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child needs POSIX")
 def test_ctrl_c_saves_reports_and_exits_130(tmp_path):
     env = subprocess_env()

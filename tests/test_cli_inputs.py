@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cymlp import cli
+from cymlp import _cli_data, cli
 
 
 def _train(capsys, *args):
@@ -53,7 +53,7 @@ def test_a_million_classes_is_refused_not_built(tmp_path, capsys):
     y = np.arange(40) % 3
     y[0] = 10**6
     status, _, err = _train(capsys, "--dataset", _write_npz(tmp_path / "d.npz", y_train=y))
-    _assert_one_line_error(status, err, f"at most {cli.MAX_CLASSES:,}")
+    _assert_one_line_error(status, err, f"at most {_cli_data.MAX_CLASSES:,}")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not_a_zip", "corrupt_member", "bad_header"])

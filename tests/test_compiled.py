@@ -15,16 +15,20 @@ import types
 
 import numpy as np
 import pytest
+from _helpers import make_trainer, random_data, skip_module_unless_compiled, split_step_threads
 
 from cymlp import Network, TrainingDiverged, available_backends, reference
 
-_cython_backend = pytest.importorskip("cymlp._cython_backend")
-from cymlp import _kernels
+skip_module_unless_compiled()
+from cymlp import _cython_backend, _kernels
 
 COMBOS = [(act, out, loss)
           for act, out, loss in itertools.product(reference.HIDDEN_ACTIVATIONS,
                                                   reference.OUTPUT_ACTIVATIONS, reference.LOSSES)
           if not (loss == "cross_entropy" and out == "identity")]
+# the threaded split step must run on the tests' tiny networks (see the fixture)
+pytestmark = pytest.mark.usefixtures("split_on_every_thread")
+
 DTYPES = ["float64", "float32"]
 MODES = ["chunked", "batch", "split"]
 THREADS = [1, 2, 3]
@@ -40,12 +44,9 @@ def tolerances(dtype):
 
 @functools.cache
 def data(output, n_rows=N_ROWS, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n_rows, SIZES[0]))
-    if output == "identity":
-        y = rng.standard_normal((n_rows, SIZES[-1]))
-    else:
-        y = rng.integers(0, SIZES[-1], n_rows)
+    """Read-only (cached) data; labels for softmax and sigmoid outputs alike."""
+    X, y = random_data(n_rows, SIZES[0], SIZES[-1], targets="regression" if output == "identity" else "labels",
+                       seed=seed)
     X.setflags(write=False)
     y.setflags(write=False)
     return X, y
@@ -67,8 +68,10 @@ def numpy_fit(act, out, loss, dtype, batch_size, opt_items, epochs=2):
 
 def compiled_fit(act, out, loss, dtype, batch_size, opt_items, mode, n_threads, epochs=2):
     _, net = make_pair(act, out, loss, dtype)
-    net._cython_mode = mode
+    net.compiled_mode = mode
     net.n_threads = n_threads
+    if mode == "split":              # the parity below covers the threaded split step
+        assert split_step_threads(net, batch_size) == n_threads
     X, y = data(out)
     history = net.fit(X, y, epochs=epochs, batch_size=batch_size, lr=0.05, **dict(opt_items))
     return net.get_flat_params(), history["loss"], history["accuracy"]
@@ -189,7 +192,7 @@ def test_batch_sizes_that_do_not_fill_chunks(batch_size, mode):
     h_want = want.fit(X, y, epochs=2, batch_size=batch_size, lr=0.05, momentum=0.5)
     for n_threads in (1, 2):
         net = ref.copy(backend="cython")
-        net._cython_mode = mode
+        net.compiled_mode = mode
         net.n_threads = n_threads
         h_got = net.fit(X, y, epochs=2, batch_size=batch_size, lr=0.05, momentum=0.5)
         np.testing.assert_allclose(net.get_flat_params(), want.get_flat_params(), rtol=1e-10, atol=1e-12)
@@ -206,7 +209,7 @@ def test_large_batch_caps_the_number_of_chunks(mode):
     X = rng.standard_normal((n, SIZES[0]))
     y = rng.integers(0, SIZES[-1], n)
     ref, net = make_pair("leaky_relu", "softmax", "cross_entropy", "float64")
-    net._cython_mode = mode
+    net.compiled_mode = mode
     net.n_threads = 2
     for m in (ref, net):
         m.fit(X, y, epochs=2, batch_size=n - 30, lr=0.1)
@@ -224,7 +227,7 @@ def _weights_after_fit(mode, n_threads, dtype, sizes=(20, 33, 17, 5), batch_size
     y = rng.integers(0, sizes[-1], 400)
     net = Network(list(sizes), "tanh", "softmax", "cross_entropy", dtype=dtype, backend="cython",
                   n_threads=n_threads, seed=4)
-    net._cython_mode = mode
+    net.compiled_mode = mode
     net.fit(X, y, epochs=3, batch_size=batch_size, lr=0.1, **({"momentum": 0.9} | optimizer))
     return net.get_flat_params()
 
@@ -291,8 +294,8 @@ def test_automatic_mode_depends_on_size_not_threads():
     dropout = types.SimpleNamespace(has_dropout=True, clip_norm=None)
     clipped = types.SimpleNamespace(has_dropout=False, clip_norm=1.0)
     weighted = types.SimpleNamespace(has_dropout=False, clip_norm=None)
-    for terms, mode in ((dropout, "batch"), (clipped, "batch"), (weighted, "split")):
-        assert choose([1000, 900, 10], 100, 8, terms=terms) == mode
+    for options, mode in ((dropout, "batch"), (clipped, "batch"), (weighted, "split")):
+        assert choose([1000, 900, 10], 100, 8, options=options) == mode
     with pytest.raises(ValueError):
         choose([8, 4], 10, 8, requested="hogwild")
 
@@ -325,17 +328,13 @@ def test_read_only_fortran_and_strided_inputs_give_the_same_results():
 # --------------------------------------------------------------------------
 
 def _trainers(mode, labels=True, dtype="float64"):
-    from cymlp._training import make_trainer
-    from cymlp.network import OptimizerConfig
     ref, net = make_pair("sigmoid", "softmax", "cross_entropy", dtype)
-    net._cython_mode = mode
+    net.compiled_mode = mode
     X, y = data("softmax")
     Y = np.eye(SIZES[-1], dtype=dtype)[y]
     X = X.astype(dtype)
     lab = y.astype(np.int64) if labels else None
-    opt = OptimizerConfig()
-    return (ref, make_trainer(ref, X, Y, lab, BATCH, opt),
-            net, make_trainer(net, X, Y, lab, BATCH, opt))
+    return ref, make_trainer(ref, X, Y, lab, BATCH), net, make_trainer(net, X, Y, lab, BATCH)
 
 
 @pytest.mark.parametrize("labels", [True, False])
@@ -357,14 +356,12 @@ def test_run_reports_loss_correct_seen_and_steps_like_numpy(mode, labels):
 @pytest.mark.parametrize("mode", MODES)
 def test_run_stops_before_updating_when_the_loss_is_not_finite(mode):
     net = Network([3, 4, 2], "relu", "identity", "quadratic", dtype="float64", backend="cython", seed=0)
-    net._cython_mode = mode
+    net.compiled_mode = mode
     for W in net.weights:
         W[...] = 1e200                               # z overflows: the loss is infinite
     X = np.ones((12, 3))
     Y = np.zeros((12, 2))
-    from cymlp._training import make_trainer
-    from cymlp.network import OptimizerConfig
-    trainer = make_trainer(net, X, Y, None, 4, OptimizerConfig())
+    trainer = make_trainer(net, X, Y, None, 4)
     before = net.get_flat_params()
     try:
         loss_sum, correct, seen, steps = trainer.run(np.arange(12, dtype=np.intp), 0, 3, 0.1)
@@ -390,7 +387,7 @@ def test_blas_thread_limit_is_restored_after_fit():
     X, y = data("softmax")
     for mode in MODES:
         net = Network(SIZES, backend="cython", n_threads=1)
-        net._cython_mode = mode
+        net.compiled_mode = mode
         net.fit(X, y, epochs=1, batch_size=8)
     after = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
     assert after == before
@@ -424,7 +421,7 @@ def test_the_callers_floating_point_mode_is_restored():
     assert _kernels.fpu_flush_flags() == 0
     for mode, parallel in (("chunked", "sync"), ("batch", "sync"), (None, "average")):
         net = Network(SIZES, backend="cython", n_threads=2, seed=0)
-        net._cython_mode = mode
+        net.compiled_mode = mode
         net.fit(X, y, epochs=1, batch_size=BATCH, parallel=parallel)
         net.predict(X)
         assert _kernels.fpu_flush_flags() == 0, (mode, parallel)
@@ -445,10 +442,28 @@ def test_training_through_subnormals_stays_within_the_tolerances(dtype, mode):
     for W in ref.weights[:-1]:
         W *= 0.3
     net = ref.copy(backend="cython")
-    net._cython_mode = mode
+    net.compiled_mode = mode
     hidden = reference.feedforward(ref.weights, ref.biases, "sigmoid", "sigmoid", X.astype(dtype))[0][1]
     tiny = np.finfo(dtype).smallest_normal
     assert ((hidden > 0) & (hidden < tiny)).mean() > 0.5          # the test reaches subnormals
     for model in (ref, net):
         model.fit(X, y, epochs=2, batch_size=BATCH, lr=0.5, momentum=0.9)
     np.testing.assert_allclose(net.get_flat_params(), ref.get_flat_params(), **tolerances(dtype))
+
+
+def test_compiled_mode_forces_the_mode_is_checked_and_travels_with_the_network():
+    net = Network(SIZES, backend="cython", n_threads=2, seed=0)
+    assert net.compiled_mode is None
+    X, y = data("softmax")
+    Y = np.eye(SIZES[-1], dtype=net.dtype)[y]
+    for mode in MODES:
+        net.compiled_mode = mode
+        trainer = make_trainer(net, X.astype(net.dtype), Y, y, BATCH)
+        try:
+            assert trainer.mode == mode
+        finally:
+            trainer.close()
+        assert net.copy().compiled_mode == mode
+    with pytest.raises(ValueError, match="compiled_mode must be one of"):
+        net.compiled_mode = "hogwild"
+    assert net.compiled_mode == MODES[-1]

@@ -12,36 +12,26 @@ import pytest
 pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
-from conftest import CYMLP_PARENT
+from _helpers import subprocess_env
 from distributed import Client, LocalCluster
 
 import cymlp
-from cymlp.datasets import load_digits
 from cymlp.distributed import fit_distributed
+
+pytestmark = pytest.mark.slow          # worker processes on a local cluster
 
 
 def _cluster(n_workers=2, **kwargs):
     """A LocalCluster of worker processes on 127.0.0.1 that import the cymlp under test."""
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (CYMLP_PARENT, os.environ.get("PYTHONPATH")) if p)
     return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                        dashboard_address=None, **kwargs)
+                        dashboard_address=None, env={"PYTHONPATH": subprocess_env()["PYTHONPATH"]},
+                        **kwargs)
 
 
 @pytest.fixture(scope="module")
 def client():
-    old = os.environ.get("PYTHONPATH")
     with _cluster() as cluster, Client(cluster) as c:
         yield c
-    if old is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits(return_split=True, dtype="float32")
 
 
 def _net(**kw):
@@ -198,7 +188,7 @@ def test_a_worker_without_cymlp_is_named(digits, tmp_path):
 def test_importing_cymlp_does_not_import_dask():
     import subprocess
 
-    from conftest import subprocess_env
+    from _helpers import subprocess_env
     code = "import sys, cymlp; sys.exit('distributed' in sys.modules or 'dask' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], env=subprocess_env(), timeout=60).returncode == 0
 
@@ -207,7 +197,7 @@ def test_cli_trains_on_a_local_cluster(tmp_path):
     import re
     import subprocess
 
-    from conftest import subprocess_env
+    from _helpers import subprocess_env
     result = subprocess.run([sys.executable, "-m", "cymlp", "train", "--workers", "2", "--threads", "1",
                              "--epochs", "8", "--no-progress"], cwd=tmp_path, env=subprocess_env(),
                             capture_output=True, text=True, timeout=240)

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
+from _helpers import BACKENDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import cymlp
 from cymlp import Network, TrainingDiverged
 
-BACKENDS = cymlp.available_backends()
 DOCUMENTED = (ValueError, TypeError, TrainingDiverged)
 MODERATE = 1e4          # beyond this, backends may round their way to different overflows
 

@@ -11,16 +11,16 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import interrupt_training_child, subprocess_env
+from _helpers import BACKENDS, interrupt_training_child, subprocess_env
 
 import cymlp
 
-BACKENDS = cymlp.available_backends()
 POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals and fork")
 
 ENV = subprocess_env(PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
 
 
+@pytest.mark.slow
 @POSIX
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ctrl_c_stops_fit_quickly_and_keeps_weights_and_history(backend, tmp_path):
@@ -46,7 +46,7 @@ FORK_CHILD = textwrap.dedent("""
     import json, multiprocessing as mp, sys
     import numpy as np
     import cymlp
-    from cymlp import _validation as v
+    from cymlp import _threads
 
     def data():
         rng = np.random.default_rng(0)
@@ -58,7 +58,7 @@ FORK_CHILD = textwrap.dedent("""
         net = cymlp.Network([32, 64, 4], backend=backend, n_threads=4, seed=0)
         net.set_flat_params(theta)
         net.fit(X, y, epochs=2, batch_size=32)
-        queue.put(dict(forked=v.in_forked_child(), threads_none=v.effective_n_threads(None),
+        queue.put(dict(forked=_threads.in_forked_child(), threads_none=_threads.effective_n_threads(None),
                        threads_4=net.effective_n_threads, score=float(net.score(X, y)),
                        params=net.get_flat_params().tolist()))
 
@@ -103,6 +103,7 @@ def _run_multiprocessing_child(tmp_path, method, backend):
     return json.loads(line[0].split(" ", 1)[1])
 
 
+@pytest.mark.slow
 @POSIX
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fork_after_training_does_not_hang_and_runs_children_serially(backend, tmp_path):
@@ -116,6 +117,7 @@ def test_fork_after_training_does_not_hang_and_runs_children_serially(backend, t
     assert all(result["same_as_parent"])            # serial child == parallel parent (sync is deterministic)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_spawn_children_keep_their_threads(backend, tmp_path):
     result = _run_multiprocessing_child(tmp_path, "spawn", backend)
@@ -129,6 +131,7 @@ def test_spawn_children_keep_their_threads(backend, tmp_path):
 # Issue 11, case 9: Ctrl-C during validation stops between chunks of rows, not
 # after the whole validation pass.  The signal is sent from inside the
 # evaluation of the first chunk (in-process, so the test needs no timing).
+@pytest.mark.slow
 @POSIX
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ctrl_c_during_validation_stops_after_the_current_chunk(backend, monkeypatch):

@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+from _helpers import subprocess_env
 
 HERE = os.path.abspath(__file__)
 SIZES = [8, 16, 3]
@@ -187,16 +188,14 @@ def _run_cases():
 
 @pytest.fixture(scope="module")
 def child_results():
-    kernels = pytest.importorskip("cymlp._kernels")
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(kernels.__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    pytest.importorskip("cymlp._kernels")
     proc = subprocess.run([sys.executable, HERE], check=False, capture_output=True, text=True,
-                          timeout=300, env=env)
+                          timeout=300, env=subprocess_env())
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc, {r["case"]: r for r in lines}
 
 
+@pytest.mark.slow
 def test_bad_buffers_never_crash_the_process(child_results):
     proc, results = child_results
     assert proc.returncode == 0, (
@@ -205,6 +204,7 @@ def test_bad_buffers_never_crash_the_process(child_results):
     assert list(results) == list(CASES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_buffer_raises_value_error(child_results, case):
     _, results = child_results
@@ -212,6 +212,7 @@ def test_bad_buffer_raises_value_error(child_results, case):
     assert results[case]["raised"] == "ValueError", results[case]
 
 
+@pytest.mark.slow
 def test_messages_name_the_buffer_and_the_sizes(child_results):
     _, results = child_results
     assert "theta" in results["sync: theta short"]["message"]

@@ -1,29 +1,20 @@
 """The foundation: maths of both paths, the SGD step, learning, persistence."""
 
-import pickle
 
 import numpy as np
 import pytest
+from _helpers import BACKENDS, random_data
 
 import cymlp
 from cymlp import reference
 from cymlp.datasets import load_digits
 
-BACKENDS = cymlp.available_backends()
 COMBOS = [(out, loss) for out in ("softmax", "sigmoid", "identity") for loss in ("quadratic", "cross_entropy")
           if not (out == "identity" and loss == "cross_entropy")]
 
 
 def _data(sizes, n=7, output="softmax", seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, sizes[0]))
-    if output == "identity":
-        y = rng.standard_normal((n, sizes[-1]))
-    elif output == "sigmoid":
-        y = (rng.random((n, sizes[-1])) > 0.5).astype(float)
-    else:
-        y = rng.integers(0, sizes[-1], n)
-    return X, y
+    return random_data(n, sizes[0], sizes[-1], targets=output, seed=seed)
 
 
 # ---------------------------------------------------------------- gradients
@@ -240,24 +231,6 @@ def test_weights_are_live_views(backend):
 
 
 # ---------------------------------------------------------------- persistence
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_save_load_and_pickle_round_trips(tmp_path, backend):
-    X, y = _data([6, 5, 3], n=20)
-    net = cymlp.Network([6, 5, 3], "leaky_relu", "softmax", "cross_entropy", dtype="float32", backend=backend)
-    net.fit(X, y, epochs=2, batch_size=5, lr=0.05)
-    path = tmp_path / "model.npz"
-    net.save(path)
-    loaded = cymlp.Network.load(path, backend=backend)
-    assert (loaded.sizes, loaded.activation, loaded.output, loaded.loss_name, loaded.dtype) == \
-        (net.sizes, net.activation, net.output, net.loss_name, net.dtype)
-    np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
-    clone = pickle.loads(pickle.dumps(net))
-    np.testing.assert_array_equal(clone.predict_proba(X), net.predict_proba(X))
-    clone.weights[0][...] = 0                     # the clone owns its memory
-    assert not np.all(net.weights[0] == 0)
-    assert len(clone.history_) == 2
-
 
 # ---------------------------------------------------------------- shapes and dtypes
 

@@ -17,12 +17,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import interrupt_training_child, subprocess_env
+from _helpers import interrupt_training_child, make_trainer, skip_module_unless_compiled, subprocess_env
 
 from cymlp import Network, TrainingDiverged
-from cymlp.datasets import load_digits
 
-_cython_backend = pytest.importorskip("cymlp._cython_backend")
+skip_module_unless_compiled()
 from cymlp import _kernels, _threads
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
@@ -37,11 +36,6 @@ STRATEGIES = [
     ("average", None, "examples"),
 ]
 IDS = ["hogwild", "average-epoch", "average-every-4", "average-end", "average-examples"]
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits(return_split=True, dtype="float32")
 
 
 def fit_kwargs(strategy):
@@ -157,11 +151,9 @@ def test_a_non_finite_replica_makes_the_average_fail(bad):
 
 
 def _trainer(net, X, y, batch_size, parallel, every=None, weighting="uniform"):
-    from cymlp._training import make_trainer
-    from cymlp.network import OptimizerConfig
     Y = np.eye(net.sizes[-1], dtype=net.dtype)[y]
-    return make_trainer(net, X.astype(net.dtype), Y, y, batch_size, OptimizerConfig(),
-                        parallel, every, weighting)
+    return make_trainer(net, X.astype(net.dtype), Y, y, batch_size, parallel=parallel,
+                        average_every=every, average_weighting=weighting)
 
 
 def test_epoch_end_leaves_the_average_in_the_network_and_in_every_replica(digits):
@@ -324,6 +316,7 @@ def test_bad_average_weighting_is_rejected_before_training():
 # Ctrl-C (in a subprocess, as in test_interrupts.py)
 # --------------------------------------------------------------------------
 
+@pytest.mark.slow
 @POSIX
 @pytest.mark.parametrize("parallel,every", [("hogwild", "none"), ("average", "end")])
 def test_ctrl_c_stops_quickly_and_keeps_finite_weights(parallel, every, tmp_path):
@@ -338,6 +331,7 @@ def test_ctrl_c_stops_quickly_and_keeps_finite_weights(parallel, every, tmp_path
 # cymlp bench --strategies (smoke: runs, reports every row; no timing thresholds)
 # --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bench_strategies_quick_reports_every_strategy(tmp_path):
     from cymlp.bench import strategies as bench_strategies
     out = tmp_path / "strategies.json"

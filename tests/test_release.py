@@ -219,6 +219,7 @@ def test_wheel_workflow_covers_every_architecture_and_publishes_only_after_all()
             assert "macos-13" not in runners, f"{name}: macos-13 is retired"
 
 
+@pytest.mark.slow                     # starts a process
 def test_workflows_validate_against_githubs_schema_and_a_broken_one_does_not(tmp_path):
     pytest.importorskip("check_jsonschema")
     files = sorted(need(".github/workflows").glob("*.yml"))
@@ -241,6 +242,7 @@ def test_citation_has_the_required_keys_and_this_version():
     assert release_check().citation_problems(text, cymlp.__version__) == []
 
 
+@pytest.mark.slow                     # starts a process
 def test_citation_validates_against_the_cff_schema():
     pytest.importorskip("check_jsonschema")
     result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema",
@@ -308,6 +310,7 @@ def test_release_check_refuses_a_tag_that_is_not_the_version():
     assert any("does not name the version" in p for p in rc.dist_problems(names, identifiers, tag="v0.2.0"))
 
 
+@pytest.mark.slow                     # starts a process
 def test_cibuildwheel_builds_cpython_310_to_314_everywhere():
     """cibuildwheel --print-build-identifiers, for Linux, macOS and Windows, with this pyproject."""
     rc = release_check()

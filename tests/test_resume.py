@@ -16,20 +16,22 @@ import zipfile
 import numpy as np
 import numpy.lib.format as npformat
 import pytest
+from _helpers import BACKENDS, HAS_COMPILED, make_trainer, requires_compiled
 
-import cymlp
 from cymlp import Network, cli
+from cymlp.training_state import OptimizerConfig, TrainingState
 
-BACKENDS = cymlp.available_backends()
 SIZES = [5, 7, 3]
 N_ROWS = 200
 
 # (backend, n_threads, compiled mode): chunked mode needs batches of two 32-row chunks or more
 RUNS = [("numpy", 1, None)]
-if "cython" in BACKENDS:
+if HAS_COMPILED:
     RUNS += [("cython", 1, None), ("cython", 2, "chunked"), ("cython", 2, "batch"),
              ("cython", 2, "split")]
 RUN_IDS = [f"{b}-{t}thr-{m or 'auto'}" for b, t, m in RUNS]
+# the split run resumes the threaded split step, even on these tiny networks (see the fixture)
+pytestmark = pytest.mark.usefixtures("split_on_every_thread")
 
 OPTIMIZERS = {
     "sgd": dict(optimizer="sgd", momentum=0.0),
@@ -48,7 +50,7 @@ def data(n=N_ROWS, seed=0):
 def network(run=RUNS[0], dtype="float32", seed=1):
     backend, n_threads, mode = run
     net = Network(SIZES, backend=backend, n_threads=n_threads, dtype=dtype, seed=seed)
-    net._cython_mode = mode
+    net.compiled_mode = mode
     return net
 
 
@@ -123,17 +125,16 @@ def test_fit_without_resume_starts_the_optimizer_afresh(run):
     assert not np.array_equal(whole.get_flat_params(), split.get_flat_params())
 
 
-@pytest.mark.skipif("cython" not in BACKENDS, reason="compiled path not built")
+@requires_compiled
 def test_the_compiled_trainer_writes_into_the_state_buffers():
-    from cymlp import _training
-    from cymlp._state import TrainingState
+    from cymlp import _validation
     net = network(RUNS[1])
     X, y = data()
-    Xc, Y, labels = net._check_Xy(X, y)
-    opt = _training.OptimizerConfig("adam")
+    Xc, Y, labels = _validation.check_Xy(net._spec, X, y)
+    opt = OptimizerConfig("adam")
     state = TrainingState(opt, net.n_params, net.dtype, seed=0, step=3)
     m, v = state.m, state.v
-    trainer = _training.make_trainer(net, Xc, Y, labels, 64, opt, state=state)
+    trainer = make_trainer(net, Xc, Y, labels, 64, opt, state=state)
     try:
         trainer.run(np.arange(N_ROWS, dtype=np.intp), 0, 2, 0.01)
     finally:
@@ -157,7 +158,7 @@ def test_resume_after_pickle_copy_and_save_load(tmp_path, backend, opt):
     half.fit(X, y, epochs=2, lr_schedule_epochs=4, **kwargs)
     half.save(tmp_path / "half.npz")
     loaded = Network.load(tmp_path / "half.npz", backend=backend, n_threads=1)
-    loaded._cython_mode = None
+    loaded.compiled_mode = None
     for resumed in (pickle.loads(pickle.dumps(half)), half.copy(), loaded):
         assert_same(resumed, half)
         resumed.fit(X, y, epochs=2, resume=True, **kwargs)
@@ -179,6 +180,7 @@ CHILD = textwrap.dedent("""
 """).format(n=N_ROWS, k=SIZES[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 @pytest.mark.parametrize("opt", ["momentum", "adam"])
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -427,7 +429,7 @@ def test_adam_hyperparameters_must_match_but_sgd_ignores_them():
     assert sgd.training_state_.epoch == 2
 
 
-@pytest.mark.skipif("cython" not in BACKENDS, reason="compiled path not built")
+@requires_compiled
 @pytest.mark.parametrize("parallel", ["hogwild", "average"])
 def test_worker_strategies_keep_no_state_and_refuse_resume(parallel):
     X, y = data()
@@ -550,12 +552,12 @@ def test_copy_to_another_dtype_casts_the_training_state():
     assert net.training_state_.epoch == 1                     # the original is untouched
 
 
-# ---------------------------------------------------------------- with the training terms
+# ---------------------------------------------------------------- with sample weights, dropout, clipping
 # Dropout masks are keyed by the training state's (seed, epoch, step), so a resumed fit
 # draws the masks the uninterrupted fit would have drawn; sample weights and clipping
 # carry no state of their own.
 
-TERMS = {
+EXTRAS = {
     "dropout": (dict(), 0.3),
     "dropout-weights-clip": (dict(clip_norm=0.5, class_weight={0: 2.0}), (0.25,)),
 }
@@ -566,12 +568,12 @@ def row_weights(n=N_ROWS):
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu"])     # masked copy / masked in place
-@pytest.mark.parametrize("terms", TERMS)
+@pytest.mark.parametrize("extra_name", EXTRAS)
 @pytest.mark.parametrize("opt", ["momentum", "adam"])
 @pytest.mark.parametrize("run", RUNS, ids=RUN_IDS)
-def test_resume_with_dropout_equals_one_fit_bit_for_bit(run, opt, terms, activation):
+def test_resume_with_dropout_equals_one_fit_bit_for_bit(run, opt, extra_name, activation):
     X, y = data()
-    extra, rate = TERMS[terms]
+    extra, rate = EXTRAS[extra_name]
     weights = row_weights() if extra else None
     kwargs = dict(batch_size=64, lr_schedule="cosine", validation_fraction=0.2,
                   sample_weight=weights, **extra, **OPTIMIZERS[opt])
@@ -580,7 +582,7 @@ def test_resume_with_dropout_equals_one_fit_bit_for_bit(run, opt, terms, activat
         backend, n_threads, mode = run
         net = Network(SIZES, activation=activation, backend=backend, n_threads=n_threads,
                       dtype="float64", seed=3, dropout=dropout)
-        net._cython_mode = mode
+        net.compiled_mode = mode
         return net
 
     whole = make(rate)
@@ -595,7 +597,7 @@ def test_resume_with_dropout_equals_one_fit_bit_for_bit(run, opt, terms, activat
     assert not np.array_equal(plain.get_flat_params(), whole.get_flat_params())
 
 
-@pytest.mark.skipif("cython" not in BACKENDS, reason="compiled path not built")
+@requires_compiled
 def test_resumed_dropout_fits_agree_across_backends():
     X, y = data()
     kwargs = dict(batch_size=64, **OPTIMIZERS["adam"])

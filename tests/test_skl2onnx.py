@@ -17,7 +17,7 @@ pytest.importorskip("sklearn")
 skl2onnx = pytest.importorskip("skl2onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from conftest import subprocess_env
+from _helpers import subprocess_env
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -212,6 +212,7 @@ IMPORTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", IMPORTS)
 def test_registration_works_whichever_is_imported_first(order, tmp_path):
     code = REGISTRATION.format(first=IMPORTS[order])
@@ -220,6 +221,7 @@ def test_registration_works_whichever_is_imported_first(order, tmp_path):
     assert result.returncode == 0 and "converted" in result.stdout, result.stderr
 
 
+@pytest.mark.slow
 def test_importing_cymlp_sklearn_does_not_import_onnx_or_skl2onnx(tmp_path):
     code = textwrap.dedent("""
         import sys

@@ -8,10 +8,10 @@ import warnings
 
 import numpy as np
 import pytest
+from _helpers import subprocess_env
 
 sklearn = pytest.importorskip("sklearn")
 
-from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
@@ -29,12 +29,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 @parametrize_with_checks([MLPClassifier(), MLPRegressor()])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X[:400] / 16, y[:400]
 
 
 # shuffle=False and a batch size that divides the rows: the only differences
@@ -56,8 +50,8 @@ def max_param_diff(ours, theirs):
     {"solver": "sgd", "momentum": 0, "learning_rate": "adaptive", "learning_rate_init": 0.5,
      "max_iter": 60, "tol": 1e-2, "n_iter_no_change": 2},
 ], ids=["nesterov", "momentum+alpha", "invscaling", "adaptive"])
-def test_classifier_follows_sklearn_step_by_step(digits, params):
-    X, y = digits
+def test_classifier_follows_sklearn_step_by_step(digits_400, params):
+    X, y = digits_400
     ours = MLPClassifier(**{**EXACT, **params}).fit(X, y)
     theirs = SkMLPClassifier(**{**EXACT, **params}).fit(X, y)
     assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
@@ -69,8 +63,8 @@ def test_classifier_follows_sklearn_step_by_step(digits, params):
 
 
 @pytest.mark.parametrize("kind", ["binary-strings", "multilabel", "regression-2-outputs"])
-def test_output_layouts_follow_sklearn(digits, kind):
-    X, y = digits
+def test_output_layouts_follow_sklearn(digits_400, kind):
+    X, y = digits_400
     if kind == "binary-strings":
         est, ref, y = MLPClassifier, SkMLPClassifier, np.array(["low", "high"])[(y > 4).astype(int)]
     elif kind == "multilabel":
@@ -91,8 +85,8 @@ def test_output_layouts_follow_sklearn(digits, kind):
         np.testing.assert_allclose(ours.predict(X), theirs.predict(X), atol=1e-10)
 
 
-def test_early_stopping_uses_sklearns_split_and_keeps_the_best_epoch(digits):
-    X, y = digits
+def test_early_stopping_uses_sklearns_split_and_keeps_the_best_epoch(digits_400):
+    X, y = digits_400
     params = dict(EXACT, batch_size=90, solver="sgd", early_stopping=True, max_iter=15,
                   learning_rate_init=0.1, alpha=0)          # 360 training rows: 4 full batches
     ours = MLPClassifier(**params).fit(X, y)
@@ -103,7 +97,7 @@ def test_early_stopping_uses_sklearns_split_and_keeps_the_best_epoch(digits):
     assert max_param_diff(ours, theirs) < 1e-10
 
 
-def test_adam_matches_sklearn_up_to_where_epsilon_enters(digits):
+def test_adam_matches_sklearn_up_to_where_epsilon_enters(digits_400):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((400, 10))
     y = (X[:, 0] + X[:, 1] ** 2 > 1).astype(int)
@@ -114,8 +108,8 @@ def test_adam_matches_sklearn_up_to_where_epsilon_enters(digits):
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
 
 
-def test_warm_start_and_partial_fit_follow_sklearn(digits):
-    X, y = digits
+def test_warm_start_and_partial_fit_follow_sklearn(digits_400):
+    X, y = digits_400
     # warm_start restarts the optimizer in scikit-learn as well: exact with momentum
     ours = MLPClassifier(**EXACT, solver="sgd", max_iter=3, warm_start=True).fit(X, y).fit(X, y)
     theirs = SkMLPClassifier(**EXACT, solver="sgd", max_iter=3, warm_start=True).fit(X, y).fit(X, y)
@@ -181,8 +175,8 @@ def test_partial_fit_after_a_change_of_optimizer_settings_starts_afresh():
     assert est.network_.training_state_.optimizer.name == "adam"
 
 
-def test_partial_fit_needs_classes_first_and_rejects_new_ones(digits):
-    X, y = digits
+def test_partial_fit_needs_classes_first_and_rejects_new_ones(digits_400):
+    X, y = digits_400
     est = MLPClassifier(hidden_layer_sizes=(8,))
     with pytest.raises(ValueError, match="classes must be passed"):
         est.partial_fit(X, y)
@@ -198,8 +192,8 @@ def test_partial_fit_needs_classes_first_and_rejects_new_ones(digits):
 
 @pytest.mark.parametrize("labels", [np.array(["cat", "dog", "emu"]), np.array([3, 7, 11]),
                                     np.array([True, False])], ids=["str", "int", "bool"])
-def test_any_label_values(digits, labels):
-    X, y = digits
+def test_any_label_values(digits_400, labels):
+    X, y = digits_400
     y = labels[y % len(labels)]
     est = MLPClassifier(hidden_layer_sizes=(16,), max_iter=30, random_state=0).fit(X, y)
     assert list(est.classes_) == sorted(set(labels.tolist()))
@@ -210,8 +204,8 @@ def test_any_label_values(digits, labels):
     np.testing.assert_allclose(np.exp(est.predict_log_proba(X)), est.predict_proba(X), rtol=1e-6)
 
 
-def test_coefs_are_sklearn_oriented_views_into_the_network(digits):
-    X, y = digits
+def test_coefs_are_sklearn_oriented_views_into_the_network(digits_400):
+    X, y = digits_400
     est = MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=2, random_state=0).fit(X, y)
     assert [c.shape for c in est.coefs_] == [(64, 16), (16, 8), (8, 10)]
     assert [b.shape for b in est.intercepts_] == [(16,), (8,), (10,)]
@@ -223,8 +217,8 @@ def test_coefs_are_sklearn_oriented_views_into_the_network(digits):
     assert est.n_layers_ == 4 and est.out_activation_ == "softmax"
 
 
-def test_dtype_follows_X_unless_given(digits):
-    X, y = digits
+def test_dtype_follows_X_unless_given(digits_400):
+    X, y = digits_400
     assert MLPClassifier(max_iter=1).fit(X.astype(np.float32), y).coefs_[0].dtype == np.float32
     assert MLPClassifier(max_iter=1).fit(X, y).coefs_[0].dtype == np.float64
     est = MLPClassifier(max_iter=1, dtype="float32").fit(X, y)
@@ -233,9 +227,9 @@ def test_dtype_follows_X_unless_given(digits):
         MLPClassifier(dtype="float16").fit(X, y)
 
 
-def test_pandas_feature_names(digits):
+def test_pandas_feature_names(digits_400):
     pd = pytest.importorskip("pandas")
-    X, y = digits
+    X, y = digits_400
     frame = pd.DataFrame(X, columns=[f"px{i}" for i in range(X.shape[1])])
     est = MLPClassifier(max_iter=2, random_state=0).fit(frame, pd.Series(y))
     assert list(est.feature_names_in_) == list(frame.columns) and est.n_features_in_ == 64
@@ -253,8 +247,8 @@ def test_pandas_feature_names(digits):
     ({"batch_size": 0}, "batch_size"),
     ({"parallel": "magic"}, "parallel"),
 ])
-def test_unsupported_or_invalid_parameters_say_what_to_use(digits, params, message):
-    X, y = digits
+def test_unsupported_or_invalid_parameters_say_what_to_use(digits_400, params, message):
+    X, y = digits_400
     with pytest.raises(ValueError, match=message):
         MLPClassifier(**params).fit(X, y)
 
@@ -275,8 +269,8 @@ def test_regressor_learns_one_and_two_outputs():
         assert est.score(X, y) > 0.9
 
 
-def test_convergence_warning_and_verbose_output(digits, capsys):
-    X, y = digits
+def test_convergence_warning_and_verbose_output(digits_400, capsys):
+    X, y = digits_400
     with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
         MLPClassifier(max_iter=2, verbose=True).fit(X, y)
     assert "Iteration 2, loss = " in capsys.readouterr().out
@@ -286,15 +280,15 @@ def test_convergence_warning_and_verbose_output(digits, capsys):
     assert est.n_iter_ < 500
 
 
-def test_pickle_keeps_predictions(digits):
-    X, y = digits
+def test_pickle_keeps_predictions(digits_400):
+    X, y = digits_400
     est = MLPClassifier(max_iter=3, random_state=0).fit(X, np.array(["a", "b"])[y % 2])
     again = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
 
 
-def test_pipeline_and_grid_search_with_string_labels(digits):
-    X, y = digits
+def test_pipeline_and_grid_search_with_string_labels(digits_400):
+    X, y = digits_400
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
                       "nine"])[y]
     model = make_pipeline(MinMaxScaler(), MLPClassifier((32,), learning_rate_init=0.01, max_iter=30,
@@ -304,8 +298,8 @@ def test_pipeline_and_grid_search_with_string_labels(digits):
     assert grid.best_score_ > 0.8 and set(grid.predict(X)) <= set(names)
 
 
-def test_threadpool_limits_make_cymlp_use_one_thread(digits):
-    X, y = digits
+def test_threadpool_limits_make_cymlp_use_one_thread(digits_400):
+    X, y = digits_400
     est = MLPClassifier(max_iter=1).fit(X, y)
     with threadpool_limits(1):
         assert est.network_.effective_n_threads == 1
@@ -319,20 +313,20 @@ def _threads_used(estimator, X, y):
     return estimator.network_.effective_n_threads
 
 
-def test_joblib_workers_do_not_oversubscribe(digits):
-    X, y = digits
+@pytest.mark.slow
+def test_joblib_workers_do_not_oversubscribe(digits_400):
+    X, y = digits_400
     n_jobs = 2
     threads = cross_val_score(MLPClassifier((8,), max_iter=1), X, y, cv=4, n_jobs=n_jobs,
                               scoring=_threads_used)
     assert max(threads) <= max(1, (os.cpu_count() or 1) // n_jobs)
 
 
-def test_importing_cymlp_does_not_import_sklearn():
+@pytest.mark.slow
+def test_importing_cymlp_does_not_import_sklearn(tmp_path):
     code = ("import sys, cymlp, cymlp.network, cymlp.cli; "
             "assert not [m for m in sys.modules if m == 'sklearn' or m.startswith('sklearn.')]")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root)
+    subprocess.run([sys.executable, "-c", code], check=True, env=subprocess_env(), cwd=tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -347,8 +341,8 @@ def weights():
     {"solver": "sgd", "max_iter": 5, "alpha": 0.01, "batch_size": 400},     # one batch: alpha exact
     {"solver": "sgd", "max_iter": 8, "early_stopping": True, "alpha": 0, "batch_size": 90},
 ], ids=["momentum", "full-batch+alpha", "early-stopping"])
-def test_sample_weight_follows_sklearn(digits, weights, params):
-    X, y = digits
+def test_sample_weight_follows_sklearn(digits_400, weights, params):
+    X, y = digits_400
     ours = MLPClassifier(**{**EXACT, **params}).fit(X, y, sample_weight=weights)
     theirs = SkMLPClassifier(**{**EXACT, **params}).fit(X, y, sample_weight=weights)
     assert max_param_diff(ours, theirs) < 1e-10
@@ -363,8 +357,8 @@ def test_sample_weight_follows_sklearn(digits, weights, params):
     assert max_param_diff(ours, theirs) < 1e-6
 
 
-def test_zero_weights_remove_rows_and_ones_change_nothing(digits):
-    X, y = digits[0][:150], digits[1][:150]
+def test_zero_weights_remove_rows_and_ones_change_nothing(digits_400):
+    X, y = digits_400[0][:150], digits_400[1][:150]
     params = dict(EXACT, batch_size="auto", max_iter=4, alpha=0.01)   # one batch: order-free
     keep = np.arange(len(X)) % 3 != 0
     removed = MLPRegressor(**params).fit(X[keep], y[keep])
@@ -377,8 +371,8 @@ def test_zero_weights_remove_rows_and_ones_change_nothing(digits):
     assert plain.score(X, y, sample_weight=keep) == np.mean(plain.predict(X)[keep] == y[keep])
 
 
-def test_class_weight_is_sample_weight_per_label(digits):
-    X, y = digits
+def test_class_weight_is_sample_weight_per_label(digits_400):
+    X, y = digits_400
     names = np.array(["even", "odd"])[y % 2]
     dict_weighted = MLPClassifier(**EXACT, max_iter=3, class_weight={"odd": 3.0}).fit(X, names)
     by_rows = MLPClassifier(**EXACT, max_iter=3).fit(X, names, sample_weight=np.where(
@@ -396,8 +390,8 @@ def test_class_weight_is_sample_weight_per_label(digits):
         MLPClassifier(class_weight="uniform").fit(X, names)
 
 
-def test_partial_fit_takes_sample_weight_like_sklearn(digits, weights):
-    X, y = digits
+def test_partial_fit_takes_sample_weight_like_sklearn(digits_400, weights):
+    X, y = digits_400
     ours = MLPClassifier(**EXACT, solver="sgd", alpha=0)
     theirs = SkMLPClassifier(**EXACT, solver="sgd", alpha=0)
     for rows in (slice(0, 200), slice(200, 400), slice(0, 400)):
@@ -406,8 +400,8 @@ def test_partial_fit_takes_sample_weight_like_sklearn(digits, weights):
     assert max_param_diff(ours, theirs) < 1e-10
 
 
-def test_dropout_and_clip_norm_reach_the_network(digits):
-    X, y = digits
+def test_dropout_and_clip_norm_reach_the_network(digits_400):
+    X, y = digits_400
     plain = MLPClassifier(**EXACT, max_iter=3).fit(X, y)
     dropped = MLPClassifier(**EXACT, max_iter=3, dropout=0.3).fit(X, y)
     assert dropped.network_.dropout == (0.3,) and plain.network_.dropout == (0.0,)
@@ -430,8 +424,8 @@ def test_dropout_and_clip_norm_reach_the_network(digits):
     ({"dropout": [0.1, 0.2]}, "one rate per hidden layer"),
     ({"clip_norm": 0}, "clip_norm"),
 ])
-def test_invalid_dropout_or_clip_norm_say_what_to_use(digits, params, message):
-    X, y = digits
+def test_invalid_dropout_or_clip_norm_say_what_to_use(digits_400, params, message):
+    X, y = digits_400
     est = MLPClassifier(hidden_layer_sizes=(8,), **params)
     with pytest.raises(ValueError, match=message):
         est.fit(X, y)

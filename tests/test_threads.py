@@ -8,11 +8,11 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import read_line_until, subprocess_env
+from _helpers import read_line_until, skip_module_unless_compiled, subprocess_env
 
 from cymlp import Network, _threads
 
-pytest.importorskip("cymlp._cython_backend")
+skip_module_unless_compiled()
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
 
@@ -80,7 +80,7 @@ def test_a_fit_inside_threadpool_limits_1_never_raises_blas(two_blas_threads, mo
     X, y = rng.standard_normal((2000, 64)), rng.integers(0, 3, 2000)
     seen = []
     net = Network([64, 128, 3], n_threads=2, seed=0)
-    net._cython_mode = mode              # batch mode asks the BLAS for n_threads = 2
+    net.compiled_mode = mode              # batch mode asks the BLAS for n_threads = 2
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         net.fit(X, y, epochs=2, batch_size=256, validation_data=(X, y),
                 callbacks=[lambda h: seen.append(blas_threads())])
@@ -133,7 +133,7 @@ def test_adaptive_default_gives_the_same_weights_as_one_thread():
     nets = {}
     for n_threads in (None, 1, 2):
         net = Network([64, 32, 10], n_threads=n_threads, seed=0)
-        net._cython_mode = "chunked"
+        net.compiled_mode = "chunked"
         net.fit(X, y, epochs=3, batch_size=64)
         nets[n_threads] = net.get_flat_params()
     np.testing.assert_array_equal(nets[None], nets[1])
@@ -180,7 +180,8 @@ def timed_fits(script, n, env):
             p.communicate()
 
 
-@pytest.mark.skipif(_threads.usable_cores() < 2, reason="needs two cores to contend for")
+@pytest.mark.slow
+@pytest.mark.skipif(_threads.affinity_cores() < 2, reason="needs two cores to contend for")
 def test_two_fits_at_once_finish_within_4x_of_one_alone(tmp_path):
     script = tmp_path / "contend.py"
     script.write_text(CONTENTION_CHILD)

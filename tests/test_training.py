@@ -10,19 +10,11 @@ import math
 
 import numpy as np
 import pytest
+from _helpers import BACKENDS
 
 import cymlp
 from cymlp import Network
-from cymlp.datasets import load_digits, make_random_classification, standardize
-
-BACKENDS = cymlp.available_backends()
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X_train, y_train, X_test, y_test = load_digits(return_split=True, dtype="float32")
-    X_train, X_test = standardize(X_train, X_test)
-    return X_train[:600], y_train[:600], X_test, y_test
+from cymlp.datasets import make_random_classification
 
 
 def _net(backend, sizes=(64, 32, 10), seed=0, **kw):
@@ -46,8 +38,8 @@ class WeightRecorder:
 
 @pytest.mark.parametrize("optimizer, lr", [("sgd", 0.05), ("adam", 0.01)])
 @pytest.mark.parametrize("schedule", ["constant", "step", "cosine"])
-def test_every_optimizer_and_schedule_learns_digits(digits, optimizer, lr, schedule):
-    X, y, X_test, y_test = digits
+def test_every_optimizer_and_schedule_learns_digits(digits_standardized, optimizer, lr, schedule):
+    X, y, X_test, y_test = digits_standardized
     net = _net(None)      # the default backend; the backends agree (test_compiled.py)
     history = net.fit(X, y, epochs=8, batch_size=32, lr=lr, optimizer=optimizer, lr_schedule=schedule)
     assert len(history) == 8
@@ -57,8 +49,8 @@ def test_every_optimizer_and_schedule_learns_digits(digits, optimizer, lr, sched
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_optimizers_schedules_and_options_change_the_result(digits, backend):
-    X, y, _, _ = digits
+def test_optimizers_schedules_and_options_change_the_result(digits_standardized, backend):
+    X, y, _, _ = digits_standardized
     variants = {
         "sgd": dict(),
         "adam": dict(optimizer="adam", lr=0.01),
@@ -79,8 +71,8 @@ def test_optimizers_schedules_and_options_change_the_result(digits, backend):
             assert not np.allclose(params[a], params[b]), f"{a} and {b} trained to the same weights"
 
 
-def test_schedules_follow_their_formulas(digits):
-    X, y, _, _ = digits
+def test_schedules_follow_their_formulas(digits_standardized):
+    X, y, _, _ = digits_standardized
     lr, epochs = 0.08, 8
     expected = {
         "constant": [lr] * epochs,
@@ -95,8 +87,8 @@ def test_schedules_follow_their_formulas(digits):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_weight_decay_shrinks_the_weights_not_the_biases(digits, backend):
-    X, y, _, _ = digits
+def test_weight_decay_shrinks_the_weights_not_the_biases(digits_standardized, backend):
+    X, y, _, _ = digits_standardized
     norms = {}
     for decay in (0.0, 0.05):
         net = _net(backend)
@@ -109,8 +101,8 @@ def test_weight_decay_shrinks_the_weights_not_the_biases(digits, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_validation_data_is_evaluated_after_every_epoch(digits, backend):
-    X, y, X_test, y_test = digits
+def test_validation_data_is_evaluated_after_every_epoch(digits_standardized, backend):
+    X, y, X_test, y_test = digits_standardized
     records = []
     net = _net(backend)
 
@@ -166,16 +158,16 @@ def test_early_stopping_restores_the_best_epochs_weights(backend):
     assert not np.array_equal(net.get_flat_params(), recorder.params[-1])
 
 
-def test_early_stopping_without_validation_watches_the_training_loss(digits):
-    X, y, _, _ = digits
+def test_early_stopping_without_validation_watches_the_training_loss(digits_standardized):
+    X, y, _, _ = digits_standardized
     with pytest.warns(UserWarning, match="training loss"):
         history = _net("numpy").fit(X, y, epochs=5, lr=0.05, early_stopping=True)
     assert history.best_epoch == int(np.argmin(history.loss)) + 1
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_callback_returning_false_stops_training(digits, backend):
-    X, y, _, _ = digits
+def test_a_callback_returning_false_stops_training(digits_standardized, backend):
+    X, y, _, _ = digits_standardized
     calls = []
 
     def stop_after_three(history):
@@ -192,8 +184,8 @@ def test_a_callback_returning_false_stops_training(digits, backend):
 # ---------------------------------------------------------------- history
 
 
-def test_history_json_round_trips(tmp_path, digits):
-    X, y, X_test, y_test = digits
+def test_history_json_round_trips(tmp_path, digits_standardized):
+    X, y, X_test, y_test = digits_standardized
     net = _net("numpy")
     history = net.fit(X, y, epochs=3, validation_data=(X_test, y_test))
     assert net.history_ is history
@@ -206,18 +198,18 @@ def test_history_json_round_trips(tmp_path, digits):
     assert data["stopped_early"] is False and data["best_epoch"] is None
 
 
-def test_history_plot_writes_a_png(tmp_path, digits):
+def test_history_plot_writes_a_png(tmp_path, digits_standardized):
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
-    X, y, X_test, y_test = digits
+    X, y, X_test, y_test = digits_standardized
     history = _net("numpy").fit(X, y, epochs=2, validation_data=(X_test, y_test))
     fig = history.plot(tmp_path / "curves.png")
     plt.close(fig)
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_every_callback_sees_every_epoch_even_when_one_stops_training(digits):
-    X, y = digits[0], digits[1]
+def test_every_callback_sees_every_epoch_even_when_one_stops_training(digits_standardized):
+    X, y = digits_standardized[0], digits_standardized[1]
     seen_a, seen_b = [], []
     net = cymlp.Network([64, 16, 10], dtype="float64", backend="numpy", seed=0)
     history = net.fit(X, y, epochs=5, batch_size=32, lr=0.05,
@@ -233,8 +225,8 @@ def test_every_callback_sees_every_epoch_even_when_one_stops_training(digits):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("on_divergence", ["warn", "raise"])
-def test_divergence_with_early_stopping_restores_the_best_epochs_weights(digits, backend, on_divergence):
-    X, y, X_val, y_val = digits
+def test_divergence_with_early_stopping_restores_the_best_epochs_weights(digits_standardized, backend, on_divergence):
+    X, y, X_val, y_val = digits_standardized
     snapshots = {}
 
     def blow_up(epoch, epochs, lr):                 # a schedule that explodes in epoch 6
@@ -276,8 +268,8 @@ def _schedule_returning(value):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bad", [0, math.nan, "fast", RuntimeError("boom")], ids=repr)
-def test_a_bad_lr_schedule_result_is_rejected_before_anything_changes(digits, backend, bad):
-    X, y, _, _ = digits
+def test_a_bad_lr_schedule_result_is_rejected_before_anything_changes(digits_standardized, backend, bad):
+    X, y, _, _ = digits_standardized
     net = _net(backend)
     net.fit(X, y, epochs=1)
     history, params, rng = net.history_, net.get_flat_params(), net._rng.bit_generator.state
@@ -289,8 +281,8 @@ def test_a_bad_lr_schedule_result_is_rejected_before_anything_changes(digits, ba
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_schedule_failing_in_a_later_epoch_keeps_the_epochs_done(digits, backend):
-    X, y, _, _ = digits
+def test_a_schedule_failing_in_a_later_epoch_keeps_the_epochs_done(digits_standardized, backend):
+    X, y, _, _ = digits_standardized
     net = _net(backend)
 
     def schedule(epoch, epochs, lr):
@@ -304,9 +296,9 @@ def test_a_schedule_failing_in_a_later_epoch_keeps_the_epochs_done(digits, backe
 @pytest.mark.parametrize("kwargs", [{"validation_fraction": 0.5, "batch_size": 10**6},
                                     {"early_stopping": True, "batch_size": 10**6}],
                          ids=["clipped batch", "early stopping without validation"])
-def test_a_warning_raised_as_an_error_changes_nothing(digits, backend, kwargs):
+def test_a_warning_raised_as_an_error_changes_nothing(digits_standardized, backend, kwargs):
     import warnings
-    X, y, _, _ = digits
+    X, y, _, _ = digits_standardized
     net = _net(backend)
     net.fit(X, y, epochs=1)
     history, params, rng = net.history_, net.get_flat_params(), net._rng.bit_generator.state

@@ -2,7 +2,7 @@
 
 The maths is the reference path's (``reference.backprop(sample_weight=,
 masks=)``, ``dropout_masks``, ``clip_by_global_norm``, checked against
-finite differences in test_reference_training_terms.py).  Here: the API on
+finite differences in test_reference_weights_dropout.py).  Here: the API on
 both backends, the compiled path against the NumPy path for every
 activation × output × loss × dtype, thread-count determinism, the weight
 semantics (all ones = unweighted bit for bit, weight 0 = removed), learning
@@ -14,14 +14,11 @@ import pickle
 
 import numpy as np
 import pytest
+from _helpers import BACKENDS, HAS_COMPILED, random_data, requires_compiled, split_step_threads
 
-from cymlp import Network, _training, available_backends, cli, datasets, reference
+from cymlp import Network, _training, _validation, cli, datasets, reference
 from cymlp._spec import layer_views
 from cymlp.gradcheck import gradcheck
-
-BACKENDS = available_backends()
-COMPILED = "cython" in BACKENDS
-needs_compiled = pytest.mark.skipif(not COMPILED, reason="the compiled extension is not built")
 
 COMBOS = [(act, out, loss)
           for act, out, loss in itertools.product(reference.HIDDEN_ACTIVATIONS,
@@ -35,10 +32,9 @@ def tolerances(dtype):
 
 
 def data(n=83, output="softmax", seed=0, sizes=SIZES):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, sizes[0]))
-    y = rng.standard_normal((n, sizes[-1])) if output == "identity" else rng.integers(0, sizes[-1], n)
-    return X, y
+    """Labels for softmax and sigmoid outputs alike, targets for identity outputs."""
+    return random_data(n, sizes[0], sizes[-1], targets="regression" if output == "identity" else "labels",
+                       seed=seed)
 
 
 def weights_for(n, seed=3, zeros=()):
@@ -84,7 +80,7 @@ def test_the_weighted_passes_reproduce_the_unweighted_bits_for_all_ones(backend,
     """Below the boundary (which runs equal weights unweighted): the weighted code itself."""
     X, y = data()
     net = Network(SIZES, "sigmoid", dtype=dtype, backend=backend, seed=2)
-    X, Y, _ = net._check_Xy(X, y)
+    X, Y, _ = _validation.check_Xy(net._spec, X, y)
     plain = net._backend.backprop(net._spec, net._theta, X, Y, 1)
     ones = net._backend.backprop(net._spec, net._theta, X, Y, 1, sample_weight=np.ones(len(X)))
     for g, h in zip([*plain[0], *plain[1]], [*ones[0], *ones[1]]):
@@ -243,7 +239,7 @@ def test_numpy_fit_draws_the_reference_masks_keyed_by_seed_epoch_step():
     net = Network(SIZES, "tanh", dtype="float64", backend="numpy", dropout=[0.3, 0.6], seed=11)
     by_hand = net.copy()
     net.fit(X, y, epochs=2, batch_size=20, lr=0.1, momentum=0.0, shuffle=False)
-    Xc, Y, _ = by_hand._check_Xy(X, y)
+    Xc, Y, _ = _validation.check_Xy(by_hand._spec, X, y)
     for epoch in range(2):
         masks = reference.dropout_masks(11, epoch, epoch, SIZES, 20, (0.3, 0.6), np.float64)  # step = epoch here
         gw, gb, _, _ = reference.backprop(list(by_hand.weights), list(by_hand.biases), "tanh",
@@ -295,13 +291,13 @@ def test_clipping_scales_the_loss_gradient_before_weight_decay(backend, weight_d
 
 
 @pytest.mark.parametrize("backend, mode", [("numpy", None)] + [("cython", m) for m in
-                                                                  ("chunked", "batch", "split") if COMPILED])
+                                                                  ("chunked", "batch", "split") if HAS_COMPILED])
 def test_a_clip_norm_above_every_gradient_changes_nothing(backend, mode):
     X, y = data()
     a = Network(SIZES, backend=backend, seed=2)
-    a._cython_mode = mode
+    a.compiled_mode = mode
     b = a.copy()
-    b._cython_mode = mode
+    b.compiled_mode = mode
     a.fit(X, y, epochs=2, batch_size=40)
     b.fit(X, y, epochs=2, batch_size=40, clip_norm=1e30)
     if mode in ("batch", "split"):   # clipping runs batch mode, whose unclipped update is
@@ -319,7 +315,7 @@ def _pair(act, out, loss, dtype, dropout=0.0, seed=1, sizes=SIZES):
     return ref, ref.copy(backend="cython")
 
 
-@needs_compiled
+@requires_compiled
 @pytest.mark.parametrize("act, out, loss", COMBOS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("mode", ["chunked", "batch", "split"])
@@ -332,16 +328,16 @@ def test_compiled_matches_numpy_with_weights_dropout_and_clipping(act, out, loss
     for threads in (1, 2):
         _, comp = _pair(act, out, loss, dtype, dropout=[0.3, 0.1])
         comp.n_threads = threads
-        comp._cython_mode = mode
+        comp.compiled_mode = mode
         h = comp.fit(X, y, **kw)
         np.testing.assert_allclose(comp.get_flat_params(), ref.get_flat_params(), **tolerances(dtype))
         np.testing.assert_allclose(h.loss, h_ref.loss, **tolerances(dtype))
 
 
-@needs_compiled
+@requires_compiled
 @pytest.mark.parametrize("act, out, loss", COMBOS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_split_mode_weights_rows_on_every_thread_like_numpy(act, out, loss, dtype):
+def test_split_mode_weights_rows_on_every_thread_like_numpy(split_on_every_thread, act, out, loss, dtype):
     # sample weights alone keep split mode (dropout and clipping run batch mode):
     # each thread weights the rows it owns
     X, y = data(output=out)
@@ -352,21 +348,22 @@ def test_split_mode_weights_rows_on_every_thread_like_numpy(act, out, loss, dtyp
     for threads in (1, 2, 3):
         _, comp = _pair(act, out, loss, dtype)
         comp.n_threads = threads
-        comp._cython_mode = "split"
+        comp.compiled_mode = "split"
+        assert split_step_threads(comp, kw["batch_size"]) == threads
         h = comp.fit(X, y, **kw)
         np.testing.assert_allclose(comp.get_flat_params(), ref.get_flat_params(), **tolerances(dtype))
         np.testing.assert_allclose(h.loss, h_ref.loss, **tolerances(dtype))
 
 
-@needs_compiled
+@requires_compiled
 @pytest.mark.parametrize("optimizer, extra", [("sgd", {"momentum": 0.9, "nesterov": True}),
                                               ("sgd", {"momentum": 0.0}), ("adam", {})])
 @pytest.mark.parametrize("mode", ["chunked", "batch", "split"])
-def test_compiled_terms_match_numpy_for_each_optimizer(optimizer, extra, mode):
+def test_compiled_weights_dropout_clipping_match_numpy_for_each_optimizer(optimizer, extra, mode):
     X, y = data()
     w = weights_for(len(X))
     ref, comp = _pair("relu", "softmax", "cross_entropy", "float64", dropout=0.2)
-    comp._cython_mode = mode
+    comp.compiled_mode = mode
     kw = {"epochs": 2, "batch_size": 40, "lr": 0.02, "optimizer": optimizer, "weight_decay": 1e-3,
           "sample_weight": w, "clip_norm": 0.3, **extra}
     ref.fit(X, y, **kw)
@@ -374,7 +371,7 @@ def test_compiled_terms_match_numpy_for_each_optimizer(optimizer, extra, mode):
     np.testing.assert_allclose(comp.get_flat_params(), ref.get_flat_params(), rtol=1e-9, atol=1e-11)
 
 
-@needs_compiled
+@requires_compiled
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("act", ["relu", "tanh"])     # masked in place / masked copy
 def test_compiled_dropout_is_identical_on_one_and_two_threads(dtype, act):
@@ -383,13 +380,13 @@ def test_compiled_dropout_is_identical_on_one_and_two_threads(dtype, act):
     for threads in (1, 2):
         net = Network([6, 32, 16, 4], act, dtype=dtype, backend="cython", n_threads=threads, seed=3,
                       dropout=0.3)
-        net._cython_mode = "chunked"
+        net.compiled_mode = "chunked"
         net.fit(X, y, epochs=2, batch_size=100, sample_weight=weights_for(len(X)), clip_norm=1.0)
         results.append(net.get_flat_params())
     assert np.array_equal(results[0], results[1])
 
 
-@needs_compiled
+@requires_compiled
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_compiled_weighted_loss_and_gradient_match_numpy(dtype):
     X, y = data()
@@ -488,8 +485,8 @@ def test_dropout_on_a_network_without_hidden_layers_is_refused():
 
 
 @pytest.mark.parametrize("term", [{"clip_norm": 1.0}, {"sample_weight": "w"}])
-def test_parallel_strategies_refuse_the_terms(term):
-    if not COMPILED:
+def test_parallel_strategies_refuse_weights_dropout_and_clipping(term):
+    if not HAS_COMPILED:
         pytest.skip("parallel strategies need the compiled path")
     X, y = data(n=40)
     if term.get("sample_weight") == "w":
@@ -536,7 +533,7 @@ def test_cli_rejects_bad_values(capsys, args):
 
 @pytest.mark.parametrize("args", [["--dropout", "0.2"], ["--class-weight", "balanced"],
                                   ["--clip-norm", "1"]])
-def test_cli_refuses_the_training_terms_with_workers(capsys, args):
+def test_cli_refuses_weights_dropout_and_clipping_with_workers(capsys, args):
     # refused before Dask is needed, so this runs without the distributed extra
     assert cli.main(["train", "-q", "--no-progress", "--train-size", "100", "--workers", "2",
                      *args]) == 1

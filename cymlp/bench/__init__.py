@@ -1,5 +1,9 @@
 """``cymlp bench``: how fast does cymlp train, and why?
 
+This package is the ``cymlp bench`` command, installed with cymlp.  The
+repository's ``benchmarks/`` folder is something else: scripts and recorded
+results (benchmarks/README.md), which use this package but are not installed.
+
 One command, three benchmarks, one timing harness::
 
     cymlp bench --quick                       # one SGD step per implementation, under a minute

@@ -12,7 +12,7 @@ import sys
 from .. import reference
 from . import fit, step, strategies
 from .cases import CASES
-from .machine import usable_cores
+from .machine import default_n_threads
 
 __all__ = ["add_arguments", "add_parser", "main", "run"]
 
@@ -42,7 +42,7 @@ def _name_list(choices):
 def _thread_list(text):
     if text == "all":
         return None
-    return _int_list(text.replace("all", str(usable_cores())))
+    return _int_list(text.replace("all", str(default_n_threads())))
 
 
 def _positive_int(text):

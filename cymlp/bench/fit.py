@@ -39,7 +39,7 @@ import numpy as np
 
 from . import peers
 from .cases import gemm_shapes
-from .machine import blas_line, environment_line, load_line, machine_info, usable_cores
+from .machine import blas_line, default_n_threads, environment_line, load_line, machine_info
 from .measure import blas_limits, gemm_step_runner, interleaved, load_average, summary
 from .report import command_line, fmt_time, log, markdown_table, write_json
 
@@ -448,7 +448,7 @@ def run(args):
     t_start = time.perf_counter()
     names = args.cases or list(FIT_CASES)
     dtypes = args.dtype or (["float32"] if args.quick else ["float32", "float64"])
-    threads = sorted(set(args.threads or [1, usable_cores()]))
+    threads = sorted(set(args.threads or [1, default_n_threads()]))
     epochs = args.epochs or 1
     repeats = args.repeats or (2 if args.quick else 3)
     rows_cap = args.rows or (5000 if args.quick else None)

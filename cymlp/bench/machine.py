@@ -9,18 +9,15 @@ import numpy as np
 
 from .measure import load_average
 
-__all__ = ["ENV_OVERRIDES", "blas_line", "cpu_model", "environment_line", "machine_info", "usable_cores"]
+__all__ = ["ENV_OVERRIDES", "blas_line", "cpu_model", "default_n_threads", "environment_line", "machine_info"]
 
 ENV_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                  "MKL_NUM_THREADS", "OMP_PROC_BIND", "GOMP_CPU_AFFINITY")
 
 
-def usable_cores():
-    """Every core this process may use, as the library counts them (affinity, OMP_NUM_THREADS)."""
-    try:
-        from .._threads import effective_n_threads
-    except ImportError:
-        from .._validation import effective_n_threads
+def default_n_threads():
+    """The threads ``n_threads=None`` uses: the affinity mask's cores within ``OMP_NUM_THREADS``."""
+    from .._threads import effective_n_threads
     return effective_n_threads(None)
 
 
@@ -75,12 +72,12 @@ def machine_info():
     import scipy.linalg  # noqa: F401  (loads the BLAS the compiled path calls)
 
     from .. import __version__
-    from .._config import config_info
+    from .._install_info import config_info
     from ..network import available_backends
     model, vendor, flags = cpu_model()
     info = {
         "cpu": model, "cpu_vendor": vendor, "cpu_flags": flags, "cpu_count": os.cpu_count(),
-        "usable_cores": usable_cores(),
+        "usable_cores": default_n_threads(),     # the recorded results' name for it
         "platform": platform.platform(), "python": platform.python_version(),
         "versions": {"cymlp": __version__, "numpy": np.__version__, "scipy": _version("scipy"),
                       "torch": _version("torch"), "sklearn": _version("sklearn"),

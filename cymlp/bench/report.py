@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from .machine import usable_cores
+from .machine import default_n_threads
 
 __all__ = [
     "IMPL_COLORS",
@@ -184,7 +184,7 @@ def plot(rows, cases, path, dtype=None):
     title = f"cymlp bench ({dtype}): one SGD step, same data, weights and threads per panel"
     loads = [r["load_average"] for r in rows if math.isfinite(r.get("load_average", float("nan")))]
     if loads:
-        title += f"\nload average during the run {min(loads):.1f} to {max(loads):.1f} on {usable_cores()} cores"
+        title += f"\nload average during the run {min(loads):.1f} to {max(loads):.1f} on {default_n_threads()} cores"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -68,7 +68,7 @@ import numpy as np
 
 from . import peers
 from .cases import CASES, Case, make_problem
-from .machine import blas_line, environment_line, load_line, machine_info, usable_cores
+from .machine import blas_line, default_n_threads, environment_line, load_line, machine_info
 from .measure import (
     FULL,
     QUICK,
@@ -248,7 +248,7 @@ def run(args):
     t_start = time.perf_counter()
     cases = select_cases(args)
     dtypes = args.dtype or (["float32"] if args.quick else ["float32", "float64"])
-    usable = usable_cores()
+    usable = default_n_threads()
     threads = args.threads or sorted({1, usable})
     budget = QUICK if args.quick else FULL
     if args.seconds is not None:

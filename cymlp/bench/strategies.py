@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .machine import blas_line, environment_line, load_line, machine_info, usable_cores
+from .machine import blas_line, default_n_threads, environment_line, load_line, machine_info
 from .measure import interleaved, load_average
 from .peers import cymlp_network, flat_params
 from .report import command_line, fmt_time, log, markdown_table, write_json
@@ -169,7 +169,7 @@ def run(args):
     if "cython" not in available_backends():
         raise SystemExit("cymlp bench --strategies needs the compiled extension (backend='cython')")
     t_start = time.perf_counter()
-    usable = usable_cores()
+    usable = default_n_threads()
     threads = sorted(set(args.threads or [1, usable]))
     info = machine_info()
     results, skipped = [], {}

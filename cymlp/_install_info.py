@@ -1,11 +1,16 @@
-"""``cymlp.show_config()``: what this installation can do."""
+"""What this installation of cymlp can do: ``cymlp.show_config()`` and the dict behind it.
+
+Not a configuration API (nothing here changes a setting): it reports the
+version, backends, how the compiled path was built (OpenMP, debug), the
+default thread count and the BLAS in use.
+"""
 
 import os
 import platform
 
 import numpy as np
 
-from . import _validation as v
+from . import _threads
 
 
 def build_description(openmp, debug):
@@ -20,14 +25,14 @@ def build_description(openmp, debug):
 def config_info():
     """A dict describing the installation: version, backends, OpenMP, threads, BLAS."""
     from . import __version__
-    from .network import available_backends
+    from ._backends import available_backends
     info = {
         "cymlp": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
-        "usable_cores": v.effective_n_threads(None),
+        "default_n_threads": _threads.effective_n_threads(None),
         "backends": list(available_backends()),
         "openmp": False,
         "debug_build": False,
@@ -56,7 +61,12 @@ def config_info():
 
 
 def show_config():
-    """Print the version, backends available, OpenMP yes/no, threads and BLAS info."""
+    """Print what this installation can do: version, backends, OpenMP, threads and BLAS.
+
+    Nothing is changed: this only reports (the thread count ``n_threads=None``
+    uses, the BLAS libraries loaded and their thread pools, the compiled
+    path's build).
+    """
     info = config_info()
     pools = info.pop("threadpools")
     for key, value in info.items():

@@ -1,7 +1,7 @@
-"""How a :class:`~cymlp.network.Network` exposes its parameters and architecture.
+"""The types behind a :class:`~cymlp.network.Network`'s attributes: its parameters and architecture.
 
 :class:`LayerParams` is the sequence behind ``net.weights`` and ``net.biases``:
-views into the network's flat buffer, with checked assignment.  :class:`_Fixed`
+views into the network's flat buffer, with checked assignment.  :class:`Fixed`
 is the descriptor that makes the architecture attributes (``sizes``,
 ``activation``, ...) read-only once the network is built.
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from . import _validation as v
 
 
-class _Fixed:
+class Fixed:
     """A read-only attribute of the architecture, stored as ``_<name>``.
 
     The parameter buffer and the compiled plans are sized from the

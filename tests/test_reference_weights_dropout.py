@@ -1,4 +1,4 @@
-"""The reference path's training terms: sample weights, dropout masks, gradient clipping.
+"""The reference path's sample weights, dropout masks and gradient clipping.
 
 These define the maths both backends implement (issue 14); each is checked
 against an independent oracle: central finite differences in float64, row
@@ -7,6 +7,7 @@ removal, or a plain loop over the mask's coordinates.
 
 import numpy as np
 import pytest
+from _helpers import random_data
 
 from cymlp import reference
 
@@ -21,10 +22,8 @@ def _params(seed=0, sizes=SIZES):
 
 
 def _batch(n=9, seed=1, sizes=SIZES):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, sizes[0]))
-    Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], n)]
-    return X, Y
+    X, y = random_data(n, sizes[0], sizes[-1], seed=seed)
+    return X, np.eye(sizes[-1])[y]
 
 
 def _finite_difference(weights, biases, cost, eps=1e-6):

@@ -1,12 +1,15 @@
 """The training state a network keeps between fits: what ``fit(..., resume=True)`` continues.
 
+Public: :class:`TrainingState` (``net.training_state_``, also ``cymlp.TrainingState``)
+and :class:`OptimizerConfig` (its ``optimizer``).
+
 A :class:`TrainingState` is made by the first ``fit`` (or ``partial_fit``)
 and lives in ``net.training_state_`` (``None`` before any training).  It
 holds what a trainer needs, beyond the weights, to continue exactly where it
 stopped:
 
 ``optimizer``
-    The :class:`~cymlp._training.OptimizerConfig` the state was made with
+    The :class:`OptimizerConfig` the state was made with
     (name and hyper-parameters); resuming with other settings is refused.
 ``m``, ``v``
     Flat buffers laid out like the parameters (see
@@ -28,15 +31,47 @@ stopped:
     ``step``, the dropout masks (see :func:`dropout_seed`).  It is
     the network's ``seed``, or the one given to ``Network.reseed``.
 
-The shuffle generator is the network's own (``net._rng``, reset by
-``reseed``); it travels with the network (pickle, ``copy``) and is written
+The shuffle generator is the network's own (reset by ``Network.reseed``);
+it travels with the network (pickle, ``copy``) and is written
 with the training state by ``save``.  ``meta`` is a small JSON-able dict
 for tools that resume a run (the command line keeps its settings there).
 """
 
 import copy as _copy
+from dataclasses import dataclass
 
 import numpy as np
+
+__all__ = ["OPTIMIZERS", "OptimizerConfig", "TrainingState"]
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """How one step turns a mean gradient into a parameter update (``Network.fit``'s settings).
+
+    Parameters
+    ----------
+    name : {"sgd", "adam"}
+        The optimizer.
+    momentum : float
+        SGD momentum μ in [0, 1): v ← μ·v + g, W ← W − lr·v.
+    nesterov : bool
+        Nesterov momentum (SGD).
+    weight_decay : float
+        L2 penalty λ >= 0 on the weights (not the biases): g ← g + λ·W.
+    beta1, beta2, eps : float
+        Adam's constants.
+    """
+    name: str = "sgd"
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
 
 # Fields of the optimizer that define what the buffers mean, per optimizer:
 # resuming with another value of any of them is refused.
@@ -62,7 +97,27 @@ def dropout_seed(seed):
 
 
 class TrainingState:
-    """Optimizer buffers and counters of a network's training (see the module docstring)."""
+    """Optimizer buffers and counters of a network's training (see the module docstring).
+
+    Made by ``fit``; continued by ``fit(..., resume=True)`` and ``partial_fit``.
+
+    Parameters
+    ----------
+    optimizer : OptimizerConfig
+        The optimizer whose buffers these are.
+    n_params : int
+        Length of the flat parameter buffer (``Network.n_params``).
+    dtype : numpy dtype
+        The network's dtype: the buffers' dtype.
+    seed : int or None
+        The training seed (keys the validation split and dropout masks).
+    m, v : ndarray (n_params,) or None
+        Existing buffers to use (not copied); None makes zeros (``v`` only for Adam).
+    step, epoch : int
+        Optimizer steps taken and epochs completed so far.
+    meta : dict or None
+        Small JSON-able data for tools that resume a run.
+    """
 
     __slots__ = ("epoch", "m", "meta", "optimizer", "seed", "step", "v")
 
@@ -80,7 +135,18 @@ class TrainingState:
         self.meta = {} if meta is None else meta
 
     def mismatch(self, optimizer):
-        """Why this state cannot continue with ``optimizer`` (a sentence), or None if it can."""
+        """Why this state cannot continue with ``optimizer``.
+
+        Parameters
+        ----------
+        optimizer : OptimizerConfig
+            The settings of the fit that wants to continue this state.
+
+        Returns
+        -------
+        str or None
+            A sentence naming the settings that differ, or None if it can continue.
+        """
         mine = self.optimizer
         if optimizer.name != mine.name:
             return f"it was made by optimizer={mine.name!r}, not {optimizer.name!r}"
@@ -91,7 +157,18 @@ class TrainingState:
         return None
 
     def copy(self, dtype=None):
-        """An independent copy, its buffers cast to ``dtype`` when given."""
+        """An independent copy.
+
+        Parameters
+        ----------
+        dtype : numpy dtype or None
+            Cast the buffers to this dtype (None: keep theirs).
+
+        Returns
+        -------
+        TrainingState
+            The copy (its own buffers and ``meta``).
+        """
         def buf(a):
             return None if a is None else a.astype(dtype or a.dtype, copy=True)
         return TrainingState(self.optimizer, self.m.size, self.m.dtype, self.seed, m=buf(self.m),
@@ -99,11 +176,23 @@ class TrainingState:
                              meta=_copy.deepcopy(self.meta))
 
     def snapshot(self):
-        """What :meth:`restore` needs to undo the steps taken after this call."""
+        """What :meth:`restore` needs to undo the steps taken after this call.
+
+        Returns
+        -------
+        tuple
+            Copies of the buffers, ``step`` and ``epoch``.
+        """
         return (self.m.copy(), None if self.v is None else self.v.copy(), self.step, self.epoch)
 
     def restore(self, snapshot):
-        """Put back a :meth:`snapshot` (in place: the buffers stay the same arrays)."""
+        """Put back a :meth:`snapshot` (in place: the buffers stay the same arrays).
+
+        Parameters
+        ----------
+        snapshot : tuple
+            What :meth:`snapshot` returned.
+        """
         m, v, self.step, self.epoch = snapshot
         self.m[...] = m
         if v is not None:

@@ -1,0 +1,197 @@
+"""What :class:`~cymlp.sklearn.MLPClassifier` and :class:`~cymlp.sklearn.MLPRegressor` share.
+
+:class:`BaseMLP` holds the constructor parameters, ``fit``'s preparation
+(checks, the initial weights drawn as scikit-learn draws them, the
+network), the fitted attributes that are views into the network, and
+prediction.  The training itself is the solver's (:mod:`._stochastic`).
+"""
+
+import itertools
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ..network import Network
+from ._params import ACTIVATIONS, OUT_ACTIVATIONS, check_params
+from ._stochastic import StochasticSolver
+
+
+class BaseMLP(StochasticSolver, BaseEstimator):
+    """The training loop shared by the classifier and the regressor.
+
+    Every call into the :class:`cymlp.Network` goes through :meth:`_build_network`
+    (construction), :meth:`_run_epochs` (training) and :meth:`_forward`
+    (prediction), so that the network's options are set in one place.
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=None, n_threads=None, parallel="sync", dropout=0.0, clip_norm=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dtype = dtype
+        self.n_threads = n_threads
+        self.parallel = parallel
+        self.dropout = dropout
+        self.clip_norm = clip_norm
+
+
+    # -- parameters --------------------------------------------------------------
+
+    def _check_params(self):
+        """Validate the constructor parameters (scikit-learn's ranges); return the hidden sizes."""
+        return check_params(self)
+
+    def _fit_dtype(self):
+        """The dtype X is converted to: the network's once it exists and is reused."""
+        if self.dtype is not None:
+            return np.dtype(self.dtype)
+        return [np.float64, np.float32]       # validate_data keeps float32, else float64
+
+    # -- fit -------------------------------------------------------------------------
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to ``X`` and ``y``, starting a fresh optimizer (``warm_start`` keeps the weights).
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            Inputs, one example per row.
+        y : array-like (n_samples,) or (n_samples, n_outputs)
+            Class labels (classifier; 2-D for multilabel) or targets (regressor).
+        sample_weight : array-like (n_samples,) or None
+            Weights >= 0: each mini-batch minimises the weighted mean loss, as
+            in scikit-learn (see :mod:`cymlp.sklearn`).
+
+        Returns
+        -------
+        self
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, incremental):
+        hidden = self._check_params()
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first_pass = not hasattr(self, "_net") or (not self.warm_start and not incremental)
+        dtype = self._fit_dtype() if first_pass else self._net.dtype
+        X, Y = self._validate_input(X, y, incremental, reset=first_pass, dtype=dtype)
+        sample_weight = self._row_weights(sample_weight, X, Y)
+        init = None
+        if first_pass:
+            self._random_state = check_random_state(self.random_state)
+            init = self._initialize(X.shape[1], hidden, Y.shape[1], X.dtype)
+        elif Y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {Y.shape[1]} outputs but the model was fitted with "
+                             f"{self.n_outputs_}; use warm_start=False to start afresh")
+        self._fit_stochastic(X, Y, sample_weight, incremental, init)
+        return self
+
+    def _row_weights(self, sample_weight, X, Y):
+        """The rows' weights (float64 (n,)) from ``sample_weight``, or None."""
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True)
+        return sample_weight
+
+    def _initialize(self, n_features, hidden, n_outputs, dtype):
+        """Reset the fitted state and draw the initial parameters as scikit-learn does."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = n_outputs
+        self.n_layers_ = len(hidden) + 2
+        self.out_activation_ = self._out_activation()
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        self._learning_rate = self.learning_rate_init
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+        if hasattr(self, "_net"):
+            del self._net
+        # Glorot uniform for coefs and intercepts, layer by layer, as scikit-learn draws them
+        sizes = [n_features, *hidden, n_outputs]
+        params = []
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        for fan_in, fan_out in itertools.pairwise(sizes):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            coef = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
+            intercept = self._random_state.uniform(-bound, bound, fan_out)
+            params.append((coef.astype(dtype), intercept.astype(dtype)))
+        return sizes, params
+
+    def _build_network(self, sizes, params, dtype, seed):
+        """The one place a Network is constructed (its seed drives the epoch shuffles)."""
+        net = Network(sizes, activation=ACTIVATIONS[self.activation],
+                      output=OUT_ACTIVATIONS[self.out_activation_], loss=self._network_loss(),
+                      dtype=dtype, n_threads=self.n_threads, seed=seed, dropout=self.dropout)
+        for W, b, (coef, intercept) in zip(net.weights, net.biases, params):
+            W[...] = coef.T
+            b[...] = intercept
+        return net
+
+
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_net")
+
+    def _forward(self, X):
+        """Output activations (n_samples, n_outputs_) of validated ``X``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=self._net.dtype, order="C")
+        return self._net.feedforward(X)
+
+    @property
+    def coefs_(self):
+        """Weight matrices, ``coefs_[i]`` of shape (n_in, n_out): views into the network."""
+        check_is_fitted(self)
+        return [W.T for W in self._net.weights]
+
+    @property
+    def intercepts_(self):
+        """Bias vectors, ``intercepts_[i]`` of shape (n_out,): views into the network."""
+        check_is_fitted(self)
+        return list(self._net.biases)
+
+    @property
+    def network_(self):
+        """The fitted :class:`cymlp.Network` (save it, or use it without scikit-learn)."""
+        check_is_fitted(self)
+        return self._net
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags

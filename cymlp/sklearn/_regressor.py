@@ -1,0 +1,119 @@
+"""scikit-learn's ``MLPRegressor`` (squared error), trained by cymlp."""
+
+import numpy as np
+from sklearn.base import RegressorMixin
+from sklearn.metrics import r2_score
+from sklearn.utils.validation import column_or_1d, validate_data
+
+from ._base import BaseMLP
+from ._params import COMMON_PARAMETERS, estimator_doc
+
+
+class MLPRegressor(RegressorMixin, BaseMLP):
+    __doc__ = estimator_doc(
+        """Multi-layer perceptron regressor (squared error) trained by cymlp's compiled path.
+
+    The parameters, fitted attributes and methods of
+    ``sklearn.neural_network.MLPRegressor`` for ``solver`` in {"adam", "sgd"}
+    and ``loss="squared_error"``, plus ``dtype``, ``n_threads``, ``parallel``,
+    ``dropout`` and ``clip_norm``.  Single- and multi-output targets.""",
+        ("loss", *COMMON_PARAMETERS), """
+    Attributes
+    ----------
+    n_features_in_, feature_names_in_, coefs_, intercepts_, loss_, loss_curve_,
+    validation_scores_, best_validation_score_, best_loss_, n_iter_, t_,
+    n_layers_, n_outputs_, out_activation_
+        As in scikit-learn.  ``coefs_[i]`` is (n_in, n_out), a view into the network.
+    network_ : cymlp.Network
+        The trained network.""")
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=None, n_threads=None, parallel="sync", dropout=0.0, clip_norm=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, dtype=dtype, n_threads=n_threads, parallel=parallel,
+            dropout=dropout, clip_norm=clip_norm)
+        self.loss = loss
+
+    def _check_params(self):
+        if self.loss == "poisson":
+            raise ValueError("loss='poisson' is not available in cymlp; use loss='squared_error' "
+                             "(e.g. on log-transformed targets)")
+        if self.loss != "squared_error":
+            raise ValueError(f"loss must be 'squared_error'; got {self.loss!r}")
+        return super()._check_params()
+
+    def _validate_input(self, X, y, incremental, reset, dtype):
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype,
+                             order="C", reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        return X, np.ascontiguousarray(Y, dtype=X.dtype)
+
+    def _out_activation(self):
+        return "identity"
+
+    def _network_loss(self):
+        return "quadratic"
+
+    def _stratify_split(self):
+        return False
+
+    def _decode(self, out):
+        return out.ravel() if out.shape[1] == 1 else out
+
+    _score_function = staticmethod(r2_score)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch of training over the given rows.
+
+        The optimizer state (momentum, Adam's moments) carries over from call
+        to call, as in scikit-learn.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            Inputs, one example per row.
+        y : array-like (n_samples,) or (n_samples, n_outputs)
+            Targets of these rows.
+        sample_weight : array-like (n_samples,) or None
+            Weights >= 0 of these rows.
+
+        Returns
+        -------
+        self
+            The estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X):
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            Inputs, one example per row.
+
+        Returns
+        -------
+        ndarray
+            (n_samples,), or (n_samples, n_outputs) for 2-D training targets.
+        """
+        return self._decode(self._forward(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
