@@ -64,9 +64,16 @@ def new_compiler():
 
 
 def compile_flags(compiler_type, debug):
-    """Optimisation flags for the extension; GCC/clang-only flags never reach MSVC."""
+    """Optimisation flags for the extension; GCC/clang-only flags never reach MSVC.
+
+    MSVC (``cl.exe``, also clang-cl) takes ``/`` options only: no ``-O3``,
+    ``-fno-math-errno``, ``-fno-trapping-math`` or ``-g0``.  Its debug build
+    writes debug info into each object (``/Z7``): ``/Zi`` would make the
+    extensions, compiled side by side (``build_ext --parallel``), write one
+    shared ``vc140.pdb`` at once and fail with C1041.
+    """
     if compiler_type == "msvc":
-        return ["/Od", "/Zi"] if debug else ["/O2", "/fp:precise"]
+        return ["/Od", "/Z7"] if debug else ["/O2", "/fp:precise"]
     # -g0 drops debug info from release builds (2.3 MB of a 2.85 MB .so);
     # -fno-math-errno only stops libm from setting errno, -fno-trapping-math
     # lets selects be computed on both sides (clang's default; see setup.py).
@@ -74,11 +81,24 @@ def compile_flags(compiler_type, debug):
 
 
 def link_flags(compiler_type, debug, platform=None):
-    """Release builds on Linux are linked with debug sections stripped."""
+    """Release builds on Linux are linked with debug sections stripped (GNU ld
+    and lld only: Apple's ld64 has no ``--strip-debug``); MSVC's debug build
+    keeps the objects' debug info (``/DEBUG``)."""
     platform = sys.platform if platform is None else platform
+    if compiler_type == "msvc":
+        return ["/DEBUG"] if debug else []
     if not debug and compiler_type == "unix" and platform.startswith("linux"):
         return ["-Wl,--strip-debug"]
     return []
+
+
+def extension_flags(compiler_type, debug, openmp_flags, platform=None):
+    """(extra_compile_args, extra_link_args) of every extension: the
+    optimisation flags for this compiler, then the OpenMP flags the probe
+    found (``openmp_flags`` = (compile, link); empty lists for a serial build)."""
+    omp_compile, omp_link = openmp_flags
+    return (compile_flags(compiler_type, debug) + list(omp_compile),
+            link_flags(compiler_type, debug, platform) + list(omp_link))
 
 
 def without_build_rpaths(command, environ=None):
