@@ -82,7 +82,7 @@ def require_build_dependencies():
         fail(f"cymlp: building the compiled path needs {' and '.join(missing)}, which "
              f"{'is' if len(missing) == 1 else 'are'} not installed.\n"
              "pip installs the build requirements itself (pip install .); with\n"
-             "--no-build-isolation or setup.py, first: pip install 'Cython>=3.0' numpy scipy setuptools")
+             "--no-build-isolation or setup.py, first: pip install \"Cython>=3.1\" numpy scipy \"setuptools>=77\"")
 
 
 class BuildExt(build_ext):
@@ -123,8 +123,8 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             ext.sources = sources[ext.name]
             ext.include_dirs.append(np.get_include())
-            ext.extra_compile_args = openmp.compile_flags(ctype, DEBUG, SANITIZE) + omp_compile
-            ext.extra_link_args = openmp.link_flags(ctype, DEBUG, sanitize=SANITIZE) + omp_link
+            ext.extra_compile_args, ext.extra_link_args = openmp.extension_flags(
+                ctype, DEBUG, (omp_compile, omp_link), sanitize=SANITIZE)
         if isinstance(getattr(self.compiler, "linker_so", None), list):
             self.compiler.linker_so = openmp.without_build_rpaths(self.compiler.linker_so)
         super().build_extensions()

@@ -108,7 +108,7 @@ class History:
                 matplotlib.use("Agg", force=False)
             import matplotlib.pyplot as plt
         except ImportError:
-            raise ImportError("History.plot needs matplotlib: pip install 'cymlp[plot]'") from None
+            raise ImportError("History.plot needs matplotlib: pip install matplotlib") from None
         has_acc = any(a is not None for a in self.accuracy)
         fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 4), squeeze=False)
         panels = [("loss", self.loss, self.val_loss)]

@@ -146,6 +146,11 @@ def test_sanitizer_builds_get_asan_and_ubsan_with_debug_info_and_are_not_strippe
         assert "-fno-omit-frame-pointer" in flags and "-g0" not in flags
         assert openmp.link_flags("unix", debug, "linux", sanitize=True) == ["-fsanitize=address,undefined"]
     assert "-fsanitize=address,undefined" not in openmp.compile_flags("msvc", False, sanitize=True)
+    compile_args, link_args = openmp.extension_flags("unix", False, (["-fopenmp"], ["-fopenmp"]), "linux",
+                                                     sanitize=True)
+    assert compile_args[-1] == "-fopenmp" and "-fsanitize=address,undefined" in compile_args
+    assert link_args == ["-fsanitize=address,undefined", "-fopenmp"]
+    assert "-fsanitize=address,undefined" not in openmp.extension_flags("unix", False, ([], []), "linux")[0]
 
 
 def test_release_links_strip_debug_info_on_linux_only():
