@@ -24,7 +24,7 @@ def _check_distributed_args(args):
     try:
         import distributed  # noqa: F401
     except ImportError:
-        raise CommandError("--workers/--scheduler need Dask: pip install 'cymlp[distributed]'") from None
+        raise CommandError("--workers/--scheduler need Dask: pip install \"dask[distributed]\"") from None
 
 
 def _fit_on_dask(args, s, net, X, y, reporter):

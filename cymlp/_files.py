@@ -19,8 +19,9 @@ hang.  Used by model files, ``cymlp train --dataset``/``--resume``, ``cymlp
 predict``, IDX files and Dask shard files.
 
 Used by ``Network.save``, ``Network.to_onnx``, ``History.to_json``,
-``History.plot``, :func:`cymlp.datasets.write_idx` and the command line's
-``--save``, ``--json``, ``--plot`` and ``cymlp bench --json/--plot``.
+``History.plot``, :func:`cymlp.datasets.write_idx`, the data set download cache
+(:mod:`cymlp._download`) and the command line's ``--save``, ``--json``,
+``--plot`` and ``cymlp bench --json/--plot``.
 """
 
 import os
@@ -84,7 +85,7 @@ def check_writable(path):
     return target
 
 
-def write_atomically(path, write):
+def write_atomically(path, write, verify=None):
     """Write the file ``path`` through ``write(f)`` (``f`` a binary file object), atomically.
 
     See the module docstring: only a regular file (or a new one) is ever
@@ -97,6 +98,10 @@ def write_atomically(path, write):
         The file to write (symlinks are followed).
     write : callable
         Called once with the open temporary file; writes the whole content.
+    verify : callable or None
+        Called with the temporary file's path once it is written and closed,
+        before the rename: an exception it raises leaves ``path`` as it was
+        (a download checked against its checksum, for example).
     """
     target = check_writable(path)
     try:
@@ -112,6 +117,8 @@ def write_atomically(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)                   # mkstemp made it 0600
+        if verify is not None:
+            verify(tmp)
         if check_writable(path) != target:    # it may have changed while we wrote
             raise OSError(f"{os.fspath(path)!r} changed while it was written; try again")
         os.replace(tmp, target)

@@ -25,9 +25,9 @@ Data sets (``--dataset``)
     split drawn with ``--seed`` (the seed is stored in a saved model, so
     ``cymlp predict`` draws the same test split).
 ``fashion-mnist``
-    Zalando's Fashion-MNIST, 60,000 training and 10,000 test images, found as
-    :func:`cymlp.datasets.load_fashion_mnist` describes
-    (``apt-get install dataset-fashion-mnist``, or ``$CYMLP_DATA``).
+    Zalando's Fashion-MNIST, 60,000 training and 10,000 test images, found or
+    downloaded once (30 MB, checksummed, cached in ``~/.cache/cymlp``) as
+    :func:`cymlp.datasets.load_fashion_mnist` describes.
 a folder
     Four IDX files in the MNIST/Fashion-MNIST naming
     (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
@@ -216,8 +216,9 @@ def add_train_parser(subparsers):
                     "standardized inputs; other data: hidden 100, sgd lr 0.05 momentum 0.9, 10 epochs, batch 64).")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default="digits", metavar="NAME|PATH",
-                      help="digits (bundled), fashion-mnist, a folder of IDX files in the Fashion-MNIST "
-                           "naming, or an .npz with X_train, y_train, X_test, y_test (default: digits)")
+                      help="digits (bundled), fashion-mnist (downloaded once if absent), a folder of IDX files "
+                           "in the Fashion-MNIST naming, or an .npz with X_train, y_train, X_test, y_test "
+                           "(default: digits)")
     data.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None,
                       help="standardize inputs with training statistics (default: on for digits and "
                            "fashion-mnist)")
@@ -275,7 +276,7 @@ def add_train_parser(subparsers):
                      help="multi-threaded SGD strategy of the compiled path (default: sync)")
     run.add_argument("--workers", type=_number(int, 1), default=None, metavar="N",
                      help="train on a local Dask cluster of N worker processes, one shard of the data "
-                          "each (needs `pip install 'cymlp[distributed]'`; see docs/distributed.md)")
+                          "each (needs `pip install \"dask[distributed]\"`; see docs/distributed.md)")
     run.add_argument("--scheduler", metavar="ADDRESS", default=None,
                      help="train on an existing Dask cluster, e.g. tcp://host:8786")
     run.add_argument("--timeout", type=_number(float, 0, low_open=True, high=7 * 24 * 3600), default=None,
@@ -321,7 +322,7 @@ def cmd_train(args):
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise CommandError("--plot needs matplotlib: pip install 'cymlp[plot]'") from None
+            raise CommandError("--plot needs matplotlib: pip install matplotlib") from None
 
     for option, path in (("--save", args.save), ("--json", args.json), ("--plot", args.plot)):
         if path:

@@ -11,8 +11,9 @@ load_digits
 load_fashion_mnist
     Zalando's Fashion-MNIST: 60,000 + 10,000 images of 28x28 pixels,
     10 classes, MIT license (https://github.com/zalandoresearch/fashion-mnist).
-    Not shipped: install the Debian/Ubuntu package ``dataset-fashion-mnist``
-    or point ``$CYMLP_DATA`` / ``path=`` at a folder holding the four IDX files.
+    Not shipped: found on disk (``$CYMLP_DATA``, Debian's
+    ``dataset-fashion-mnist``, or ``path=``), else downloaded once (30 MB),
+    checked against SHA-256 checksums and cached in ``~/.cache/cymlp``.
 make_random_classification
     Uniform random inputs with random labels, for timing benchmarks only.
 
@@ -40,10 +41,10 @@ import os
 import warnings
 import zlib
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
+from . import _fashion_mnist
 from ._files import open_regular, write_atomically
 
 __all__ = [
@@ -69,17 +70,6 @@ _IDX_DTYPES = {
 }
 _IDX_CODES = {dtype.newbyteorder("="): code for code, dtype in _IDX_DTYPES.items()}
 
-# Fashion-MNIST file names, as installed by Debian's dataset-fashion-mnist
-# (gzipped) and as distributed by Zalando; plain (gunzipped) copies also work.
-_FASHION_MNIST_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-_FASHION_MNIST_SUBFOLDER = "fashion-mnist"
-_SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-_DATA_ENV_VAR = "CYMLP_DATA"
 
 
 # ---------------------------------------------------------------- IDX files
@@ -235,17 +225,29 @@ def load_digits(*, dtype="float64", scale=True, return_split=False, test_fractio
     return X, y
 
 
-def load_fashion_mnist(path=None, *, dtype="float32", scale=True):
-    """Load Fashion-MNIST from IDX files on disk.
+def load_fashion_mnist(path=None, *, dtype="float32", scale=True, download=True, base_url=None,
+                       progress=True):
+    """Load Fashion-MNIST, downloading it once if it is not on disk.
 
     The four files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
     ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each optionally
     with ``.gz``) must sit together in one folder, looked for in this order:
 
     1. `path`, or its ``fashion-mnist`` subfolder, when `path` is given
-       (then nothing else is searched);
+       (then nothing else is searched and nothing is downloaded);
     2. ``$CYMLP_DATA``, or its ``fashion-mnist`` subfolder;
-    3. ``/usr/share/datasets/fashion-mnist`` (``apt-get install dataset-fashion-mnist``).
+    3. ``/usr/share/datasets/fashion-mnist`` (``apt-get install dataset-fashion-mnist``);
+    4. the download folder: ``$CYMLP_DATA/fashion-mnist`` when ``$CYMLP_DATA``
+       is set, else ``$XDG_CACHE_HOME/cymlp/fashion-mnist`` or
+       ``~/.cache/cymlp/fashion-mnist``.
+
+    When no folder has them, the missing ``.gz`` files (30 MB) are downloaded
+    into the download folder from Zalando's repository, or from `base_url` /
+    ``$CYMLP_FASHION_MNIST_URL``.  Each file is kept only if the SHA-256 of its
+    uncompressed content matches the published data; it is written to a
+    temporary file first and renamed into place, so an interrupted or corrupt
+    download leaves nothing behind, and nothing else is ever overwritten.
+    Later calls read the cached files without a network request.
 
     Parameters
     ----------
@@ -255,6 +257,14 @@ def load_fashion_mnist(path=None, *, dtype="float32", scale=True):
         Float type of the images.
     scale : bool, default True
         Divide the pixels (0..255) by 255, giving values in [0, 1].
+    download : bool, default True
+        Download the files when they are not found (never when `path` is given).
+    base_url : str, optional
+        Where the four ``.gz`` files are (a mirror, or a ``file://`` folder);
+        default ``$CYMLP_FASHION_MNIST_URL``, else Zalando's repository.
+    progress : bool, default True
+        Show download progress on stderr (tqdm's bar when tqdm is installed,
+        a plain line otherwise); False for silence.
 
     Returns
     -------
@@ -266,57 +276,18 @@ def load_fashion_mnist(path=None, *, dtype="float32", scale=True):
     Raises
     ------
     FileNotFoundError
-        If no searched folder holds all four files; the message lists the
-        folders, the file names and how to install the data.
+        If no searched folder holds all four files and they could not be
+        downloaded (offline, server error, checksum mismatch); the message lists
+        the folders, the URL tried and what failed, and how to place the files
+        by hand.
     ValueError
         If a file is corrupt or does not hold 28x28 uint8 images / uint8 labels.
     """
     dtype = _check_float_dtype(dtype)
-    files = _find_fashion_mnist(path)
+    files = _fashion_mnist.locate(path, download=download, url=base_url, progress=progress)
     X_train, y_train = _read_image_split(files["train_images"], files["train_labels"], dtype, scale)
     X_test, y_test = _read_image_split(files["test_images"], files["test_labels"], dtype, scale)
     return X_train, y_train, X_test, y_test
-
-
-def _find_fashion_mnist(path):
-    """Return {key: Path} of the first folder holding all four files."""
-    if path is not None:
-        roots = [Path(path)]
-    elif os.environ.get(_DATA_ENV_VAR):
-        roots = [Path(os.environ[_DATA_ENV_VAR])]
-    else:
-        roots = []
-    folders = [folder for root in roots for folder in (root, root / _FASHION_MNIST_SUBFOLDER)]
-    if path is None:
-        folders.append(_SYSTEM_FASHION_MNIST_DIR)
-
-    report = []
-    for folder in folders:
-        if not folder.is_dir():
-            report.append(f"  {folder} (no such folder)")
-            continue
-        found, missing = {}, []
-        for key, name in _FASHION_MNIST_FILES.items():
-            candidates = [folder / name, folder / f"{name}.gz"]
-            existing = [file for file in candidates if file.is_file()]
-            if existing:
-                found[key] = existing[0]
-            else:
-                missing.append(name)
-        if not missing:
-            return found
-        report.append(f"  {folder} (missing: {', '.join(missing)})")
-
-    names = "\n".join(f"  {name}[.gz]" for name in _FASHION_MNIST_FILES.values())
-    raise FileNotFoundError(
-        "Fashion-MNIST not found. Expected these four files in one folder:\n"
-        f"{names}\n"
-        "Folders searched:\n" + "\n".join(report) + "\n"
-        "To get them, on Debian/Ubuntu run `sudo apt-get install dataset-fashion-mnist` "
-        f"(installs to {_SYSTEM_FASHION_MNIST_DIR}), or download them from "
-        "https://github.com/zalandoresearch/fashion-mnist and set "
-        f"{_DATA_ENV_VAR}=<folder> or pass path=<folder>."
-    )
 
 
 def _read_image_split(images_path, labels_path, dtype, scale):

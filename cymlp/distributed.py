@@ -1,6 +1,6 @@
 """Data-parallel training of a :class:`~cymlp.Network` on a Dask cluster.
 
-``pip install 'cymlp[distributed]'``; importing :mod:`cymlp` never imports Dask.
+``pip install "dask[distributed]"``; importing :mod:`cymlp` never imports Dask.
 
 Two strategies, both with the data split into one shard per worker and the
 network's weights as the only thing that crosses the network every round:
@@ -58,7 +58,7 @@ try:
     import distributed as _dd
     from distributed import Client, LocalCluster
 except ImportError as exc:            # pragma: no cover - exercised only without Dask
-    raise ImportError("cymlp.distributed needs Dask: pip install 'cymlp[distributed]'") from exc
+    raise ImportError("cymlp.distributed needs Dask: pip install \"dask[distributed]\"") from exc
 
 __all__ = ["STRATEGIES", "SchedulerLost", "connect", "fit_distributed"]
 

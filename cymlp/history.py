@@ -115,7 +115,7 @@ class History:
         try:
             from matplotlib.figure import Figure
         except ImportError:
-            raise ImportError("History.plot needs matplotlib: pip install 'cymlp[plot]'") from None
+            raise ImportError("History.plot needs matplotlib: pip install matplotlib") from None
         has_acc = any(a is not None for a in self.accuracy)
         fig = Figure(figsize=(10 if has_acc else 5, 4))
         axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)

@@ -48,6 +48,23 @@ def child_env():
     return subprocess_env()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_internet_downloads(tmp_path_factory):
+    """Tests never reach the internet, nor the user's download cache: a
+    Fashion-MNIST download that a test did not point at its own server goes to
+    a closed port on this machine (refused at once), and the cache folder is a
+    fresh temporary one.  Subprocesses inherit both through the environment."""
+    import socket
+
+    with socket.socket() as probe:          # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CYMLP_FASHION_MNIST_URL", f"http://127.0.0.1:{closed_port}/no-downloads-in-tests/")
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
+
+
 @pytest.fixture
 def split_on_every_thread():
     """Split mode runs its steps on as many threads as asked, even for the tests' tiny networks.

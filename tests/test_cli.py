@@ -13,7 +13,7 @@ import pytest
 from _helpers import BACKENDS, subprocess_env
 
 import cymlp
-from cymlp import cli, datasets
+from cymlp import _fashion_mnist, cli, datasets
 from cymlp.datasets import write_idx
 
 ACCURACY = re.compile(r"test accuracy (\d\.\d+)")
@@ -21,7 +21,7 @@ ACCURACY = re.compile(r"test accuracy (\d\.\d+)")
 
 def _fashion_mnist_installed():
     try:
-        datasets._find_fashion_mnist(None)
+        _fashion_mnist.locate(None, download=False)
     except FileNotFoundError:
         return False
     return True
@@ -246,7 +246,7 @@ def test_missing_dataset_folder_exits_1_saying_how_to_get_it(tmp_path):
 
 def test_missing_fashion_mnist_exits_1_saying_how_to_get_it(capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("CYMLP_DATA", raising=False)
-    monkeypatch.setattr(datasets, "_SYSTEM_FASHION_MNIST_DIR", tmp_path / "absent")
+    monkeypatch.setattr(_fashion_mnist, "SYSTEM_DIR", tmp_path / "absent")
     status, _, err = main(capsys, "train", "--dataset", "fashion-mnist")
     assert status == 1
     assert "dataset-fashion-mnist" in err and "CYMLP_DATA" in err

@@ -5,7 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from cymlp import datasets
+from cymlp import _fashion_mnist, datasets
 from cymlp.datasets import (
     load_digits,
     load_fashion_mnist,
@@ -196,7 +196,7 @@ def _write_fake_fashion_mnist(folder, n_train=12, n_test=5, gz=True):
 def no_default_fashion_mnist(monkeypatch, tmp_path):
     """Point $CYMLP_DATA and the system folder at empty temporary folders."""
     monkeypatch.setenv("CYMLP_DATA", str(tmp_path / "env"))
-    monkeypatch.setattr(datasets, "_SYSTEM_FASHION_MNIST_DIR", tmp_path / "system")
+    monkeypatch.setattr(_fashion_mnist, "SYSTEM_DIR", tmp_path / "system")
     return tmp_path
 
 

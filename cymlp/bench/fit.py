@@ -512,5 +512,5 @@ def run(args):
             plot_fit(results, measured, args.plot)
             log(f"bench: wrote {args.plot}")
         except ImportError:
-            log("bench: --plot needs matplotlib: pip install 'cymlp[plot]'")
+            log("bench: --plot needs matplotlib: pip install matplotlib")
     return payload

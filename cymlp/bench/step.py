@@ -360,5 +360,5 @@ def run(args):
             plot(rows, cases, args.plot)
             log(f"bench: wrote {args.plot}")
         except ImportError:
-            log("bench: --plot needs matplotlib: pip install 'cymlp[plot]'")
+            log("bench: --plot needs matplotlib: pip install matplotlib")
     return payload

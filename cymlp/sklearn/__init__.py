@@ -10,7 +10,7 @@ Drop-in replacements for ``sklearn.neural_network.MLPClassifier`` and
 ``MLPRegressor`` with the stochastic solvers (``"sgd"``, ``"adam"``): the same
 parameter names and meanings, the same fitted attributes, the same stopping
 rules, trained by a :class:`cymlp.Network` on the compiled path.  scikit-learn
-is an optional dependency (``pip install cymlp[sklearn]``); ``import cymlp``
+is an optional dependency (``pip install scikit-learn``); ``import cymlp``
 never imports it, only ``import cymlp.sklearn`` does.
 
 What matches scikit-learn exactly, and what does not
