@@ -99,7 +99,9 @@ class History:
         The figure is made with matplotlib's object API: it is not registered
         with ``pyplot`` (nothing to close, no figure left open) and the
         process's backend is never changed.  In a notebook, the returned
-        figure displays as the cell's result.
+        figure displays as the cell's result; in a script, save it
+        (``path=``) or hand it to pyplot to show it in a window,
+        ``plt.figure(fig); plt.show()`` (recent matplotlib, e.g. 3.11).
 
         Parameters
         ----------
