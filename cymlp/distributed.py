@@ -304,6 +304,7 @@ class _Run:
         theta_bytes = net.get_flat_params().nbytes
         self.bytes_per_round = 2 * theta_bytes * len(workers)
         self.opt_state = None
+        self.scheduler_lost = False
 
     def _live_workers(self):
         self._check_scheduler()
@@ -325,6 +326,7 @@ class _Run:
             time.sleep(0.05)
 
     def _lost(self, why):
+        self.scheduler_lost = True          # close() must not wait on it (a call retries for its time-out)
         address = getattr(getattr(self.client, "scheduler", None), "address", "?")
         return (f"lost the Dask scheduler at {address} ({why}); the network keeps the averaged weights "
                 f"of the last completed round. Start the scheduler again and call fit_distributed "
@@ -579,7 +581,7 @@ class _Run:
                                                     pure=False)
 
     def close(self):
-        if self.client.status != "running":
+        if self.scheduler_lost or self.client.status != "running":
             return                  # the scheduler is gone, and the workers' replicas with it
         try:
             self.client.run(forget, self.run_id)

@@ -272,8 +272,9 @@ def test_a_lost_scheduler_raises_scheduler_lost_at_once_and_keeps_the_last_avera
                                 callbacks=[kill_the_scheduler_after_epoch_3])
         noticed_after = time.monotonic() - killed[0]
     assert isinstance(info.value, RuntimeError)                    # the documented type
-    # within about 10 s: on main, Dask's 30 s reconnect time-out, then a raw CommClosedError
-    assert noticed_after < 15, noticed_after
+    # a hang check, not a speed test: noticed in seconds, never after the client's 60 s reconnect
+    # time-out (which a call to the lost scheduler, even a clean-up one, waits out)
+    assert noticed_after < 30, noticed_after
     np.testing.assert_array_equal(net.get_flat_params(), averages[-1])   # the last completed round's
     assert len(net.history_) == 3
     assert not [w for w in caught if "worker" in str(w.message)], [str(w.message) for w in caught]

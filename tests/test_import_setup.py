@@ -128,13 +128,20 @@ print(json.dumps([f"{{w.category.__name__}}: {{w.message}}" for w in caught]))
 """
 
 
+SOURCES = Path(cymlp.__file__).resolve().parent
+if not any(SOURCES.glob("*.pyx")):                     # an installed wheel: the sources beside the tests
+    SOURCES = Path(__file__).resolve().parents[1] / "cymlp"
+needs_sources = pytest.mark.skipif(not any(SOURCES.glob("*.pyx")),
+                                   reason="needs the .pyx sources (a source tree next to the tests)")
+
+
 def copy_tree(folder, *, with_extensions, with_setup_py):
     """A copy of the tested package in ``folder/src`` (a source tree when it has setup.py)."""
     source = Path(cymlp.__file__).resolve().parent
     ignore = ["__pycache__", "*.c"] + ([] if with_extensions else ["*.so", "*.pyd"])
     shutil.copytree(source, folder / "src" / "cymlp", ignore=shutil.ignore_patterns(*ignore))
-    if not any(source.glob("*.pyx")):                  # an installed wheel: add the sources it lacks
-        for pyx in (Path(__file__).resolve().parents[1] / "cymlp").glob("*.p[yx][xd]"):
+    if SOURCES != source:                              # an installed wheel: add the sources it lacks
+        for pyx in SOURCES.glob("*.p[yx][xd]"):
             shutil.copy(pyx, folder / "src" / "cymlp")
     if with_setup_py:
         (folder / "src" / "setup.py").write_text("# the source tree's setup.py\n")
@@ -146,6 +153,7 @@ def warnings_in(tree, make="cymlp.Network([2, 3, 2])"):
     return run_child(WARNINGS_CHILD.format(make=make), env=env)
 
 
+@needs_sources
 def test_an_unbuilt_source_tree_warns_with_the_build_command(tmp_path):
     tree = copy_tree(tmp_path, with_extensions=False, with_setup_py=True)
     caught = warnings_in(tree, "cymlp.Network([2, 3, 2]); cymlp.Network([2, 3, 2])")
@@ -161,6 +169,7 @@ def test_an_installed_package_never_warns(tmp_path):
     assert warnings_in(tree) == []
 
 
+@needs_sources
 @pytest.mark.skipif(not HAS_COMPILED, reason="the compiled path is not built")
 def test_a_stale_build_warns_and_a_fresh_one_does_not(tmp_path):
     tree = copy_tree(tmp_path, with_extensions=True, with_setup_py=True)
