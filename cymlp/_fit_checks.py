@@ -221,7 +221,7 @@ def make_schedule(lr_schedule, lr, epochs):
     epoch index counts across resumed fits.
     """
     if callable(lr_schedule):
-        cache = {}
+        cache: dict[int, float] = {}
 
         def schedule(epoch):
             if epoch not in cache:   # the first epoch's rate is checked early, then reused

@@ -5,15 +5,18 @@ version, backends, how the compiled path was built (OpenMP, debug), the
 default thread count and the BLAS in use.
 """
 
+from __future__ import annotations
+
 import os
 import platform
+from typing import Any
 
 import numpy as np
 
 from . import _threads
 
 
-def build_description(openmp, debug):
+def build_description(openmp: bool, debug: bool) -> str:
     """How the compiled path was built, in words (setup.py stops a build that
     cannot find OpenMP, so a serial build is always the CYMLP_NO_OPENMP opt-out)."""
     kind = "debug (bounds checks on)" if debug else "release"
@@ -22,11 +25,11 @@ def build_description(openmp, debug):
     return f"{kind}, {threads}"
 
 
-def config_info():
+def config_info() -> dict[str, Any]:
     """A dict describing the installation: version, backends, OpenMP, threads, BLAS."""
     from . import __version__
     from ._backends import available_backends
-    info = {
+    info: dict[str, Any] = {
         "cymlp": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -38,7 +41,7 @@ def config_info():
         "debug_build": False,
     }
     try:
-        from . import _kernels
+        from . import _kernels  # type: ignore[attr-defined]  # compiled, no stub: see [tool.mypy]
         info["openmp"] = bool(_kernels.OPENMP_ENABLED)
         info["openmp_max_threads"] = int(_kernels.openmp_max_threads())
         info["debug_build"] = bool(_kernels.DEBUG_BUILD)
@@ -60,7 +63,7 @@ def config_info():
     return info
 
 
-def show_config():
+def show_config() -> None:
     """Print what this installation can do: version, backends, OpenMP, threads and BLAS.
 
     Nothing is changed: this only reports (the thread count ``n_threads=None``

@@ -29,13 +29,18 @@ results are averaged, a warning is issued, and the lost shard is sent again
 (from the client's copy, or recomputed by Dask) to a surviving worker.
 """
 
+from __future__ import annotations
+
 import math
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import CancelledError
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _validation as v
 from . import reference
@@ -50,6 +55,7 @@ from ._dask_tasks import (
 from ._fit_checks import make_schedule
 from ._spec import spec_of
 from ._threads import affinity_cores
+from ._typing import PathLike
 from .exceptions import TrainingDiverged
 from .history import History
 from .network import Network
@@ -77,11 +83,16 @@ _LOCAL_FIT_KEYS = ("momentum", "nesterov", "weight_decay", "optimizer", "beta1",
 # ----------------------------------------------------------------------------- client side
 
 
-def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_worker=None,
-                    strategy="average", average_every=None, average_weighting="uniform",
-                    epochs=10, batch_size=64, lr=0.05, shuffle=True, seed=0, validation_data=None,
-                    lr_schedule="constant", callbacks=None, verbose=False, timeout=300,
-                    **fit_kwargs):
+def fit_distributed(net: Network, X: npt.ArrayLike | Sequence[tuple[PathLike, PathLike]],
+                    y: npt.ArrayLike | None = None, *, client: Client | None = None,
+                    n_workers: int | None = None, threads_per_worker: int | None = None,
+                    strategy: Literal["average", "sync"] = "average", average_every: int | None = None,
+                    average_weighting: Literal["uniform", "examples"] = "uniform",
+                    epochs: int = 10, batch_size: int = 64, lr: float = 0.05, shuffle: bool = True, seed: int = 0,
+                    validation_data: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+                    lr_schedule: Literal["constant", "step", "cosine"] | Callable[[int], float] = "constant",
+                    callbacks: Iterable[Callable[[History], object]] | None = None, verbose: bool = False,
+                    timeout: float = 300, **fit_kwargs: Any) -> History:
     """Train ``net`` on a Dask cluster; returns a :class:`~cymlp.History` (also in ``net.history_``).
 
     Parameters
@@ -163,8 +174,8 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
         raise ValueError("strategy='sync' computes plain gradients, without dropout; use "
                          "strategy='average' for a network with dropout, or set net.dropout = 0")
 
-    own_cluster = client is None
-    if own_cluster:
+    cluster = None                    # the LocalCluster this call starts (and closes), if any
+    if client is None:
         cluster = LocalCluster(n_workers=n_workers or affinity_cores(), threads_per_worker=threads_per_worker or 1,
                                processes=True, host="127.0.0.1", dashboard_address=None,
                                env={"PYTHONPATH": _pythonpath_with_this_cymlp()})
@@ -176,7 +187,7 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
         trainer = _Run(net, client, strategy=strategy, average_every=average_every,
                        average_weighting=average_weighting, batch_size=batch_size, shuffle=shuffle,
                        seed=seed, settings=fit_kwargs, threads_per_worker=threads_per_worker,
-                       timeout=timeout, n_workers=n_workers if not own_cluster else None)
+                       timeout=timeout, n_workers=n_workers if cluster is None else None)
         trainer.place_data(X, y)
         history = History()
         history.bytes_per_round = trainer.bytes_per_round
@@ -207,12 +218,12 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
             trainer.close()
         return history
     finally:
-        if own_cluster:
+        if cluster is not None:
             client.close()
             cluster.close()
 
 
-def _pythonpath_with_this_cymlp():
+def _pythonpath_with_this_cymlp() -> str:
     """PYTHONPATH for worker processes we start: this cymlp first, so they run the client's code."""
     import os
     parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -222,8 +233,9 @@ def _pythonpath_with_this_cymlp():
 class _Run:
     """One ``fit_distributed`` call: shards on workers, rounds, averaging, recovery."""
 
-    def __init__(self, net, client, *, strategy, average_every, average_weighting, batch_size, shuffle,
-                 seed, settings, threads_per_worker, timeout, n_workers):
+    def __init__(self, net: Network, client: Client, *, strategy: str, average_every: int | None,
+                 average_weighting: str, batch_size: int, shuffle: bool, seed: int, settings: dict[str, Any],
+                 threads_per_worker: int | None, timeout: float, n_workers: int | None) -> None:
         self.net, self.client = net, client
         self.strategy, self.average_every = strategy, average_every
         self.weighting, self.batch_size, self.shuffle, self.seed = average_weighting, batch_size, shuffle, seed
@@ -245,16 +257,20 @@ class _Run:
         self.template = client.scatter(net.copy(), broadcast=True, hash=False)
         theta_bytes = net.get_flat_params().nbytes
         self.bytes_per_round = 2 * theta_bytes * len(workers)
-        self.opt_state = None
+        self.opt_state: tuple[list[Any], list[Any], list[int]] | None = None
+        self.local_copy: tuple[Any, Any, list[Any]] | None = None   # (X, y, shard rows) when the client has them
+        self.shards: list[Any] = []          # one future per shard
+        self.shard_rows: list[int] = []
+        self.owner: list[str] = []           # the worker of each shard
+        self.n_rows = 0
 
-    def _live_workers(self):
+    def _live_workers(self) -> list[str]:
         return sorted(self.client.scheduler_info(n_workers=-1)["workers"]) if _accepts_n_workers() else \
             sorted(self.client.scheduler_info()["workers"])
 
     # -- data --------------------------------------------------------------------
 
-    def place_data(self, X, y):
-        self.local_copy = None       # (X, y, shard rows) when the client holds the data
+    def place_data(self, X: Any, y: Any) -> None:
         if y is None and isinstance(X, (list, tuple)) and X and all(
                 isinstance(p, (list, tuple)) and len(p) == 2 for p in X):
             self._place_files(X)
@@ -263,7 +279,7 @@ class _Run:
         else:
             self._place_numpy(X, y)
 
-    def _place_numpy(self, X, y):
+    def _place_numpy(self, X: Any, y: Any) -> None:
         X, Y, labels = v.check_Xy(spec_of(self.net), X, y)
         y_local = labels if labels is not None else Y
         rng = np.random.default_rng(self.seed)
@@ -279,7 +295,7 @@ class _Run:
         self.shard_rows = [len(p) for p in parts]
         self.owner = list(self.workers)
 
-    def _place_files(self, pairs):
+    def _place_files(self, pairs: Sequence[tuple[PathLike, PathLike]]) -> None:
         sizes = []
         for x_path, _ in pairs:
             try:
@@ -296,7 +312,7 @@ class _Run:
         self.shard_rows = sizes
         self._file_pairs = (pairs, offsets)
 
-    def _place_dask(self, X, y):
+    def _place_dask(self, X: Any, y: Any) -> None:
         import dask
         if y is None or not _is_dask_array(y):
             raise ValueError("with a dask array X, y must be a dask array with the same row chunks")
@@ -311,7 +327,7 @@ class _Run:
         futures_y = [by_key[k] for k in dask.core.flatten(y.__dask_keys__())]
         who = self.client.who_has(futures_x)
         offsets = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]])
-        by_worker = {}
+        by_worker: dict[str, list[int]] = {}
         for i, future in enumerate(futures_x):
             holders = sorted(who.get(future.key, ()))
             worker = holders[0] if holders else self.workers[i % len(self.workers)]
@@ -328,26 +344,27 @@ class _Run:
 
     # -- rounds ------------------------------------------------------------------
 
-    def epoch(self, epoch, lr):
+    def epoch(self, epoch: int, lr: float) -> tuple[float, int, int]:
         if self.strategy == "sync":
             return self._sync_epoch(epoch, lr)
         steps = max(-(-rows // self.batch_size) for rows in self.shard_rows)
         per_round = self.average_every or steps
-        loss_sum = n_seen = n_correct = 0
+        loss_sum, n_seen, n_correct = 0.0, 0, 0
         for first in range(0, steps, per_round):
             stop = min(steps, first + per_round)
             l_sum, seen, correct = self._average_round(epoch, first, stop, lr)
             loss_sum, n_seen, n_correct = loss_sum + l_sum, n_seen + seen, n_correct + correct
         return loss_sum, n_seen, n_correct
 
-    def _check_owners(self):
+    def _check_owners(self) -> None:
         """Reassign the shards of workers that left since the last round."""
         live = set(self._live_workers())
         gone = [i for i, worker in enumerate(self.owner) if worker not in live]
         if gone:
             self._recover(gone)
 
-    def _run_round(self, submit, need_all=False):
+    def _run_round(self, submit: Callable[[list[int]], list[Any]],
+                   need_all: bool = False) -> dict[int, Any]:
         """Run one round: ``submit(shard_ids)`` returns one future per shard id; results by shard id.
 
         Survives workers that die before or during the round: their shards
@@ -375,10 +392,10 @@ class _Run:
         raise RuntimeError("the cluster lost workers in three attempts at the same round; the network keeps "
                            "the weights of the last completed round")
 
-    def _average_round(self, epoch, first, stop, lr):
+    def _average_round(self, epoch: int, first: int, stop: int, lr: float) -> tuple[float, int, int]:
         theta = self.net.get_flat_params()
 
-        def submit(shard_ids):
+        def submit(shard_ids: list[int]) -> list[Any]:
             # the weights travel inside each task message: a scatter to a worker that has just
             # died can block indefinitely, a task message to it just fails and is redone
             theta_future = theta
@@ -406,7 +423,7 @@ class _Run:
         self.net.set_flat_params(average.astype(theta.dtype))
         return (sum(r[2] for r in results.values()), int(rows.sum()), sum(r[3] for r in results.values()))
 
-    def _sync_epoch(self, epoch, lr):
+    def _sync_epoch(self, epoch: int, lr: float) -> tuple[float, int, int]:
         n, batch = self.n_rows, self.batch_size
         order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
         params = [p for pair in zip(self.net.weights, self.net.biases) for p in pair]
@@ -419,7 +436,7 @@ class _Run:
             rows = order[start:start + batch]
             theta = self.net.get_flat_params()
 
-            def submit(shard_ids, theta=theta, rows=rows):
+            def submit(shard_ids: list[int], theta: Any = theta, rows: Any = rows) -> list[Any]:
                 # small arrays travel inside the task message: no extra round trip per step
                 return [self.client.submit(local_gradient, self.run_id, i, self.template, theta, self.shards[i],
                                            rows, workers=[self.owner[i]], allow_other_workers=False, pure=False)
@@ -454,7 +471,7 @@ class _Run:
                                        f"try a smaller lr")
         return loss_sum, n_seen, n_correct
 
-    def _gather(self, futures):
+    def _gather(self, futures: list[Any]) -> tuple[dict[int, Any], list[int]]:
         """Results by shard index, and the indices of shards whose worker was lost.
 
         Polls, so that a task pinned to a worker that died (and will never
@@ -494,7 +511,7 @@ class _Run:
                 del pending[i]
         return results, lost
 
-    def _recover(self, lost):
+    def _recover(self, lost: list[int]) -> None:
         """Give each lost shard to a live worker, from the client's copy or the data's recipe."""
         live = self._live_workers()
         live = [w for w in live if w in set(self.workers) | set(live)]
@@ -519,17 +536,17 @@ class _Run:
                 self.shards[i] = self.client.submit(lambda shard: shard, self.shards[i], workers=[target],
                                                     pure=False)
 
-    def close(self):
+    def close(self) -> None:
         try:
             self.client.run(forget, self.run_id)
         except Exception:
             pass
 
 
-def _is_dask_array(x):
+def _is_dask_array(x: object) -> bool:
     return type(x).__module__.startswith("dask.array")
 
 
-def _accepts_n_workers():
+def _accepts_n_workers() -> bool:
     import inspect
     return "n_workers" in inspect.signature(Client.scheduler_info).parameters
