@@ -103,9 +103,11 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
                              f"{start_epoch + epochs}, the total number of epochs the schedule spans")
     schedule = make_schedule(lr_schedule, lr, horizon)
     callbacks = tuple(callbacks or ())
-    for cb in callbacks + ((progress,) if progress is not None else ()):
+    for cb in callbacks:
         if not callable(cb):
-            raise TypeError(f"callbacks and progress must be callables; got {cb!r}")
+            raise TypeError(f"callbacks must be callables; got {cb!r}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be True (a progress bar), False, None or a callable; got {progress!r}")
     if validation_data is not None and validation_fraction is not None:
         raise ValueError("pass validation_data or validation_fraction, not both")
     weights = v.combine_weights(

@@ -9,12 +9,14 @@ and data to :func:`cymlp._training.train`, the epoch loop.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy.typing as npt
 
 from . import _fit_checks, _training
+from ._progress import FitProgress
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -23,8 +25,9 @@ if TYPE_CHECKING:
     from .history import History
     from .training_state import TrainingState
 
-#: ``fit``'s ``progress``: a function of ``(epoch, batches_done, n_batches)``, or None.
-Progress: TypeAlias = Callable[[int, int, int], object] | None
+#: ``fit``'s ``progress``: a bar (True), silence (False or None), or a function of
+#: ``(epoch, batches_done, n_batches)``.
+Progress: TypeAlias = bool | Callable[[int, int, int], object] | None
 #: ``fit``'s ``lr_schedule``: a name, or a function of ``(epoch, horizon, lr)`` returning the rate.
 Schedule: TypeAlias = Literal["constant", "step", "cosine"] | Callable[[int, int, float], float]
 
@@ -109,9 +112,12 @@ class NetworkFit:
         callbacks : list of callables
             Each is called after every epoch with the history; returning
             ``False`` stops training.
-        progress : callable or None
-            Called as ``progress(epoch, batches_done, n_batches)`` a few times
-            per second during an epoch.
+        progress : bool, callable or None
+            ``True``: a progress bar on stderr (tqdm's, notebook-aware, when
+            tqdm is installed; otherwise a line per epoch and every few
+            seconds within a long epoch).  ``False`` or ``None``: nothing.  A
+            callable is called as ``progress(epoch, batches_done, n_batches)``
+            a few times per second during an epoch.
         verbose : bool
             Print one line per epoch.
         on_divergence : {"raise", "warn"}
@@ -167,6 +173,9 @@ class NetworkFit:
             completed step and ``history_`` holding the epochs so far.
         """
         self._check_params_finite()
+        bar = FitProgress(epochs) if progress is True else None
+        if progress is False or bar is not None:
+            progress = bar
         settings, data = _fit_checks.check_fit(
             self, self._spec, X, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             nesterov=nesterov, weight_decay=weight_decay, shuffle=shuffle,
@@ -177,7 +186,13 @@ class NetworkFit:
             average_every=average_every, average_weighting=average_weighting,
             sample_weight=sample_weight, class_weight=class_weight, clip_norm=clip_norm,
             resume=resume, lr_schedule_epochs=lr_schedule_epochs)
-        return _training.train(self._training_view(), settings, data)
+        if bar is None:
+            return _training.train(self._training_view(), settings, data)
+        settings = dataclasses.replace(settings, callbacks=(*settings.callbacks, bar.epoch_done))
+        try:
+            return _training.train(self._training_view(), settings, data)
+        finally:
+            bar.close()
 
     def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, *, classes: npt.ArrayLike | None = None,
                     sample_weight: npt.ArrayLike | None = None,

@@ -51,7 +51,7 @@ def test_network_annotations(tmp_path: Path) -> None:
     assert_type(net.activation, _typing.Activation)
     assert_type(net.weights[0], Floats)
     assert_type(net.n_params, int)
-    history = net.fit(X, y, epochs=2, batch_size=8)
+    history = net.fit(X, y, epochs=2, batch_size=8, progress=False)
     assert_type(history, History)
     assert_type(history.loss, list[float])
     assert_type(net.history_, History | None)
@@ -90,7 +90,7 @@ def _wrong_calls(net: cymlp.Network, X: Floats) -> None:
     cymlp.Network([4, 3], activation="sigmod")  # type: ignore[arg-type]
     cymlp.Network([4, 3], dtype="float16")  # type: ignore[arg-type]
     net.fit(X, X, optimizer="rmsprop")  # type: ignore[arg-type]
-    net.fit(X, X, progress=1)  # type: ignore[arg-type]
+    net.fit(X, X, progress="yes")  # type: ignore[arg-type]
     net.sizes = (4, 3)  # type: ignore[assignment]
     cymlp.datasets.load_digits(return_split=1.5)  # type: ignore[call-overload]
 
