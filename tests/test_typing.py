@@ -82,6 +82,7 @@ def test_dataset_and_state_annotations() -> None:
     opt = OptimizerConfig("adam")
     assert_type(opt.name, typing.Literal["sgd", "adam"])
     assert_type(cymlp.show_config(), None)
+    assert_type(cymlp.show_config(mode="dicts"), dict[str, Any])
     assert_type(cymlp.available_backends(), tuple[str, ...])
 
 
