@@ -8,6 +8,14 @@
 - ``CYMLP_DEBUG_CYTHON=1`` builds with bounds checks, wraparound and
   initialized checks on, unoptimised and with debug info (CI runs the test
   suite once in that mode).
+- ``CYMLP_SANITIZE=1`` (GCC or clang) builds the extensions with
+  AddressSanitizer and UndefinedBehaviorSanitizer (``-fsanitize=address,undefined
+  -fno-omit-frame-pointer``, ``-O1 -g``), which check the pointer arithmetic
+  the bounds-checked build cannot see.  Python itself is not instrumented, so
+  run it with the ASan runtime preloaded and leak checks off, e.g.
+  ``LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0
+  python -m pytest tests/test_compiled.py`` (CI's memory-safety section);
+  build with ``build_ext --inplace --force`` when switching builds.
 - Release builds: no debug info (``-g0``; on Linux also ``-Wl,--strip-debug``),
   no run-time search path inherited from Python's build (pyenv adds one),
   no ``-march=native`` and no ``-ffast-math``: wheels must run on any x86-64
@@ -36,6 +44,7 @@ sys.path.insert(0, HERE)
 from _build_helpers import openmp  # noqa: E402
 
 DEBUG = os.environ.get("CYMLP_DEBUG_CYTHON", "0").strip() not in ("", "0")
+SANITIZE = os.environ.get("CYMLP_SANITIZE", "0").strip() not in ("", "0")
 
 DIRECTIVES = {
     "language_level": "3",
@@ -88,6 +97,8 @@ class BuildExt(build_ext):
         # cheap checks first, so a build that cannot work stops before cythonizing
         require_build_dependencies()
         ctype = self.compiler.compiler_type
+        if SANITIZE and ctype == "msvc":
+            fail("cymlp: CYMLP_SANITIZE=1 needs GCC or clang (-fsanitize=address,undefined).")
         if openmp.opted_out():
             omp_compile, omp_link = [], []
             print("cymlp: CYMLP_NO_OPENMP is set: building WITHOUT OpenMP (serial build)")
@@ -106,12 +117,14 @@ class BuildExt(build_ext):
             self.extensions, compiler_directives=DIRECTIVES, quiet=True,
             nthreads=(os.cpu_count() or 1) if sys.platform.startswith("linux") else 0,
             build_dir=os.path.join("build", "cython-debug" if DEBUG else "cython-release"))
+        if SANITIZE:
+            print("cymlp: CYMLP_SANITIZE is set: building with AddressSanitizer and UBSan")
         sources = {ext.name: ext.sources for ext in cythonized}
         for ext in self.extensions:
             ext.sources = sources[ext.name]
             ext.include_dirs.append(np.get_include())
             ext.extra_compile_args, ext.extra_link_args = openmp.extension_flags(
-                ctype, DEBUG, (omp_compile, omp_link))
+                ctype, DEBUG, (omp_compile, omp_link), sanitize=SANITIZE)
         if isinstance(getattr(self.compiler, "linker_so", None), list):
             self.compiler.linker_so = openmp.without_build_rpaths(self.compiler.linker_so)
         super().build_extensions()
@@ -122,7 +135,8 @@ extensions = [
         "cymlp." + os.path.splitext(os.path.basename(path))[0],
         [path],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),
-                       ("CYMLP_DEBUG", "1" if DEBUG else "0")],
+                       ("CYMLP_DEBUG", "1" if DEBUG else "0"),
+                       ("CYMLP_SANITIZE", "1" if SANITIZE else "0")],
     )
     for path in pyx_sources()
 ]

@@ -63,7 +63,10 @@ def new_compiler():
     return compiler
 
 
-def compile_flags(compiler_type, debug):
+SANITIZERS = ["-fsanitize=address,undefined"]
+
+
+def compile_flags(compiler_type, debug, sanitize=False):
     """Optimisation flags for the extension; GCC/clang-only flags never reach MSVC.
 
     MSVC (``cl.exe``, also clang-cl) takes ``/`` options only: no ``-O3``,
@@ -71,34 +74,46 @@ def compile_flags(compiler_type, debug):
     writes debug info into each object (``/Z7``): ``/Zi`` would make the
     extensions, compiled side by side (``build_ext --parallel``), write one
     shared ``vc140.pdb`` at once and fail with C1041.
+
+    ``sanitize`` (GCC/clang; setup.py refuses it for MSVC): AddressSanitizer
+    and UndefinedBehaviorSanitizer, with frame pointers and debug info for
+    their reports; undefined behaviour stops the process as an out-of-bounds
+    access does.
     """
     if compiler_type == "msvc":
         return ["/Od", "/Z7"] if debug else ["/O2", "/fp:precise"]
+    if sanitize:
+        return ["-O0" if debug else "-O1", "-g", "-fno-omit-frame-pointer",
+                "-fno-sanitize-recover=undefined"] + SANITIZERS
     # -g0 drops debug info from release builds (2.3 MB of a 2.85 MB .so);
     # -fno-math-errno only stops libm from setting errno, -fno-trapping-math
     # lets selects be computed on both sides (clang's default; see setup.py).
     return ["-O0", "-g"] if debug else ["-O3", "-fno-math-errno", "-fno-trapping-math", "-g0"]
 
 
-def link_flags(compiler_type, debug, platform=None):
+def link_flags(compiler_type, debug, platform=None, sanitize=False):
     """Release builds on Linux are linked with debug sections stripped (GNU ld
     and lld only: Apple's ld64 has no ``--strip-debug``); MSVC's debug build
-    keeps the objects' debug info (``/DEBUG``)."""
+    keeps the objects' debug info (``/DEBUG``); sanitizer builds link the
+    sanitizers' run-time libraries."""
     platform = sys.platform if platform is None else platform
     if compiler_type == "msvc":
         return ["/DEBUG"] if debug else []
+    if sanitize:
+        return list(SANITIZERS)
     if not debug and compiler_type == "unix" and platform.startswith("linux"):
         return ["-Wl,--strip-debug"]
     return []
 
 
-def extension_flags(compiler_type, debug, openmp_flags, platform=None):
+def extension_flags(compiler_type, debug, openmp_flags, platform=None, sanitize=False):
     """(extra_compile_args, extra_link_args) of every extension: the
-    optimisation flags for this compiler, then the OpenMP flags the probe
-    found (``openmp_flags`` = (compile, link); empty lists for a serial build)."""
+    optimisation (or sanitizer) flags for this compiler, then the OpenMP flags
+    the probe found (``openmp_flags`` = (compile, link); empty lists for a
+    serial build)."""
     omp_compile, omp_link = openmp_flags
-    return (compile_flags(compiler_type, debug) + list(omp_compile),
-            link_flags(compiler_type, debug, platform) + list(omp_link))
+    return (compile_flags(compiler_type, debug, sanitize) + list(omp_compile),
+            link_flags(compiler_type, debug, platform, sanitize) + list(omp_link))
 
 
 def without_build_rpaths(command, environ=None):

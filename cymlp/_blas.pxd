@@ -15,9 +15,11 @@ ctypedef fused floating:
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                      floating alpha, const floating* A, Py_ssize_t lda,
-                      const floating* B, Py_ssize_t ldb,
-                      floating beta, floating* C, Py_ssize_t ldc) noexcept nogil:
+                      floating alpha,
+                      const floating* A, Py_ssize_t lda,     # IN
+                      const floating* B, Py_ssize_t ldb,     # IN
+                      floating beta,
+                      floating* C, Py_ssize_t ldc) noexcept nogil:   # INOUT (OUT if beta is 0)
     """Row-major ``C (m, n) = alpha · op(A) · op(B) + beta · C``.
 
     ``op(A)`` is ``A`` (m, k) or, with ``trans_a``, ``Aᵀ`` for ``A`` (k, m);

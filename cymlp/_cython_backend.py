@@ -48,7 +48,7 @@ from ._spec import layer_views, n_params
 from ._threads import AdaptiveThreads, BlasHold, blas_limit
 from .training_state import TrainingState, dropout_seed
 
-MODES = ("chunked", "batch", "split")
+MODES = tuple(_kernels.MODES)          # the kernels' own names: "chunked", "batch", "split"
 
 # Chunked mode pays for one gradient buffer per chunk (written by a GEMM with
 # only CHUNK_ROWS rows of depth, then summed); it wins over whole-batch GEMMs

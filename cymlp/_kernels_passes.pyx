@@ -14,10 +14,8 @@ cimport numpy as cnp
 
 from ._blas cimport floating
 from ._fpu cimport flush_subnormals, restore_fpu
-from ._kernels_common cimport (
-    Plan as _Plan, Shape, StepOut, act_ptr, zout_ptr, delta_ptr, loss_delta_rows, sum_rows,
-    block_forward, block_backward_grad,
-)
+from ._kernels_common cimport Plan as _Plan, Shape, Block, StepOut, act_ptr, delta_ptr, sum_rows
+from ._kernels_block cimport loss_delta_rows, block_forward, block_backward
 from ._kernels_terms cimport Drop, Dropout, weight_rows
 
 cnp.import_array()
@@ -52,26 +50,69 @@ def _check_weights(str where, w, Py_ssize_t n):
                          f"{getattr(w, 'shape', '')}")
 
 
-def forward(_Plan plan not None, const floating[::1] theta, const floating[:, ::1] X,
-            floating[:, ::1] out, floating[::1] scratch, Y=None, sample_weight=None):
-    """Output activations of the rows of X into ``out`` (n, k).
+cdef inline Block rows_block(const floating* X,            # IN (n, sizes[0])
+                             floating* scratch,            # OUT (n · row_width,)
+                             Py_ssize_t n,
+                             const Drop* d,                # IN fixed dropout masks, or NULL
+                             floating* masks,              # IN the masks' buffer, or NULL
+                             double* row_loss,             # OUT (n,)
+                             unsigned char* row_correct) noexcept nogil:   # OUT (n,)
+    """The block of all ``n`` rows of X, whose row r is example r."""
+    cdef Block b
+    b.A0 = X
+    b.scr = scratch
+    b.cap = n
+    b.drop = d
+    b.dbuf = masks
+    b.rows = NULL
+    b.row0 = 0
+    b.row_loss = row_loss
+    b.row_correct = row_correct
+    return b
+
+
+def forward(_Plan plan not None,
+            const floating[::1] theta,      # IN
+            const floating[:, ::1] X,       # IN
+            floating[:, ::1] out,           # OUT
+            floating[::1] scratch,          # OUT
+            Y=None, sample_weight=None):    # IN
+    """Output activations of the rows of X into ``out``; with targets, their summed loss.
 
     Whole-block GEMMs (threaded by the BLAS pool as limited by the caller);
     the elementwise passes run on this thread, as in batch mode.
 
-    ``scratch`` holds ``n · plan.row_width`` elements.  With targets ``Y``
-    (n, k) returns the summed loss over the rows (else None), each row's loss
-    times its weight when ``sample_weight`` (n,) float64 is given.
+    Parameters
+    ----------
+    plan : Plan
+        The network's shape.
+    theta : ndarray of shape (plan.n_params,), float32 or float64
+        The parameters.
+    X : ndarray of shape (n, sizes[0]), theta's dtype
+        The rows.
+    out : ndarray of shape (n, sizes[-1]), theta's dtype
+        Receives the output activations.
+    scratch : ndarray of shape (>= n · plan.row_width,), theta's dtype
+        Work space.
+    Y : ndarray of shape (n, sizes[-1]), theta's dtype, or None
+        Targets.
+    sample_weight : ndarray of shape (n,), float64, or None
+        With ``Y``: each row's loss counts times its weight.
+
+    Returns
+    -------
+    float or None
+        The summed (weighted) loss over the rows with ``Y``, else None.
     """
     cdef const Shape* s = &plan.s
-    cdef Py_ssize_t n = X.shape[0], cap = n, k = s.sizes[s.n_layers]
-    cdef int L = s.n_layers
+    cdef Py_ssize_t n = X.shape[0], k = s.sizes[s.n_layers]
     cdef const floating[:, ::1] Yv
     cdef double[::1] row_loss
     cdef unsigned char[::1] row_correct
     cdef StepOut res
     cdef const double[::1] w
     cdef Py_ssize_t r
+    cdef Block b
     _check_pass("forward", plan, theta.shape[0], n, X.shape[1], scratch.shape[0])
     _check_rows("forward", "out", plan, out.shape[0], out.shape[1], n)
     if Y is not None:
@@ -82,21 +123,20 @@ def forward(_Plan plan not None, const floating[::1] theta, const floating[:, ::
         w = sample_weight
     if n == 0:
         return None if Y is None else 0.0
+    row_loss = np.zeros(n if Y is not None else 1, dtype=np.float64)
+    row_correct = np.zeros(n if Y is not None else 1, dtype=np.uint8)
     cdef unsigned int csr
     with nogil:
         csr = flush_subnormals()
-        block_forward(s, &theta[0], &X[0, 0], &scratch[0], cap, n, NULL, NULL, 0)
-        memcpy(&out[0, 0], act_ptr(s, &scratch[0], cap, L), n * k * sizeof(floating))
+        b = rows_block(&X[0, 0], &scratch[0], n, NULL, NULL, &row_loss[0], &row_correct[0])
+        block_forward(s, &theta[0], &b, 0, n)
+        memcpy(&out[0, 0], act_ptr(s, &scratch[0], n, s.n_layers), n * k * sizeof(floating))
         restore_fpu(csr)
     if Y is None:
         return None
-    row_loss = np.zeros(n, dtype=np.float64)
-    row_correct = np.zeros(n, dtype=np.uint8)
     with nogil:
         csr = flush_subnormals()
-        loss_delta_rows(s, act_ptr(s, &scratch[0], cap, L), zout_ptr(s, &scratch[0], cap),
-                        delta_ptr(s, &scratch[0], cap, 0), &Yv[0, 0], NULL, NULL, 0, n,
-                        &row_loss[0], &row_correct[0])
+        loss_delta_rows(s, &b, &Yv[0, 0], NULL, 0, n, delta_ptr(s, &scratch[0], n, 0))
         if sample_weight is not None:
             for r in range(n):
                 row_loss[r] = row_loss[r] * w[r]
@@ -105,20 +145,43 @@ def forward(_Plan plan not None, const floating[::1] theta, const floating[:, ::
     return res.loss_sum
 
 
-def loss_grad(_Plan plan not None, const floating[::1] theta, const floating[:, ::1] X,
-              const floating[:, ::1] Y, floating[::1] grad, floating[::1] scratch,
-              sample_weight=None, floating[::1] masks=None):
+def loss_grad(_Plan plan not None,
+              const floating[::1] theta,     # IN
+              const floating[:, ::1] X,      # IN
+              const floating[:, ::1] Y,      # IN
+              floating[::1] grad,            # OUT
+              floating[::1] scratch,         # OUT
+              sample_weight=None,            # IN
+              floating[::1] masks=None):     # IN; OUT its second half
     """Gradient sums over the rows (laid out like theta) into ``grad``; returns the summed loss.
 
-    ``grad`` holds ``plan.n_params`` elements, ``scratch`` ``n · plan.row_width``.
-    ``sample_weight`` (n,) float64 with a positive sum: the sums are those of
-    the weighted mean times n (row r counts w_r·n/Σw).  ``masks``: fixed
-    dropout multipliers M_h of every hidden layer, (n, sizes[h+1]) each, flat
-    and in order, followed by room for as many elements again (gradcheck).
+    Parameters
+    ----------
+    plan : Plan
+        The network's shape.
+    theta : ndarray of shape (plan.n_params,), float32 or float64
+        The parameters.
+    X, Y : ndarrays of shape (n, sizes[0]) and (n, sizes[-1]), theta's dtype
+        Rows (n >= 1) and their targets.
+    grad : ndarray of shape (plan.n_params,), theta's dtype
+        Receives the gradient *sums* (not divided by n).
+    scratch : ndarray of shape (>= n · plan.row_width,), theta's dtype
+        Work space.
+    sample_weight : ndarray of shape (n,), float64, or None
+        Weights with a positive sum: the sums are those of the weighted mean
+        times n (row r counts w_r·n/Σw).
+    masks : ndarray of shape (2 · n · Σ hidden widths,), theta's dtype, or None
+        Fixed dropout multipliers M_h of every hidden layer, (n, sizes[h+1])
+        each, flat and in order, followed by room for as many elements again
+        (gradcheck).
+
+    Returns
+    -------
+    float
+        The summed (weighted) loss over the rows.
     """
     cdef const Shape* s = &plan.s
-    cdef Py_ssize_t n = X.shape[0], cap = n
-    cdef int L = s.n_layers
+    cdef Py_ssize_t n = X.shape[0]
     cdef double[::1] row_loss
     cdef unsigned char[::1] row_correct
     cdef const double[::1] w
@@ -127,6 +190,7 @@ def loss_grad(_Plan plan not None, const floating[::1] theta, const floating[:, 
     cdef Dropout dropout = None
     cdef const Drop* d = NULL
     cdef floating* dbuf = NULL
+    cdef Block b
     _check_pass("loss_grad", plan, theta.shape[0], n, X.shape[1], scratch.shape[0])
     _check_rows("loss_grad", "Y", plan, Y.shape[0], Y.shape[1], n)
     if grad.shape[0] != s.n_params:
@@ -151,14 +215,14 @@ def loss_grad(_Plan plan not None, const floating[::1] theta, const floating[:, 
     row_correct = np.zeros(n, dtype=np.uint8)
     with nogil:
         csr = flush_subnormals()
-        block_forward(s, &theta[0], &X[0, 0], &scratch[0], cap, n, d, dbuf, 0)
-        loss_delta_rows(s, act_ptr(s, &scratch[0], cap, L), zout_ptr(s, &scratch[0], cap),
-                        delta_ptr(s, &scratch[0], cap, 0), &Y[0, 0], NULL, NULL, 0, n,
-                        &row_loss[0], &row_correct[0])
+        b = rows_block(&X[0, 0], &scratch[0], n, d, dbuf, &row_loss[0], &row_correct[0])
+        block_forward(s, &theta[0], &b, 0, n)
+        loss_delta_rows(s, &b, &Y[0, 0], NULL, 0, n, delta_ptr(s, &scratch[0], n, 0))
         if sample_weight is not None:
-            weight_rows(delta_ptr(s, &scratch[0], cap, 0), &row_loss[0], &w[0], NULL, n,
-                        s.sizes[L], n / wsum)
+            weight_rows(delta_ptr(s, &scratch[0], n, 0), &row_loss[0], &w[0], NULL, n,
+                        s.sizes[s.n_layers], n / wsum)
         res = sum_rows(&row_loss[0], &row_correct[0], n)
-        block_backward_grad(s, &theta[0], &X[0, 0], &scratch[0], cap, n, &grad[0], d, dbuf)
+        # theta is only read: without a worker, block_backward writes the gradient only
+        block_backward(s, <floating*>&theta[0], &b, n, &grad[0], NULL)
         restore_fpu(csr)
     return res.loss_sum

@@ -20,9 +20,10 @@ on its own blocks:
    Every δ is known after region 1, so each thread runs through all the
    layers without waiting.
 
-The arithmetic is batch mode's: the same GEMM formulas and the same
-elementwise passes on sub-blocks.  On one thread it is batch mode, bit for
-bit; across thread counts each element is computed by another BLAS call on
+The arithmetic is batch mode's, from the same functions on row and unit
+ranges (``forward_loss`` and ``backprop_delta`` of ``_kernels_block.pyx`` for
+region 1, ``layer_update`` of ``_kernels_update.pyx`` for region 2).  On one
+thread it is batch mode, bit for bit; across thread counts each element is computed by another BLAS call on
 another block shape, so results agree to rounding (as in batch mode).  The
 δ of every layer is kept (``deltas``: cap · (sizes[1] + ... + sizes[L])
 elements) because region 2 needs them all.  Dropout and gradient clipping
@@ -40,13 +41,11 @@ repeatable for a given ``n_threads``.
 from cython.parallel cimport prange
 cimport numpy as cnp
 
-from ._blas cimport floating, gemm
+from ._blas cimport floating
 from ._fpu cimport flush_subnormals, restore_fpu
-from ._kernels_common cimport (
-    Plan, Shape, Opt, StepOut, OPT_SGD, act_ptr, zout_ptr, gather_rows, bias_act_rows, loss_delta_rows,
-    deriv_range, col_sum_range, sum_rows, update_range, momentum_range,
-)
-from ._kernels_terms cimport Terms, weight_rows
+from ._kernels_common cimport Plan, Shape, Block, Worker, StepOut, act_ptr, worker_block, sum_rows
+from ._kernels_block cimport forward_loss, backprop_delta
+from ._kernels_update cimport layer_update
 
 cdef Py_ssize_t SPLIT_MIN_FLOPS = 2500000     # floating-point operations per thread and step
 
@@ -59,95 +58,53 @@ def _set_split_min_flops(Py_ssize_t flops):
     return old
 
 
-cdef Py_ssize_t split_delta_width(const Shape* s) noexcept nogil:
+cdef Py_ssize_t split_delta_width(const Shape* s) noexcept nogil:   # IN
     """Elements per batch row of the ``deltas`` buffer: sizes[1] + ... + sizes[L]."""
     return s.cum[s.n_layers + 1] - s.sizes[0]
 
 
-cdef inline floating* layer_delta(const Shape* s, floating* deltas, Py_ssize_t cap,
-                                  int l) noexcept nogil:
+cdef inline floating* layer_delta(const Shape* s,       # IN
+                                  floating* deltas,     # IN (an address)
+                                  Py_ssize_t cap, int l) noexcept nogil:
     """δ^l, (cap, sizes[l]), for l = 1..L."""
     return deltas + cap * (s.cum[l] - s.sizes[0])
 
 
-cdef void rows_pass(const Shape* s, const floating* theta, const floating* X, const floating* Y,
-                    const cnp.intp_t* rows, const cnp.int64_t* labels, Py_ssize_t r0,
-                    Py_ssize_t r1, floating* scr, floating* deltas, Py_ssize_t cap,
-                    double* row_loss, unsigned char* row_correct, const Terms* t) noexcept nogil:
-    """Region 1 for batch rows r0..r1-1: gather, forward, loss, δ^L .. δ^1."""
-    cdef int L = s.n_layers, l
-    cdef Py_ssize_t n = r1 - r0, n_in, n_out, k = s.sizes[L]
-    cdef floating* A
-    cdef floating* Z
-    cdef floating* D
-    cdef floating* P
-    if n <= 0:
+cdef void rows_pass(const Worker* w,        # IN; OUT its δ buffer, row tallies
+                    floating* theta,        # IN (n_params,)
+                    const Block* b,         # INOUT the batch's block
+                    Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+    """Region 1 for batch rows r0..r1-1: gather, forward, loss and δ^L, then δ^{L-1} .. δ^1."""
+    cdef const Shape* s = w.s
+    cdef floating* deltas = <floating*>w.deltas
+    cdef int l
+    if r1 <= r0:
         return
-    gather_rows(X, rows, r0, r1, s.sizes[0], act_ptr(s, scr, cap, 0))
-    for l in range(L):
-        n_in = s.sizes[l]
-        n_out = s.sizes[l + 1]
-        A = act_ptr(s, scr, cap, l + 1)
-        Z = zout_ptr(s, scr, cap) if l == L - 1 else A
-        gemm(False, True, n, n_out, n_in, <floating>1, act_ptr(s, scr, cap, l) + r0 * n_in, n_in,
-             theta + s.w_off[l], n_in, <floating>0, Z + r0 * n_out, n_out)
-        bias_act_rows(Z, A, theta + s.b_off[l], r0, r1, n_out, s.output if l == L - 1 else s.hidden)
-    D = layer_delta(s, deltas, cap, L)
-    loss_delta_rows(s, act_ptr(s, scr, cap, L), zout_ptr(s, scr, cap), D, Y, rows, labels, r0, r1,
-                    row_loss, row_correct)
-    if t != NULL and t.weight != NULL:
-        weight_rows(D + r0 * k, row_loss + r0, t.weight, rows + r0, n, k, t.weight_scale)
-    for l in range(L - 1, 0, -1):     # BP2: δ^l = (δ^{l+1} W^{l+1}) ⊙ σ'(a^l)
-        n_in = s.sizes[l]
-        n_out = s.sizes[l + 1]
-        D = layer_delta(s, deltas, cap, l + 1)
-        P = layer_delta(s, deltas, cap, l)
-        gemm(False, False, n, n_in, n_out, <floating>1, D + r0 * n_out, n_out, theta + s.w_off[l],
-             n_in, <floating>0, P + r0 * n_in, n_in)
-        deriv_range(P, act_ptr(s, scr, cap, l), r0 * n_in, r1 * n_in, s.hidden)
+    forward_loss(w, theta, b, r0, r1, layer_delta(s, deltas, w.cap, s.n_layers))
+    for l in range(s.n_layers - 1, 0, -1):     # BP2: δ^l = (δ^{l+1} W^{l+1}) ⊙ σ'(a^l)
+        backprop_delta(s, theta, b, l, r0, r1, layer_delta(s, deltas, w.cap, l + 1),
+                       layer_delta(s, deltas, w.cap, l))
 
 
-cdef void units_pass(const Shape* s, floating* theta, floating* scr, floating* deltas,
-                     Py_ssize_t cap, Py_ssize_t n, floating* G, floating* m, floating* v,
-                     const Opt* o, int part, int parts) noexcept nogil:
+cdef void units_pass(const Worker* w,       # IN its δ and activations; INOUT its optimizer state
+                     floating* theta,       # INOUT (n_params,)
+                     Py_ssize_t n, int part, int parts) noexcept nogil:
     """Region 2, share ``part`` of ``parts``: units u0..u1-1 of every layer, their
-    gradient over the batch and their update (block_backward_update's formulas)."""
-    cdef int L = s.n_layers, l
-    cdef Py_ssize_t n_in, n_out, u0, u1, i0, i1
-    cdef floating rows = <floating>n
-    cdef floating* D
-    cdef floating* W
-    cdef const floating* A_prev
-    for l in range(L):
-        n_in = s.sizes[l]
+    gradient over the batch and their update (``layer_update``, as batch mode)."""
+    cdef const Shape* s = w.s
+    cdef int l
+    cdef Py_ssize_t n_out, u0, u1
+    for l in range(s.n_layers):
         n_out = s.sizes[l + 1]
         u0 = part * n_out // parts
         u1 = (part + 1) * n_out // parts
-        if u1 <= u0:
-            continue
-        i0 = u0 * n_in
-        i1 = u1 * n_in
-        D = layer_delta(s, deltas, cap, l + 1)
-        A_prev = act_ptr(s, scr, cap, l)
-        W = theta + s.w_off[l]
-        if o.kind == OPT_SGD and o.momentum == 0:
-            gemm(True, False, u1 - u0, n_in, n, <floating>(-o.lr / n), D + u0, n_out, A_prev, n_in,
-                 <floating>(1 - o.lr * o.weight_decay), W + i0, n_in)
-        elif o.kind == OPT_SGD and not o.nesterov:
-            gemm(True, False, u1 - u0, n_in, n, <floating>(1.0 / n), D + u0, n_out, A_prev, n_in,
-                 <floating>o.momentum, m + s.w_off[l] + i0, n_in)
-            momentum_range(W, m + s.w_off[l], i0, i1, o)
-        else:
-            gemm(True, False, u1 - u0, n_in, n, <floating>1, D + u0, n_out, A_prev, n_in,
-                 <floating>0, G + s.w_off[l] + i0, n_in)
-            update_range(W, G + s.w_off[l], 1, 0, i0, i1, rows, True, o,
-                         m + s.w_off[l], v + s.w_off[l])
-        col_sum_range(D, n, n_out, u0, u1, G + s.b_off[l])
-        update_range(theta + s.b_off[l], G + s.b_off[l], 1, 0, u0, u1, rows, False, o,
-                     m + s.b_off[l], v + s.b_off[l])
+        if u1 > u0:
+            layer_update(w, theta, l, layer_delta(s, <floating*>w.deltas, w.cap, l + 1),
+                         act_ptr(s, <floating*>w.scratch, w.cap, l), n, u0, u1)
 
 
-cdef Py_ssize_t split_parts(const Shape* s, Py_ssize_t n, int nthreads) noexcept nogil:
+cdef Py_ssize_t split_parts(const Shape* s,    # IN
+                            Py_ssize_t n, int nthreads) noexcept nogil:
     """Threads a step of ``n`` rows runs on: at most ``nthreads`` and ``n``, and only as
     many as have SPLIT_MIN_FLOPS of its ~6·n·Σ n_in·n_out operations each."""
     cdef Py_ssize_t work = 0, parts = nthreads if nthreads < n else n
@@ -165,34 +122,33 @@ def threads_for_step(Plan plan not None, Py_ssize_t n, int nthreads):
     return split_parts(&plan.s, n, nthreads)
 
 
-cdef StepOut step_split(const Shape* s, floating* theta, const floating* X, const floating* Y,
-                        const cnp.intp_t* rows, const cnp.int64_t* labels, Py_ssize_t n,
-                        floating* scratch, floating* deltas, Py_ssize_t cap, floating* grads,
-                        floating* m, floating* v, double* row_loss, unsigned char* row_correct,
-                        const Opt* o, int nthreads, const Terms* t) noexcept nogil:
-    """One SGD step on ``n`` rows in split mode (module doc); no update when the loss
-    is not finite.  ``t`` (or NULL) may carry sample weights only."""
-    cdef Py_ssize_t parts = split_parts(s, n, nthreads)
+cdef StepOut step_split(Worker* w,                 # IN; OUT its buffers
+                        floating* theta,           # INOUT (n_params,)
+                        const cnp.intp_t* rows,    # IN (n,) the batch's examples
+                        Py_ssize_t n) noexcept nogil:
+    """One SGD step on ``n`` rows in split mode (module doc) on up to ``w.nthreads``
+    threads; no update when the loss is not finite.  ``w`` may carry sample weights,
+    not dropout or clipping."""
+    cdef Py_ssize_t parts = split_parts(w.s, n, w.nthreads)
+    cdef Block b = worker_block(w, <floating*>w.scratch, <floating*>NULL, rows, 0)
     cdef int p
     cdef unsigned int csr
     cdef StepOut out
     if parts <= 1:      # one thread: no OpenMP region at all (batch mode's arithmetic)
-        rows_pass(s, theta, X, Y, rows, labels, 0, n, scratch, deltas, cap, row_loss,
-                  row_correct, t)
+        rows_pass(w, theta, &b, 0, n)
     else:
         for p in prange(parts, schedule='static', chunksize=1, num_threads=parts):
             csr = flush_subnormals()      # each worker as the calling thread (cymlp/_fpu.pxd)
-            rows_pass(s, theta, X, Y, rows, labels, p * n // parts, (p + 1) * n // parts,
-                      scratch, deltas, cap, row_loss, row_correct, t)
+            rows_pass(w, theta, &b, p * n // parts, (p + 1) * n // parts)
             restore_fpu(csr)
-    out = sum_rows(row_loss, row_correct, n)
+    out = sum_rows(w.row_loss, w.row_correct, n)
     if not out.finite:
         return out
     if parts <= 1:
-        units_pass(s, theta, scratch, deltas, cap, n, grads, m, v, o, 0, 1)
+        units_pass(w, theta, n, 0, 1)
     else:
         for p in prange(parts, schedule='static', chunksize=1, num_threads=parts):
             csr = flush_subnormals()
-            units_pass(s, theta, scratch, deltas, cap, n, grads, m, v, o, p, parts)
+            units_pass(w, theta, n, p, parts)
             restore_fpu(csr)
     return out

@@ -2,8 +2,8 @@
 """The training terms of the compiled path: dropout, sample weights and
 gradient clipping (defined in ``_kernels_terms.pyx``).
 
-``_kernels_common`` (a block's forward and backward) and the sync trainer
-``_kernels.pyx`` cimport from here; this module cimports nothing of theirs.
+``_kernels_common.pxd`` (the structs) and ``_kernels_block`` (a block's
+forward and backward) cimport from here; this module cimports nothing of theirs.
 """
 
 cimport numpy as cnp
@@ -30,11 +30,10 @@ cdef struct Drop:
 
 cdef struct Terms:
     # What a training step adds to the plain one (issue 14); NULL/0 fields are off.
+    # (The dropout buffers are the worker's: Worker.drop_buf.)
     const double* weight          # (N,) sample weights of the training rows, or NULL
     double weight_scale           # this batch's n / Σ w (set per step)
     const Drop* drop              # or NULL
-    void* drop_buf                # floating: one dropout buffer per block, drop_stride apart
-    Py_ssize_t drop_stride
     double clip_norm              # > 0: clip the mean gradient to this global norm
     double* norm_parts            # (ceil(n_params / ELEM_BLOCK),) partial sums of squares
 
@@ -53,18 +52,20 @@ cdef void weight_rows(floating* D, double* row_loss, const double* w, const cnp.
                       Py_ssize_t n, Py_ssize_t k, double scale) noexcept nogil
 cdef void drop_rows(const Drop* d, int h, const floating* A, floating* M, floating* At,
                     Py_ssize_t row0, Py_ssize_t n, Py_ssize_t m) noexcept nogil
-cdef void drop_in_place(const Drop* d, int h, floating* A, Py_ssize_t row0, Py_ssize_t n,
-                        Py_ssize_t m) noexcept nogil
 cdef void relu_drop_deriv(floating* D, const floating* At, double scale,
                           Py_ssize_t count) noexcept nogil
 
 
-cdef inline floating* mask_ptr(const Drop* d, floating* dbuf, Py_ssize_t cap, int h) noexcept nogil:
+cdef inline floating* mask_ptr(const Drop* d,       # IN
+                               floating* dbuf,      # IN (an address: neither read nor written)
+                               Py_ssize_t cap, int h) noexcept nogil:
     """M_h, the dropout multipliers of hidden layer h (layer h + 1)."""
     return dbuf + cap * d.offset[h]
 
 
-cdef inline floating* dropped_ptr(const Drop* d, floating* dbuf, Py_ssize_t cap, int h) noexcept nogil:
+cdef inline floating* dropped_ptr(const Drop* d,       # IN
+                                  floating* dbuf,      # IN (an address)
+                                  Py_ssize_t cap, int h) noexcept nogil:
     """Ã_h = A_{h+1} ⊙ M_h, what the next layer sees."""
     return dbuf + cap * (d.width + d.offset[h])
 

@@ -4,10 +4,9 @@ settings, drawing and applying the masks), sample-weight scaling of a block's
 rows, and the clip-norm passes (squared norm of the mean gradient, rescaling).
 
 Every pass here is ``noexcept nogil``, serial and called once per block or
-range (never per element); ``_kernels_common.pyx`` calls the dropout passes
-from a block's forward and backward, the trainers in ``_kernels.pyx`` the rest.
-Nothing here cimports ``_kernels_common``, so the two modules do not import
-each other in a cycle.
+range (never per element); ``_kernels_block.pyx`` calls them from a block's
+forward and backward and from a worker's step.  Nothing here cimports the other
+kernel modules, so none of them import each other in a cycle.
 """
 
 from libc.math cimport ceil
@@ -30,11 +29,16 @@ cnp.import_array()
 cdef class Dropout:
     """The per-hidden-layer dropout settings of a network as a C struct (see ``Drop``).
 
-    ``sizes`` lists the layer widths (``Plan.sizes``).  ``rates`` (one per
-    hidden layer, each in [0, 1)) for training: masks are hashed per step from
-    the keys the trainer sets; ``relu`` (the hidden activation is ReLU) applies
-    them in place.  ``rates=None``: fixed masks supplied in the dropout buffer
-    for every hidden layer (gradcheck).
+    Parameters
+    ----------
+    sizes : sequence of int
+        The layer widths (``Plan.sizes``).
+    rates : sequence of float, or None
+        One drop rate per hidden layer, each in [0, 1), for training: masks
+        are hashed per step from the keys the trainer sets.  None: fixed
+        masks supplied in the dropout buffer for every hidden layer (gradcheck).
+    relu : bool
+        The hidden activation is ReLU: generated masks are applied in place.
     """
 
     def __init__(self, sizes, rates, bint relu=False):
@@ -83,7 +87,10 @@ cdef class Dropout:
 # Sample weights and dropout on a block of rows
 # --------------------------------------------------------------------------
 
-cdef void weight_rows(floating* D, double* row_loss, const double* w, const cnp.intp_t* rows,
+cdef void weight_rows(floating* D,                 # INOUT (n, k) the rows' δ^L
+                      double* row_loss,            # INOUT (n,) the rows' losses
+                      const double* w,             # IN (N,) sample weights
+                      const cnp.intp_t* rows,      # IN (n,) the rows' examples, or NULL
                       Py_ssize_t n, Py_ssize_t k, double scale) noexcept nogil:
     """Weight the rows of a block: row r's δ^L (D, (n, k)) and loss by w_x·scale (BP1).
 
@@ -122,14 +129,21 @@ cdef inline floating unit_multiplier(uint64_t unit_key, uint64_t thr, floating k
     return mult
 
 
-cdef void drop_rows(const Drop* d, int h, const floating* A, floating* M, floating* At,
+cdef void drop_rows(const Drop* d,         # IN the dropout settings and this step's keys
+                    int h,
+                    const floating* A,     # IN (n, m) hidden layer h's activations
+                    floating* M,           # OUT (n, m) its multipliers, or NULL
+                    floating* At,          # OUT (n, m) A ⊙ M (may be A itself)
                     Py_ssize_t row0, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
     """Draw hidden layer h's dropout multipliers for ``n`` rows (batch rows row0..) and
-    apply them: M (n, m) gets 0 or 1/(1-p), At = A ⊙ M.
+    apply them: At = A ⊙ M, and M (0 or 1/(1-p)) kept unless it is NULL.
 
     A unit's multiplier is a hash of (the step's key for the layer, batch row,
     unit): the same bits as reference.dropout_masks, whatever block or thread
-    computes them (:func:`unit_multiplier`).
+    computes them (:func:`unit_multiplier`).  For a ReLU layer masked in place
+    (``At`` is ``A``, ``M`` NULL) the masked activation ã says all BP2 needs:
+    σ'(a)·M is 1/(1-p) where ã > 0 (kept and active) and 0 elsewhere (see
+    relu_drop_deriv), so neither M nor the unmasked A is kept.
     """
     cdef Py_ssize_t r, j, i
     cdef uint64_t key = d.key[h], thr = d.threshold[h], row_bits
@@ -139,31 +153,14 @@ cdef void drop_rows(const Drop* d, int h, const floating* A, floating* M, floati
         for j in range(m):
             i = r * m + j
             mult = unit_multiplier(key ^ (row_bits | <uint64_t>j), thr, keep)
-            M[i] = mult
+            if M != NULL:
+                M[i] = mult
             At[i] = A[i] * mult
 
 
-cdef void drop_in_place(const Drop* d, int h, floating* A, Py_ssize_t row0, Py_ssize_t n,
-                        Py_ssize_t m) noexcept nogil:
-    """A ← A ⊙ M for ReLU hidden layer h, M drawn as in drop_rows but never stored.
-
-    With ReLU the masked activation ã says all BP2 needs: σ'(a)·M is 1/(1-p)
-    where ã > 0 (kept and active) and 0 elsewhere (see relu_drop_deriv), so
-    neither M nor the unmasked A is kept: one pass less each way.
-    """
-    cdef Py_ssize_t r, j, i
-    cdef uint64_t key = d.key[h], thr = d.threshold[h], row_bits
-    cdef floating keep = <floating>d.scale[h], mult
-    for r in range(n):
-        row_bits = (<uint64_t>(row0 + r)) << 32
-        for j in range(m):
-            i = r * m + j
-            mult = unit_multiplier(key ^ (row_bits | <uint64_t>j), thr, keep)
-            A[i] = A[i] * mult
-
-
-cdef void relu_drop_deriv(floating* D, const floating* At, double scale,
-                          Py_ssize_t count) noexcept nogil:
+cdef void relu_drop_deriv(floating* D,          # INOUT (count,) δ of the layer
+                          const floating* At,   # IN (count,) its masked activations ã
+                          double scale, Py_ssize_t count) noexcept nogil:
     """BP2 for a ReLU layer masked in place: D ← D·(1/(1-p)) where ã > 0, else 0.
 
     Equals (D · [a > 0]) · M of the reference: ã > 0 exactly when the unit was
@@ -179,8 +176,9 @@ cdef void relu_drop_deriv(floating* D, const floating* At, double scale,
 # Gradient clipping on a range of parameters
 # --------------------------------------------------------------------------
 
-cdef double reduce_squares(floating* G, Py_ssize_t n_src, Py_ssize_t stride, Py_ssize_t i0,
-                           Py_ssize_t i1, floating n_rows) noexcept nogil:
+cdef double reduce_squares(floating* G,      # INOUT n_src buffers, stride apart
+                           Py_ssize_t n_src, Py_ssize_t stride, Py_ssize_t i0, Py_ssize_t i1,
+                           floating n_rows) noexcept nogil:
     """Sum the ``n_src`` gradient buffers into G[i0:i1] (in order, as update_range does) and
     return Σ (G[i] / n_rows)², the squared norm of this range of the mean gradient."""
     cdef Py_ssize_t i, c
@@ -197,8 +195,8 @@ cdef double reduce_squares(floating* G, Py_ssize_t n_src, Py_ssize_t stride, Py_
     return acc
 
 
-cdef void scale_range(floating* G, Py_ssize_t i0, Py_ssize_t i1, floating n_rows,
-                      floating factor) noexcept nogil:
+cdef void scale_range(floating* G,         # INOUT
+                      Py_ssize_t i0, Py_ssize_t i1, floating n_rows, floating factor) noexcept nogil:
     """G[i] ← (G[i] / n_rows) · factor: the clipped mean gradient (then updated with n_rows 1)."""
     cdef Py_ssize_t i
     for i in range(i0, i1):

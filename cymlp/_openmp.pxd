@@ -18,7 +18,11 @@ cdef extern from *:
     #ifndef CYMLP_DEBUG
     #define CYMLP_DEBUG 0
     #endif
+    #ifndef CYMLP_SANITIZE
+    #define CYMLP_SANITIZE 0
+    #endif
     """
     bint CYMLP_OPENMP_ENABLED
     bint CYMLP_DEBUG
+    bint CYMLP_SANITIZE
     int omp_get_max_threads() noexcept nogil

@@ -164,3 +164,21 @@ def test_fit_skips_fashion_mnist_cleanly_when_absent(monkeypatch, capsys):
     payload = fit.run(args)
     assert payload["results"] == [] and "nielsen" in payload["skipped"]
     assert "Not measured: nielsen" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_kernel_ab_times_every_compiled_mode_for_two_builds():
+    """benchmarks/kernel_ab.py (A/B timing of two kernel builds) runs and reports each case."""
+    import os
+
+    from _helpers import CYMLP_PARENT
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "benchmarks", "kernel_ab.py")
+    proc = subprocess.run([sys.executable, script, CYMLP_PARENT, CYMLP_PARENT, "--turns", "1",
+                           "--epochs", "1", "--rows", "256", "--threads", "2"],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[2:]}
+    assert set(rows) == {"chunked", "batch", "split", "chunked+dropout", "hogwild", "average"}
+    for a, b, ratio, *fastest in rows.values():
+        assert float(a) > 0 and float(b) > 0 and math.isfinite(float(ratio)) and len(fastest) == 3

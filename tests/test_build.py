@@ -31,7 +31,8 @@ REAL_CC = shutil.which("cc") or shutil.which("gcc")
 needs_cc = pytest.mark.skipif(REAL_CC is None or sys.platform == "win32",
                               reason="needs a Unix C compiler (cc)")
 
-BUILD_ENV = ("CC", "CFLAGS", "CPPFLAGS", "LDFLAGS", "LDSHARED", "CYMLP_NO_OPENMP", "CYMLP_DEBUG_CYTHON")
+BUILD_ENV = ("CC", "CFLAGS", "CPPFLAGS", "LDFLAGS", "LDSHARED", "CYMLP_NO_OPENMP", "CYMLP_DEBUG_CYTHON",
+             "CYMLP_SANITIZE")
 
 
 @pytest.fixture(autouse=True)
@@ -136,6 +137,20 @@ def test_msvc_gets_msvc_flags_only():
     assert "/O2" in openmp.compile_flags("msvc", False)
     assert openmp.candidates("msvc", "win32") == [(["/openmp"], [])]
     assert "-O3" in openmp.compile_flags("unix", False) and "-g0" in openmp.compile_flags("unix", False)
+
+
+def test_sanitizer_builds_get_asan_and_ubsan_with_debug_info_and_are_not_stripped():
+    for debug in (False, True):
+        flags = openmp.compile_flags("unix", debug, sanitize=True)
+        assert "-fsanitize=address,undefined" in flags and "-g" in flags
+        assert "-fno-omit-frame-pointer" in flags and "-g0" not in flags
+        assert openmp.link_flags("unix", debug, "linux", sanitize=True) == ["-fsanitize=address,undefined"]
+    assert "-fsanitize=address,undefined" not in openmp.compile_flags("msvc", False, sanitize=True)
+    compile_args, link_args = openmp.extension_flags("unix", False, (["-fopenmp"], ["-fopenmp"]), "linux",
+                                                     sanitize=True)
+    assert compile_args[-1] == "-fopenmp" and "-fsanitize=address,undefined" in compile_args
+    assert link_args == ["-fsanitize=address,undefined", "-fopenmp"]
+    assert "-fsanitize=address,undefined" not in openmp.extension_flags("unix", False, ([], []), "linux")[0]
 
 
 def test_release_links_strip_debug_info_on_linux_only():

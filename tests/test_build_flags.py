@@ -48,12 +48,13 @@ class FakeCompiler:
         self.calls.append(("link", list(extra_preargs or []), list(extra_postargs or [])))
 
 
-def flags_setup_py_passes(monkeypatch, compiler_type, platform, debug):
+def flags_setup_py_passes(monkeypatch, compiler_type, platform, debug, sanitize=False):
     """Run setup.py's build_ext.build_extensions with a stand-in compiler of
     ``compiler_type`` on ``platform``; return {extension name: (compile, link)}."""
     captured = {}
     monkeypatch.setattr(setuptools, "setup", lambda **kwargs: captured.update(kwargs))
     monkeypatch.setenv("CYMLP_DEBUG_CYTHON", "1" if debug else "0")
+    monkeypatch.setenv("CYMLP_SANITIZE", "1" if sanitize else "0")
     monkeypatch.delenv("CYMLP_NO_OPENMP", raising=False)
     runpy.run_path(str(ROOT / "setup.py"), run_name="setup_under_test")
     build_ext_class = captured["cmdclass"]["build_ext"]
@@ -116,6 +117,18 @@ def test_gcc_on_linux_gets_fopenmp_and_strips_release_debug_info(monkeypatch, de
         assert {"-O3", "-fno-math-errno", "-fno-trapping-math", "-g0"} <= set(compile_args)
     for forbidden in ("-march=native", "-ffast-math", "-Ofast"):
         assert forbidden not in compile_args           # wheels run on any CPU, NaN checks stay
+
+
+def test_gcc_sanitizer_build_gets_asan_ubsan_debug_info_and_openmp(monkeypatch):
+    compile_args, link_args = flags_setup_py_passes(monkeypatch, "unix", "linux", False, sanitize=True)
+    assert "-fsanitize=address,undefined" in compile_args and "-fsanitize=address,undefined" in link_args
+    assert {"-g", "-fno-omit-frame-pointer", "-fopenmp"} <= set(compile_args)
+    assert "-g0" not in compile_args and "-Wl,--strip-debug" not in link_args
+
+
+def test_msvc_sanitizer_build_is_refused_with_a_message(monkeypatch):
+    with pytest.raises(SystemExit, match="CYMLP_SANITIZE=1 needs GCC or clang"):
+        flags_setup_py_passes(monkeypatch, "msvc", "win32", False, sanitize=True)
 
 
 def test_mingw_gcc_on_windows_gets_gcc_options(monkeypatch):

@@ -81,9 +81,8 @@ def import_graph():
 needs_sources = pytest.mark.skipif(not (PACKAGE / "network.py").exists(), reason="no sources")
 
 
-# Over the limit on the branch point of issue 25 and split by its kernel half (h/kernels); strict:
-# once it is split this test fails (XPASS) until the name is removed here.
-KNOWN_TOO_LONG = {"_kernels_common.pyx"}
+# Files allowed over the limit for now (strict xfail: a file that gets under it must leave the set).
+KNOWN_TOO_LONG = set()
 
 
 @needs_sources
