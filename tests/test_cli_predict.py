@@ -12,6 +12,7 @@ import gzip
 import os
 import stat
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,3 +314,35 @@ def test_predict_without_input_evaluates_as_before(capsys, digits_model):
         assert status == 0
         # the same report, but for the time it took
         assert predicted.rsplit(";", 1)[0] == evaluated.rsplit(";", 1)[0]
+
+
+# ---------------------------------------------------------------- the README's commands
+
+
+def _readme_cli_block():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## From the command line"):]
+    block = section[section.index("```bash\n") + len("```bash\n"):]
+    return [line.split(" #")[0].split() for line in block[:block.index("```")].splitlines() if line.strip()]
+
+
+def test_the_readme_commands_run(tmp_path, capsys, monkeypatch):
+    """README's "From the command line": X is the digits' pixels in [0, 1], as the prose says."""
+    monkeypatch.chdir(tmp_path)
+    X = load_digits()[0][:25]
+    save_npy("X.npy", X)
+    np.savetxt("X.csv", X, delimiter=",")
+    commands = _readme_cli_block()
+    assert [c[:2] for c in commands] == [["cymlp", "train"], ["cymlp", "predict"], ["cymlp", "predict"],
+                                         ["cymlp", "evaluate"]]
+    for words in commands:
+        status, _, err = run(capsys, *words[1:], *(["-q"] if words[1] == "train" else []))
+        assert status == 0, (words, err)
+    net = cymlp.Network.load("digits.npz")
+    np.testing.assert_array_equal(np.loadtxt("labels.csv", dtype=np.int64), net.predict(X))
+    np.testing.assert_array_equal(np.load("proba.npy"), net.predict_proba(np.loadtxt("X.csv", delimiter=",")))
+
+
+def test_rows_are_read_8192_at_a_time_by_default():
+    args = cli.build_parser().parse_args(["predict", "m.npz", "--input", "X.npy", "--output", "P.csv"])
+    assert args.chunk_rows == PREDICT_CHUNK_ROWS == 8192
