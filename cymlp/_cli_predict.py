@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ._cli_data import CommandError, _check_output_path, load_dataset
+from ._cli_data import CommandError, _check_output_path, add_max_model_bytes, load_dataset
 from ._input_rows import open_rows
 from ._persistence import write_atomically
 from ._typing import FloatArray
@@ -61,6 +61,7 @@ def _common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a .npz file written by `cymlp train --save` or Network.save")
     p.add_argument("--backend", choices=("cython", "numpy"), default=None)
     p.add_argument("--threads", type=_number(int, 1), default=None)
+    add_max_model_bytes(p)
 
 
 def _dataset_arguments(p: argparse.ArgumentParser, default: str | None) -> None:
@@ -111,7 +112,8 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _load_model(args: argparse.Namespace) -> Network:
     try:
-        return Network.load(args.model, backend=args.backend, n_threads=args.threads)
+        return Network.load(args.model, backend=args.backend, n_threads=args.threads,
+                            max_bytes=args.max_model_bytes)
     except (ValueError, OSError) as exc:       # a missing or damaged model file: one line, no traceback
         raise CommandError(" ".join(f"cannot load the model: {exc}".split())) from None
 
@@ -158,7 +160,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows = open_rows(args.input)
     except FileNotFoundError:
         raise CommandError(f"--input {args.input}: no such file") from None
-    except (ValueError, OSError) as exc:
+    except OSError as exc:                     # a folder, FIFO or device: the message names --input
+        raise CommandError(str(exc)) from None
+    except ValueError as exc:                  # the file's contents: the message starts with its path
         raise CommandError(f"--input {exc}") from None
     with rows:
         if rows.n_features is not None and rows.n_features != net.sizes[0]:

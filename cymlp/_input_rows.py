@@ -19,7 +19,7 @@ CSV
 Inputs are converted as ``cymlp train`` converts its data sets: uint8 values
 (IDX images, uint8 ``.npy``) are divided by 255, everything else is used as
 it is.  A file is untrusted: it is opened only if it is a regular file (a
-FIFO or device would block), its header is checked against its size before
+FIFO or device would block; :func:`cymlp._files.open_regular`), its header is checked against its size before
 anything is read, and every problem (truncated data, a non-numeric field, a
 row of another length, NaN) raises ``ValueError`` naming the file and the row.
 """
@@ -31,7 +31,6 @@ import gzip
 import io
 import math
 import os
-import stat
 import struct
 import zlib
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ._files import open_regular
 from ._typing import FloatArray, PathLike
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -47,25 +47,6 @@ _ZIP_MAGIC = b"PK\x03\x04"
 # IDX type code -> big-endian element type (as cymlp.datasets reads them)
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _BROKEN_GZIP = (OSError, EOFError, zlib.error)
-
-
-def open_regular(path: PathLike) -> io.BufferedIOBase:
-    """Open ``path`` for reading if it is a regular file; never blocks on a FIFO or device."""
-    name = os.fspath(path)
-    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
-    fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(f"{name}: is a folder, not a file")
-        if not stat.S_ISREG(mode):
-            raise OSError(f"{name}: not a regular file (cymlp reads only regular files: a FIFO, "
-                          f"device or socket could block forever)")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 class Rows:
@@ -273,7 +254,7 @@ def _is_number(field: str) -> bool:
 def open_rows(path: PathLike) -> Rows:
     """Open a file of examples (see the module docstring); close it with ``with`` or ``close()``."""
     name = os.fspath(path)
-    file = open_regular(name)
+    file: io.BufferedIOBase = open_regular(name, "--input")    # a FIFO or device: OSError, never a hang
     try:
         head = file.read(8)
         file.seek(0)

@@ -76,11 +76,11 @@ def openmp_max_threads():
     ``threadpoolctl.threadpool_limits(..., user_api="openmp")``.
     """
     try:
-        from . import _kernels  # type: ignore[attr-defined]  # compiled, no stub: see [tool.mypy]
+        from . import _openmp_runtime  # type: ignore[attr-defined]  # compiled, no stub: see [tool.mypy]
     except ImportError:
         return None
     try:
-        return int(_kernels.openmp_max_threads())
+        return int(_openmp_runtime.openmp_max_threads())
     except (AttributeError, TypeError, ValueError):
         return None
 

@@ -110,8 +110,8 @@ def _public_callables() -> list[tuple[str, Any]]:
     except ImportError:
         pass
     try:
-        from cymlp.distributed import fit_distributed
-        found.append(("cymlp.distributed.fit_distributed", fit_distributed))
+        from cymlp.distributed import connect, fit_distributed
+        found += [("cymlp.distributed.fit_distributed", fit_distributed), ("cymlp.distributed.connect", connect)]
     except ImportError:
         pass
     for cls in classes:

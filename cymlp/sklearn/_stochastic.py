@@ -121,12 +121,16 @@ class StochasticSolver:
                     return False
             return True
 
-        self.n_iter_ = 0
+        n_iter_before, self.n_iter_ = getattr(self, "n_iter_", 0), 0
         try:
             self._run_epochs(X, Y, sample_weight, 1 if incremental else self.max_iter, batch_size,
                              self.alpha / (batch_size * mean_weight), end_of_epoch, incremental)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
+        except (ValueError, TypeError):
+            if self.n_iter_ == 0:           # refused before its first epoch: as it was
+                self.n_iter_ = n_iter_before
+            raise
         if not stopped and not incremental and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning)
@@ -144,14 +148,21 @@ class StochasticSolver:
         scikit-learn's, which keeps its ``_optimizer`` between calls.
         """
         momentum = self.momentum if self.solver == "sgd" else 0.0
+        state = self._net.training_state_
+        kept = None if state is None else (state.optimizer, state.step)
         resume = incremental and self._can_resume(momentum, weight_decay)
-        self._net.fit(X, Y, epochs=epochs, batch_size=batch_size, lr=self.learning_rate_init,
-                      momentum=momentum, nesterov=bool(self.nesterovs_momentum),
-                      weight_decay=weight_decay, shuffle=bool(self.shuffle), optimizer=self.solver,
-                      lr_schedule=lambda epoch, epochs, lr: self._learning_rate,
-                      beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon,
-                      callbacks=[end_of_epoch], parallel=self.parallel, resume=resume,
-                      sample_weight=sample_weight, clip_norm=self.clip_norm)
+        try:
+            self._net.fit(X, Y, epochs=epochs, batch_size=batch_size, lr=self.learning_rate_init,
+                          momentum=momentum, nesterov=bool(self.nesterovs_momentum),
+                          weight_decay=weight_decay, shuffle=bool(self.shuffle), optimizer=self.solver,
+                          lr_schedule=lambda epoch, epochs, lr: self._learning_rate,
+                          beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon,
+                          callbacks=[end_of_epoch], parallel=self.parallel, resume=resume,
+                          sample_weight=sample_weight, clip_norm=self.clip_norm)
+        except BaseException:
+            if kept is not None and state is not None and state.step == kept[1]:   # refused before a step
+                state.optimizer = kept[0]
+            raise
 
     def _can_resume(self, momentum, weight_decay):
         """Whether ``partial_fit`` can continue the network's optimizer state.
