@@ -146,7 +146,7 @@ class Backend(Protocol):
         """
 
 
-def available_backends():
+def available_backends() -> tuple[str, ...]:
     """Names of the backends that can run here, the default first.
 
     Returns
@@ -161,7 +161,7 @@ def available_backends():
     return ("cython", "numpy")
 
 
-def get_backend(name):
+def get_backend(name: str) -> Backend:
     """A fresh backend object for a checked name (``"cython"`` or ``"numpy"``)."""
     if name == "cython":
         try:

@@ -31,7 +31,7 @@ class UnbuiltExtensionWarning(UserWarning):
 def load_openmp_runtime():
     """Import the compiled path's OpenMP runtime (a tiny extension) when it is built."""
     try:
-        from . import _openmp_runtime  # noqa: F401
+        from . import _openmp_runtime  # type: ignore[attr-defined]  # noqa: F401  (compiled, no stub)
     except ImportError:
         pass
 

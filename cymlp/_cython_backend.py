@@ -39,10 +39,11 @@ results do not depend on ``n_threads``.
 import contextlib
 import functools
 import time
+from typing import Any
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels  # type: ignore[attr-defined]  # compiled, no stub: see [tool.mypy]
 from ._spec import layer_views, n_params
 from ._threads import AdaptiveThreads, BlasHold, blas_limit
 from .training_state import TrainingState, dropout_seed
@@ -149,8 +150,8 @@ class _CompiledTrainer:
     """What every compiled trainer shares: ``run`` is one call into the kernel
     object; ``close`` releases the BLAS hold taken by the constructor."""
 
-    _kernel = None
-    _blas = None
+    _kernel: Any = None       # the compiled trainer object (cymlp._kernels)
+    _blas: BlasHold | None = None
 
     def run(self, order, first, stop, lr):
         return self._kernel.run(order, first, stop, lr)
@@ -213,6 +214,7 @@ class CythonTrainer(_CompiledTrainer):
         i = first
         while i < stop and not self._should_stop():
             threads, wanted = self.adaptive.next(stop - i)
+            serial_blas: contextlib.AbstractContextManager[Any]
             if self.mode != "batch":     # chunked, split: the OpenMP team
                 self._kernel.nthreads = threads
                 serial_blas = contextlib.nullcontext()

@@ -6,9 +6,11 @@ cymlp first on ``PYTHONPATH``).  Each worker keeps the replicas of the
 shards it trains in :data:`REPLICAS` until the run forgets them.
 """
 
+from typing import Any
+
 import numpy as np
 
-REPLICAS = {}        # (run id, shard id) -> Network, on each worker
+REPLICAS: dict[tuple[str, int], Any] = {}        # (run id, shard id) -> Network, on each worker
 
 
 def worker_has_cymlp():

@@ -156,11 +156,16 @@ def check_optimizer(optimizer, momentum, nesterov, weight_decay, beta1, beta2, e
 
 
 def check_callbacks(callbacks, progress=None):
-    """``callbacks`` (and ``progress``) as ``fit`` takes them: a tuple of callables."""
+    """``callbacks`` (and ``progress``) as ``fit`` takes them: a tuple of callables.
+
+    ``progress=True`` is ``fit``'s (it makes the bar, a callable, before this check).
+    """
     callbacks = tuple(callbacks or ())
-    for cb in callbacks + ((progress,) if progress is not None else ()):
+    for cb in callbacks:
         if not callable(cb):
-            raise TypeError(f"callbacks and progress must be callables; got {cb!r}")
+            raise TypeError(f"callbacks must be callables; got {cb!r}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be True (a progress bar), False, None or a callable; got {progress!r}")
     return callbacks
 
 
@@ -251,7 +256,7 @@ def make_schedule(lr_schedule, lr, epochs):
     epoch index counts across resumed fits.
     """
     if callable(lr_schedule):
-        cache = {}
+        cache: dict[int, float] = {}
 
         def schedule(epoch):
             if epoch not in cache:   # the first epoch's rate is checked early, then reused

@@ -6,12 +6,21 @@ is the descriptor that makes the architecture attributes (``sizes``,
 ``activation``, ...) read-only once the network is built.
 """
 
-from collections.abc import Sequence
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Generic, NoReturn, TypeVar, overload
+
+import numpy as np
+import numpy.typing as npt
 
 from . import _validation as v
+from ._typing import FloatArray
+
+T = TypeVar("T")
 
 
-class Fixed:
+class Fixed(Generic[T]):
     """A read-only attribute of the architecture, stored as ``_<name>``.
 
     The parameter buffer and the compiled plans are sized from the
@@ -19,28 +28,38 @@ class Fixed:
     inconsistent; assignment raises an AttributeError that says what to do.
     """
 
-    def __init__(self, doc, advice="build a new Network with the architecture you want"):
+    def __init__(self, doc: str, advice: str = "build a new Network with the architecture you want") -> None:
         self.__doc__ = doc
         self.advice = advice
 
-    def __set_name__(self, owner, name):
+    def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
         self.private = "_" + name
 
-    def __get__(self, obj, owner=None):
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Fixed[T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+
+    def __get__(self, obj: object, owner: type | None = None) -> Fixed[T] | T:
         if obj is None:
             return self
-        return getattr(obj, self.private)
+        value: T = getattr(obj, self.private)
+        return value
 
-    def __set__(self, obj, value):
+    # `value: NoReturn`: to a type checker no value can be assigned (a read-only attribute)
+    def __set__(self, obj: object, value: NoReturn) -> NoReturn:
+        self._refuse()
+
+    def __delete__(self, obj: object) -> NoReturn:
+        self._refuse()
+
+    def _refuse(self) -> NoReturn:
         raise AttributeError(f"Network.{self.name} is fixed when the network is built "
                              f"(its parameter buffer is sized from it); {self.advice}")
 
-    def __delete__(self, obj):
-        self.__set__(obj, None)
 
-
-class LayerParams(Sequence):
+class LayerParams(Sequence[FloatArray]):
     """The per-layer views ``weights`` or ``biases`` of a network's flat buffer.
 
     Reads give the views themselves (writing into ``net.weights[l][...]``
@@ -52,23 +71,28 @@ class LayerParams(Sequence):
 
     __slots__ = ("_dtype", "_kind", "_views")
 
-    def __init__(self, views, kind, dtype):
+    def __init__(self, views: Iterable[FloatArray], kind: str, dtype: np.dtype[Any]) -> None:
         self._views = tuple(views)
         self._kind = kind
         self._dtype = dtype
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._views)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[FloatArray]:
         return iter(self._views)
 
-    def __getitem__(self, index):
+    @overload
+    def __getitem__(self, index: int) -> FloatArray: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[FloatArray]: ...
+
+    def __getitem__(self, index: int | slice) -> FloatArray | list[FloatArray]:
         if isinstance(index, slice):
             return list(self._views[index])
         return self._views[index]
 
-    def __setitem__(self, index, value):
+    def __setitem__(self, index: int, value: npt.ArrayLike) -> None:
         if isinstance(index, slice):
             raise TypeError(f"assign {self._kind} one layer at a time: "
                             f"net.{self._kind}[l] = array")
@@ -88,19 +112,19 @@ class LayerParams(Sequence):
                              f"{value.shape}{hint}")
         view[...] = value
 
-    def __delitem__(self, index):
+    def __delitem__(self, index: int | slice) -> NoReturn:
         raise TypeError("the layers of a network cannot be removed; build a new Network")
 
-    def __add__(self, other):
+    def __add__(self, other: Iterable[FloatArray]) -> list[FloatArray]:
         return list(self) + list(other)
 
-    def __radd__(self, other):
+    def __radd__(self, other: Iterable[FloatArray]) -> list[FloatArray]:
         return list(other) + list(self)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return NotImplemented
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]   # a live view of mutable parameters: unhashable
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return repr(list(self._views))

@@ -7,19 +7,59 @@ checks the network's parameters and every argument
 and data to :func:`cymlp._training.train`, the epoch loop.
 """
 
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+import numpy.typing as npt
+
 from . import _fit_checks, _training
+from ._progress import FitProgress
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ._spec import ModelSpec
+    from .history import History
+    from .training_state import TrainingState
+
+#: ``fit``'s ``progress``: a bar (True), silence (False or None), or a function of
+#: ``(epoch, batches_done, n_batches)``.
+Progress: TypeAlias = bool | Callable[[int, int, int], object] | None
+#: ``fit``'s ``lr_schedule``: a name, or a function of ``(epoch, horizon, lr)`` returning the rate.
+Schedule: TypeAlias = Literal["constant", "step", "cosine"] | Callable[[int, int, float], float]
 
 
 class NetworkFit:
     """``Network``'s training methods (a mixin: ``Network`` is the only class using it)."""
 
-    def fit(self, X, y, epochs=10, batch_size=64, lr=0.05, momentum=0.9, nesterov=False,
-            weight_decay=0.0, shuffle=True, validation_data=None, *, optimizer="sgd",
-            lr_schedule="constant", beta1=0.9, beta2=0.999, eps=1e-8, validation_fraction=None,
-            early_stopping=False, patience=5, callbacks=None, progress=None, verbose=False,
-            on_divergence="raise", parallel="sync", average_every=None,
-            average_weighting="uniform", sample_weight=None, class_weight=None, clip_norm=None,
-            resume=False, lr_schedule_epochs=None):
+    if TYPE_CHECKING:       # provided by Network
+        training_state_: TrainingState | None
+
+        @property
+        def sizes(self) -> tuple[int, ...]: ...
+        @property
+        def _spec(self) -> ModelSpec: ...
+        def _check_params_finite(self) -> None: ...
+        def _training_view(self) -> _training.NetworkView: ...
+
+    def fit(self, X: npt.ArrayLike, y: npt.ArrayLike, epochs: int = 10, batch_size: int = 64, lr: float = 0.05,
+            momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0, shuffle: bool = True,
+            validation_data: tuple[npt.ArrayLike, npt.ArrayLike] | None = None, *,
+            optimizer: Literal["sgd", "adam"] = "sgd", lr_schedule: Schedule = "constant",
+            beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+            validation_fraction: float | None = None, early_stopping: bool = False, patience: int = 5,
+            callbacks: Iterable[Callable[[History], object]] | None = None, progress: Progress = None,
+            verbose: bool = False, on_divergence: Literal["raise", "warn"] = "raise",
+            parallel: Literal["sync", "hogwild", "average"] = "sync",
+            average_every: int | Literal["end"] | None = None,
+            average_weighting: Literal["uniform", "examples"] = "uniform",
+            sample_weight: npt.ArrayLike | None = None,
+            class_weight: Literal["balanced"] | Mapping[Any, float] | None = None,
+            clip_norm: float | None = None, resume: bool = False,
+            lr_schedule_epochs: int | None = None) -> History:
         """Train with mini-batch SGD (or Adam).
 
         Each epoch shuffles the rows with the network's own random generator
@@ -72,9 +112,12 @@ class NetworkFit:
         callbacks : list of callables
             Each is called after every epoch with the history; returning
             ``False`` stops training.
-        progress : callable or None
-            Called as ``progress(epoch, batches_done, n_batches)`` a few times
-            per second during an epoch.
+        progress : bool, callable or None
+            ``True``: a progress bar on stderr (tqdm's, notebook-aware, when
+            tqdm is installed; otherwise a line per epoch and every few
+            seconds within a long epoch).  ``False`` or ``None``: nothing.  A
+            callable is called as ``progress(epoch, batches_done, n_batches)``
+            a few times per second during an epoch.
         verbose : bool
             Print one line per epoch.
         on_divergence : {"raise", "warn"}
@@ -130,6 +173,9 @@ class NetworkFit:
             completed step and ``history_`` holding the epochs so far.
         """
         self._check_params_finite()
+        bar = FitProgress(epochs) if progress is True else None
+        if progress is False or bar is not None:
+            progress = bar
         settings, data = _fit_checks.check_fit(
             self, self._spec, X, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             nesterov=nesterov, weight_decay=weight_decay, shuffle=shuffle,
@@ -140,9 +186,18 @@ class NetworkFit:
             average_every=average_every, average_weighting=average_weighting,
             sample_weight=sample_weight, class_weight=class_weight, clip_norm=clip_norm,
             resume=resume, lr_schedule_epochs=lr_schedule_epochs)
-        return _training.train(self._training_view(), settings, data)
+        if bar is None:
+            return _training.train(self._training_view(), settings, data)
+        settings = dataclasses.replace(settings, callbacks=(*settings.callbacks, bar.epoch_done))
+        try:
+            return _training.train(self._training_view(), settings, data)
+        finally:
+            bar.close()
 
-    def partial_fit(self, X, y, *, classes=None, sample_weight=None, class_weight=None, **options):
+    def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, *, classes: npt.ArrayLike | None = None,
+                    sample_weight: npt.ArrayLike | None = None,
+                    class_weight: Literal["balanced"] | Mapping[Any, float] | None = None,
+                    **options: Any) -> Self:
         """One pass over the rows of ``X`` as mini-batches, continuing the training state.
 
         The streaming (out-of-core) building block: each call is one epoch

@@ -9,18 +9,55 @@ Pickling and :meth:`~NetworkIO.copy` use the dict directly; ``save`` and
 which owns the file format and never sees a network.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from . import _persistence, _threads
 from . import _validation as v
 from ._backends import available_backends
+from ._typing import BackendName, FloatDType, PathLike
 from .training_state import resolve_seed
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ._backends import Backend
+    from .history import History
+    from .training_state import TrainingState
 
 
 class NetworkIO:
     """``Network``'s persistence methods (a mixin: ``Network`` is the only class using it)."""
 
-    def save(self, path, training_state=True):
+    if TYPE_CHECKING:       # provided by Network
+        training_state_: TrainingState | None
+        history_: History | None
+        seed: int | None
+        _theta: np.ndarray[Any, np.dtype[np.floating[Any]]]
+        _rng: np.random.Generator
+        _n_threads: int | None
+        _compiled_mode: str | None
+        _train_seed: int
+        _backend: Backend
+
+        @property
+        def dtype(self) -> np.dtype[np.floating[Any]]: ...
+        @property
+        def backend(self) -> str: ...
+        @backend.setter
+        def backend(self, name: BackendName | None) -> None: ...
+        @property
+        def dropout(self) -> tuple[float, ...]: ...
+        @dropout.setter
+        def dropout(self, dropout: Any) -> None: ...
+        def _set_architecture(self, sizes: Any, activation: str, output: str, loss: str, dtype: Any) -> None: ...
+        def _allocate(self, theta: Any = None) -> None: ...
+        def reseed(self, seed: int | None) -> Self: ...
+
+    def save(self, path: PathLike, training_state: bool = True) -> None:
         """Save architecture, dtype and parameters to a ``.npz`` file, atomically.
 
         The file is written to ``PATH.cymlp-tmp-XXXXXXXX`` beside ``path``,
@@ -43,7 +80,8 @@ class NetworkIO:
                           self._rng.bit_generator.state)
 
     @classmethod
-    def load(cls, path, backend=None, n_threads=None, max_bytes=_persistence.DEFAULT_MAX_MODEL_BYTES):
+    def load(cls, path: PathLike, backend: BackendName | None = None, n_threads: int | None = None,
+             max_bytes: int | None = _persistence.DEFAULT_MAX_MODEL_BYTES) -> Self:
         """Load a network saved by :meth:`save` (never executes code from the file).
 
         A damaged, truncated or hostile file raises ``ValueError`` naming the
@@ -81,7 +119,7 @@ class NetworkIO:
         net.__setstate__(dict(state, backend=backend, n_threads=n_threads))
         return net
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         """The network as a dict (pickle, :meth:`copy`): copies of its parameters and training state."""
         training = self.training_state_
         return dict(_persistence.config_of(self), theta=self._theta.copy(), backend=self.backend,
@@ -89,7 +127,7 @@ class NetworkIO:
                     rng=self._rng.bit_generator.state, history=self.history_, train_seed=self._train_seed,
                     training_state=None if training is None else training.copy())
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         """Rebuild from a :meth:`__getstate__` dict, or from what ``_persistence.load`` read.
 
         ``state["theta"]`` becomes the parameter buffer (converted to the
@@ -125,7 +163,8 @@ class NetworkIO:
                     setattr(training, name, np.require(buf, dtype=self.dtype, requirements=("C", "W", "O")))
         self.training_state_ = training
 
-    def copy(self, dtype=None, backend=None, seed=None):
+    def copy(self, dtype: FloatDType | None = None, backend: BackendName | None = None,
+             seed: int | None = None) -> Self:
         """An independent copy, optionally in another dtype or backend, or reseeded.
 
         The copy keeps the training state (cast to ``dtype``).

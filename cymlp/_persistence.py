@@ -51,6 +51,7 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -94,7 +95,7 @@ class Member:
     shape: tuple
     kinds: str
     required: bool = True
-    max_bytes: int = None          # cap on the member (header included); None: from shape and dtype
+    max_bytes: int | None = None   # cap on the member (header included); None: from shape and dtype
 
 
 HEADER_MEMBERS = {
@@ -168,7 +169,7 @@ def save(path, config, theta, training_state=None, rng_state=None):
     """
     if not np.isfinite(theta).all():
         raise ValueError("refusing to save a network whose parameters contain NaN or infinity")
-    arrays = {"format_version": np.array(FORMAT_VERSION), "config": np.array(json.dumps(config))}
+    arrays: dict[str, Any] = {"format_version": np.array(FORMAT_VERSION), "config": np.array(json.dumps(config))}
     for l, (W, b) in enumerate(zip(*layer_views(config["sizes"], theta))):
         arrays[f"W{l}"] = W
         arrays[f"b{l}"] = b
@@ -284,8 +285,8 @@ def _check(f):
     missing = [name for name, m in table.items() if m.required and name not in infos]
     if unknown or missing:
         raise _Damaged(f"it does not match its configuration {config['sizes']}: "
-                       + "; ".join(filter(None, [unknown and f"unknown members {unknown[:5]}",
-                                                 missing and f"missing members {missing}"])))
+                       + "; ".join(filter(None, [f"unknown members {unknown[:5]}" if unknown else "",
+                                                 f"missing members {missing}" if missing else ""])))
     training = _check_training_state(archive, infos, table)
     headers = {name: _check_member(archive, infos[name], name, table[name])
                for name in table if name in infos and name != "training_state"}

@@ -77,15 +77,16 @@ class _AfterImport:
             spec = importlib.util.find_spec(fullname)
         finally:
             self._searching = False
-        if spec is not None and hasattr(spec.loader, "exec_module"):
-            run = spec.loader.exec_module
+        loader = spec.loader if spec is not None else None
+        if loader is not None and hasattr(loader, "exec_module"):
+            run = loader.exec_module
 
             def exec_module(module):
                 run(module)
                 if self in sys.meta_path:
                     sys.meta_path.remove(self)
                 _register_or_warn(*self.classes)
-            spec.loader.exec_module = exec_module
+            loader.exec_module = exec_module  # type: ignore[method-assign]  # wrapped: register after the import
         return spec
 
 

@@ -28,6 +28,7 @@ Nothing here changes environment variables.
 import contextlib
 import os
 import threading
+from typing import Any
 
 from ._validation import operator_index
 
@@ -75,7 +76,7 @@ def openmp_max_threads():
     ``threadpoolctl.threadpool_limits(..., user_api="openmp")``.
     """
     try:
-        from . import _openmp_runtime  # the runtime alone: no kernels, no SciPy import
+        from . import _openmp_runtime  # type: ignore[attr-defined]  # compiled, no stub: see [tool.mypy]
     except ImportError:
         return None
     try:
@@ -148,11 +149,11 @@ class _BlasPool:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._controller = None
-        self._asked = []            # one entry per holder
-        self._restore = None        # the limiter made by the first holder
-        self._original = None
-        self._current = None
+        self._controller: Any = None    # threadpoolctl's ThreadpoolController, made when first needed
+        self._asked: list[int] = []     # one entry per holder
+        self._restore: Any = None       # the limiter made by the first holder
+        self._original: Any = None      # the BLAS pool's thread count before the first holder
+        self._current: int | None = None
 
     def _blas(self):
         if self._controller is None:

@@ -24,15 +24,35 @@ sample_weight=, masks=)``, ``dropout_masks``, ``clip_by_global_norm``):
 This module imports nothing of cymlp's: every other module may use it.
 """
 
+from __future__ import annotations
+
 import numbers
 import warnings
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[Any]
+
+
+class Spec(Protocol):
+    """What :func:`check_Xy` reads of an architecture (a :class:`cymlp._spec.ModelSpec`)."""
+
+    @property
+    def sizes(self) -> tuple[int, ...]: ...
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+    @property
+    def loss(self) -> str: ...
+    @property
+    def output(self) -> str: ...
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
-def check_dtype(dtype):
+def check_dtype(dtype: Any) -> np.dtype[np.floating[Any]]:
     """Return the numpy dtype for ``"float32"``/``"float64"`` (or the types)."""
     try:
         name = np.dtype(dtype).name
@@ -43,13 +63,13 @@ def check_dtype(dtype):
     return np.dtype(name)
 
 
-def check_choice(name, value, choices):
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value
 
 
-def check_sizes(sizes):
+def check_sizes(sizes: Any) -> list[int]:
     try:
         sizes = [operator_index(s) for s in sizes]
     except TypeError:
@@ -61,13 +81,13 @@ def check_sizes(sizes):
     return sizes
 
 
-def operator_index(value):
+def operator_index(value: Any) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"expected an integer, got {value!r}")
     return int(value)
 
 
-def check_positive_int(name, value, minimum=1):
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     try:
         value = operator_index(value)
     except TypeError:
@@ -77,7 +97,8 @@ def check_positive_int(name, value, minimum=1):
     return value
 
 
-def check_real(name, value, *, low=None, high=None, low_open=False, high_open=False):
+def check_real(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+               low_open: bool = False, high_open: bool = False) -> float:
     """A finite real number in the given interval."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number; got {value!r}")
@@ -95,9 +116,9 @@ def check_real(name, value, *, low=None, high=None, low_open=False, high_open=Fa
     return value
 
 
-def as_float_array(name, data, dtype, *, finite=True,
-                    too_large_hint="scale the data, or use dtype='float64'",
-                    non_finite_hint="clean or impute the data first"):
+def as_float_array(name: str, data: Any, dtype: npt.DTypeLike, *, finite: bool = True,
+                   too_large_hint: str = "scale the data, or use dtype='float64'",
+                   non_finite_hint: str = "clean or impute the data first") -> Array:
     """Convert array-likes of numbers to a C-contiguous ``dtype`` array.
 
     Integers, booleans, float16 and big-endian data are converted; object
@@ -140,12 +161,12 @@ def as_float_array(name, data, dtype, *, finite=True,
     return out
 
 
-def _missing_values_message(name, what):
+def _missing_values_message(name: str, what: str) -> str:
     return (f"{name} has missing values ({what}); fill them or drop those rows first "
             f"(with pandas: .fillna(value) or .dropna())")
 
 
-def _check_pandas_missing(name, data):
+def _check_pandas_missing(name: str, data: Any) -> None:
     """Name missing values in a pandas object before NumPy turns them into NaN or objects."""
     if isinstance(data, np.ndarray) or not callable(getattr(data, "isna", None)):
         return
@@ -157,7 +178,7 @@ def _check_pandas_missing(name, data):
         raise ValueError(_missing_values_message(name, "NaN, None or pandas.NA"))
 
 
-def _object_to_float64(name, arr, text_message=None):
+def _object_to_float64(name: str, arr: Array, text_message: str | None = None) -> Array:
     """Convert an object array whose every element is a real number to float64.
 
     Text (``'0'``, ``'1.5'``), missing values (``None``, ``pandas.NA``,
@@ -188,7 +209,7 @@ def _object_to_float64(name, arr, text_message=None):
         raise TypeError(f"{name} could not be converted to numbers: {exc}") from None
 
 
-def check_X(X, n_features, dtype, name="X"):
+def check_X(X: Any, n_features: int, dtype: npt.DTypeLike, name: str = "X") -> Array:
     """Validate an input matrix: 2-D, at least one row, finite, right width.
 
     Returns a C-contiguous array of ``dtype`` (a copy only when needed):
@@ -211,7 +232,8 @@ def check_X(X, n_features, dtype, name="X"):
     return out
 
 
-def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y", x_name="X"):
+def check_targets(y: Any, n_rows: int, n_outputs: int, dtype: npt.DTypeLike, *, loss: str, output: str,
+                  name: str = "y", x_name: str = "X") -> tuple[Array, Array | None]:
     """Validate targets; return ``(Y, labels)``.
 
     ``y`` as 1-D integer labels means classification: ``Y`` is their one-hot
@@ -289,7 +311,8 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y", x_name
     return Y, None
 
 
-def check_Xy(spec, X, y, x_name="X", y_name="y"):
+def check_Xy(spec: Spec, X: Any, y: Any, x_name: str = "X",
+             y_name: str = "y") -> tuple[Array, Array, Array | None]:
     """``(X, Y, labels)`` checked for a network of this :class:`~cymlp._spec.ModelSpec`.
 
     See :func:`check_X` and :func:`check_targets`.
@@ -300,7 +323,7 @@ def check_Xy(spec, X, y, x_name="X", y_name="y"):
     return X, Y, labels
 
 
-def max_quadratic_target(dtype):
+def max_quadratic_target(dtype: npt.DTypeLike) -> float:
     """Largest target magnitude accepted with the quadratic loss in ``dtype``.
 
     ``sqrt(finfo.max) / 10**4``: a squared error of such a target is at most
@@ -314,7 +337,7 @@ def max_quadratic_target(dtype):
     return float(np.sqrt(np.finfo(dtype).max)) * 1e-4
 
 
-def check_backend(name, available):
+def check_backend(name: Any, available: Sequence[str]) -> str:
     """The backend name to use: ``None`` means the first of ``available``.
 
     Raises a ValueError naming the ``backend`` argument for an unknown name,
@@ -330,7 +353,7 @@ def check_backend(name, available):
     return name
 
 
-def check_finite_params(what, theta, dtype):
+def check_finite_params(what: str, theta: Any, dtype: npt.DTypeLike) -> Array:
     """``theta`` cast to ``dtype`` (C-contiguous); finite *after* the cast.
 
     A float64 value of 1e300 is finite but becomes inf in float32; the check
@@ -343,7 +366,7 @@ def check_finite_params(what, theta, dtype):
         non_finite_hint="parameters must be finite numbers")
 
 
-def check_seed(seed):
+def check_seed(seed: Any) -> int | None:
     """``None`` or a non-negative integer."""
     if seed is None:
         return None
@@ -356,7 +379,7 @@ def check_seed(seed):
     return seed
 
 
-def check_finite_result(what, value):
+def check_finite_result(what: str, value: Any) -> Any:
     """Raise when a computed result (outputs, loss, gradient) is not finite.
 
     Finite inputs can still overflow inside the network (inputs near 1e300,
@@ -374,7 +397,7 @@ def check_finite_result(what, value):
     return value
 
 
-def clip_batch_size(batch_size, n_rows, stacklevel=3):
+def clip_batch_size(batch_size: Any, n_rows: int, stacklevel: int = 3) -> int:
     batch_size = check_positive_int("batch_size", batch_size)
     if batch_size > n_rows:
         warnings.warn(f"batch_size={batch_size} is larger than the {n_rows} training examples; "
@@ -385,7 +408,7 @@ def clip_batch_size(batch_size, n_rows, stacklevel=3):
 
 # ---- sample and class weights, dropout, gradient clipping (see the module docstring)
 
-def check_sample_weight(sample_weight, n_rows, name="sample_weight"):
+def check_sample_weight(sample_weight: Any, n_rows: int, name: str = "sample_weight") -> Array | None:
     """A float64 array (n_rows,) of usable weights, or None for unweighted (see module doc)."""
     if sample_weight is None:
         return None
@@ -414,7 +437,7 @@ def check_sample_weight(sample_weight, n_rows, name="sample_weight"):
     return w
 
 
-def check_class_weight(class_weight, labels, n_outputs):
+def check_class_weight(class_weight: Any, labels: Array | None, n_outputs: int) -> Array | None:
     """Per-row factors (float64, (n,)) for ``class_weight``, or None.
 
     ``labels`` are the checked integer labels (None for 2-D targets, which
@@ -441,14 +464,14 @@ def check_class_weight(class_weight, labels, n_outputs):
     for cls, weight in class_weight.items():
         if isinstance(cls, (bool, np.bool_)) or not isinstance(cls, numbers.Integral):
             raise TypeError(f"class_weight keys must be integer class labels; got {cls!r}")
-        if not 0 <= cls < n_outputs:
+        if not 0 <= int(cls) < n_outputs:
             raise ValueError(f"class_weight names class {cls}, but the network has {n_outputs} "
                              f"outputs, so classes are 0..{n_outputs - 1}")
         per_class[int(cls)] = check_real(f"class_weight[{cls}]", weight, low=0)
     return per_class[labels]
 
 
-def combine_weights(sample_weight, class_factors, n_rows):
+def combine_weights(sample_weight: Any, class_factors: Array | None, n_rows: int) -> Array | None:
     """The rows' weights from ``sample_weight`` (checked or raw) and ``class_factors``; None if uniform."""
     w = check_sample_weight(sample_weight, n_rows)
     if class_factors is None:
@@ -457,7 +480,7 @@ def combine_weights(sample_weight, class_factors, n_rows):
     return check_sample_weight(combined, n_rows, name="sample_weight × class_weight")
 
 
-def check_dropout(dropout, sizes, layers=None):
+def check_dropout(dropout: Any, sizes: Sequence[int], layers: str | None = None) -> tuple[float, ...]:
     """A tuple with one drop probability per hidden layer, each in [0, 1).
 
     ``layers`` names the hidden layers in messages as the caller's user knows
@@ -484,7 +507,7 @@ def check_dropout(dropout, sizes, layers=None):
                  for i, p in enumerate(rates))
 
 
-def check_clip_norm(clip_norm):
+def check_clip_norm(clip_norm: Any) -> float | None:
     """``None`` or a finite float > 0."""
     if clip_norm is None:
         return None

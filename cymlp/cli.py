@@ -55,6 +55,7 @@ import math
 import sys
 import time
 import warnings
+from typing import Any
 
 from threadpoolctl import threadpool_limits
 
@@ -70,10 +71,12 @@ from ._cli_data import (
     load_dataset,
 )
 from ._cli_distributed import _check_distributed_args, _fit_on_dask
+from ._cli_predict import add_evaluate_parser, add_predict_parser
 from ._cli_resume import resume, settings_to_save
 from ._files import write_text
 from ._fit_checks import LR_SCHEDULES, PARALLEL_STRATEGIES
 from .exceptions import TrainingDiverged
+from .history import History
 from .network import Network
 from .training_state import OPTIMIZERS
 
@@ -147,11 +150,11 @@ class _EpochReporter:
         self.epochs = epochs
         self.lines = lines
         self.printed = 0
-        self._bar = None
+        self._bar: Any = None         # tqdm's bar while an epoch runs
         self._bar_epoch = None
         self._plain_width = 0
         terminal = bar and sys.stderr.isatty()
-        self._tqdm = None
+        self._tqdm: Any = None
         if terminal:
             try:
                 from tqdm import tqdm
@@ -360,12 +363,12 @@ def cmd_train(args):
     else:
         X_fit = X_train
 
-    start_epoch = 0
+    start_epoch = start_step = 0
     if net is None:
         net = Network(sizes, activation=args.activation, output=args.output, loss=args.loss,
                       dtype=args.dtype, backend=args.backend, n_threads=args.threads, seed=args.seed)
     else:
-        start_epoch = net.training_state_.epoch
+        start_epoch, start_step = net.training_state_.epoch, net.training_state_.step
         if mean is not None:          # the saved model takes raw inputs: train it on standardized ones
             _unfold_standardization(net, mean, std)
     if args.dropout:                  # on --resume the saved network keeps its own unless set here
@@ -375,7 +378,7 @@ def cmd_train(args):
     if not args.quiet:
         if start_epoch:
             print(f"resuming {args.resume} after epoch {start_epoch} (optimizer step "
-                  f"{net.training_state_.step})", flush=True)
+                  f"{start_step})", flush=True)
         print(f"cymlp {_version()}: {name}, {len(X_train):,} training / {len(X_test):,} test rows; "
               f"network {'-'.join(map(str, sizes))} {args.activation}/{args.output}, {args.dtype}, "
               f"backend {net.backend}, {_threads_text(net, args)}", flush=True)
@@ -418,7 +421,7 @@ def cmd_train(args):
             reporter.epoch_done(net.history_)
         reporter.close_bar()
     fit_seconds = time.perf_counter() - t_fit
-    history = net.history_
+    history = net.history_ if net.history_ is not None else History()    # Ctrl-C before fit began
 
     if mean is not None:
         _fold_standardization(net, mean, std)
@@ -473,49 +476,6 @@ def _version():
     return __version__
 
 
-# ------------------------------------------------------------------ predict
-
-
-def add_predict_parser(subparsers):
-    p = subparsers.add_parser(
-        "predict", help="evaluate a saved model on a data set's test split",
-        description="Load a model saved by `cymlp train --save` and print its accuracy and loss "
-                    "on the test split of --dataset.")
-    p.add_argument("model", help="a .npz file written by `cymlp train --save` or Network.save")
-    p.add_argument("--dataset", default="digits", metavar="NAME|PATH",
-                   help="as for `cymlp train` (default: digits)")
-    p.add_argument("--seed", type=_number(int, 0), default=None,
-                   help="digits split seed (default: the seed stored in the model)")
-    p.add_argument("--backend", choices=("cython", "numpy"), default=None)
-    p.add_argument("--threads", type=_number(int, 1), default=None)
-    add_max_model_bytes(p)
-    p.set_defaults(func=cmd_predict)
-    return p
-
-
-def cmd_predict(args):
-    t0 = time.perf_counter()
-    try:
-        net = Network.load(args.model, backend=args.backend, n_threads=args.threads,
-                           max_bytes=args.max_model_bytes)
-    except (ValueError, OSError) as exc:       # a damaged model file: one line, no traceback
-        raise CommandError(" ".join(f"cannot load the model: {exc}".split())) from None
-    seed = args.seed if args.seed is not None else net.seed
-    name, _, _, X_test, y_test = load_dataset(args.dataset, net.dtype.name, seed)
-    if X_test.shape[1] != net.sizes[0]:
-        raise CommandError(f"{args.model} expects {net.sizes[0]} inputs but {name} has "
-                           f"{X_test.shape[1]} features")
-    with threadpool_limits(limits=args.threads, user_api="blas"):
-        accuracy = net.score(X_test, y_test)
-        loss = net.loss(X_test, y_test)
-    n_correct = int(round(accuracy * len(X_test)))
-    print(f"{args.model}: network {'-'.join(map(str, net.sizes))}, {name} test split "
-          f"({len(X_test):,} rows)")
-    print(f"test accuracy {accuracy:.4f} ({n_correct:,}/{len(X_test):,}), test loss {loss:.4f}; "
-          f"{time.perf_counter() - t0:.1f} s")
-    return EXIT_OK
-
-
 # ------------------------------------------------------------------ info
 
 
@@ -546,6 +506,7 @@ def build_parser(parser_class=argparse.ArgumentParser):
     subparsers.required = True
     add_train_parser(subparsers)
     add_predict_parser(subparsers)
+    add_evaluate_parser(subparsers)
     add_info_parser(subparsers)
     for module in _PLUGIN_MODULES:
         try:

@@ -35,17 +35,24 @@ with the number of dimensions, one big-endian uint32 per dimension, then the
 values in big-endian C order. Files may be gzipped.
 """
 
+from __future__ import annotations
+
 import gzip
 import math
 import os
 import warnings
 import zlib
 from importlib import resources
+from typing import Any, Literal, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _fashion_mnist
 from ._files import open_regular, write_atomically
+from ._typing import FloatArray, FloatDType, PathLike
+
+Labels = npt.NDArray[np.int64]
 
 __all__ = [
     "read_idx",
@@ -60,7 +67,7 @@ __all__ = [
 ]
 
 # IDX type code -> big-endian element type, as stored on disk.
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -75,7 +82,7 @@ _IDX_CODES = {dtype.newbyteorder("="): code for code, dtype in _IDX_DTYPES.items
 # ---------------------------------------------------------------- IDX files
 
 
-def read_idx(path):
+def read_idx(path: PathLike) -> np.ndarray[Any, np.dtype[Any]]:
     """Read an IDX file (the MNIST format), gzipped or not.
 
     Parameters
@@ -147,7 +154,7 @@ def read_idx(path):
     return values.astype(dtype.newbyteorder("=")).reshape(shape)
 
 
-def write_idx(path, array):
+def write_idx(path: PathLike, array: npt.ArrayLike) -> None:
     """Write an array as an IDX file, gzipped when `path` ends with ``.gz``.
 
     Parameters
@@ -186,7 +193,15 @@ def write_idx(path, array):
 # ----------------------------------------------------------------- loaders
 
 
-def load_digits(*, dtype="float64", scale=True, return_split=False, test_fraction=0.2, seed=0):
+@overload
+def load_digits(*, dtype: FloatDType = ..., scale: bool = ..., return_split: Literal[False] = ...,
+                test_fraction: float = ..., seed: int = ...) -> tuple[FloatArray, Labels]: ...
+@overload
+def load_digits(*, dtype: FloatDType = ..., scale: bool = ..., return_split: Literal[True],
+                test_fraction: float = ..., seed: int = ...) -> tuple[FloatArray, Labels, FloatArray, Labels]: ...
+def load_digits(*, dtype: FloatDType = "float64", scale: bool = True, return_split: bool = False,
+                test_fraction: float = 0.2, seed: int = 0
+                ) -> tuple[FloatArray, Labels] | tuple[FloatArray, Labels, FloatArray, Labels]:
     """Load the 8x8 handwritten digits bundled with cymlp (works offline).
 
     Parameters
@@ -216,7 +231,7 @@ def load_digits(*, dtype="float64", scale=True, return_split=False, test_fractio
     if table.shape != (1797, 65):
         raise ValueError(f"bundled digits.csv.gz has shape {table.shape}, expected (1797, 65)")
 
-    X = table[:, :64].astype(dtype)  # astype gives a fresh C-contiguous array
+    X: FloatArray = table[:, :64].astype(dtype)  # astype gives a fresh C-contiguous array
     y = np.ascontiguousarray(table[:, 64])
     if scale:
         X /= 16
@@ -225,8 +240,9 @@ def load_digits(*, dtype="float64", scale=True, return_split=False, test_fractio
     return X, y
 
 
-def load_fashion_mnist(path=None, *, dtype="float32", scale=True, download=True, base_url=None,
-                       progress=True):
+def load_fashion_mnist(path: PathLike | None = None, *, dtype: FloatDType = "float32", scale: bool = True,
+                       download: bool = True, base_url: str | None = None, progress: bool = True
+                       ) -> tuple[FloatArray, Labels, FloatArray, Labels]:
     """Load Fashion-MNIST, downloading it once if it is not on disk.
 
     The four files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
@@ -290,7 +306,8 @@ def load_fashion_mnist(path=None, *, dtype="float32", scale=True, download=True,
     return X_train, y_train, X_test, y_test
 
 
-def _read_image_split(images_path, labels_path, dtype, scale):
+def _read_image_split(images_path: PathLike, labels_path: PathLike, dtype: np.dtype[Any],
+                      scale: bool) -> tuple[FloatArray, Labels]:
     """Read one images/labels pair and check they fit together."""
     images = read_idx(images_path)
     labels = read_idx(labels_path)
@@ -317,7 +334,8 @@ def _read_image_split(images_path, labels_path, dtype, scale):
     return X, labels.astype(np.int64)
 
 
-def make_random_classification(n_samples, n_features, n_classes=10, *, seed=0, dtype="float64"):
+def make_random_classification(n_samples: int, n_features: int, n_classes: int = 10, *, seed: int = 0,
+                               dtype: FloatDType = "float64") -> tuple[FloatArray, Labels]:
     """Random inputs with random labels, for timing benchmarks.
 
     Nothing links `X` to `y`, so no model can beat chance on held-out data;
@@ -353,7 +371,7 @@ def make_random_classification(n_samples, n_features, n_classes=10, *, seed=0, d
 # ----------------------------------------------------------------- helpers
 
 
-def scale_to_unit(X, *, per_feature=False):
+def scale_to_unit(X: npt.ArrayLike, *, per_feature: bool = False) -> FloatArray:
     """Min-max scale `X` to [0, 1].
 
     Parameters
@@ -380,7 +398,12 @@ def scale_to_unit(X, *, per_feature=False):
     return (X - low) / span
 
 
-def standardize(X_train, X_other=None):
+@overload
+def standardize(X_train: npt.ArrayLike, X_other: None = None) -> FloatArray: ...
+@overload
+def standardize(X_train: npt.ArrayLike, X_other: npt.ArrayLike) -> tuple[FloatArray, FloatArray]: ...
+def standardize(X_train: npt.ArrayLike,
+                X_other: npt.ArrayLike | None = None) -> FloatArray | tuple[FloatArray, FloatArray]:
     """Shift and scale features to zero mean, unit variance, using `X_train` statistics.
 
     The mean and standard deviation come from `X_train` only, so test data
@@ -418,7 +441,9 @@ def standardize(X_train, X_other=None):
     return X_train_std, ((X_other - mean) / std).astype(X_other.dtype, copy=False)
 
 
-def split_train_test(X, y, test_fraction=0.2, *, seed=0, stratify=True):
+def split_train_test(X: npt.ArrayLike, y: npt.ArrayLike, test_fraction: float = 0.2, *, seed: int = 0,
+                     stratify: bool = True) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any],
+                                                     npt.NDArray[Any]]:
     """Split rows of `X` and `y` at random into a training and a test part.
 
     Note the order of the result, ``(X_train, y_train, X_test, y_test)``,
@@ -478,7 +503,8 @@ def split_train_test(X, y, test_fraction=0.2, *, seed=0, stratify=True):
     return X[train_rows], y[train_rows], X[test_rows], y[test_rows]
 
 
-def make_classification(n_samples, n_features, n_classes=10, *, seed=0, dtype="float64"):
+def make_classification(n_samples: int, n_features: int, n_classes: int = 10, *, seed: int = 0,
+                        dtype: FloatDType = "float64") -> tuple[FloatArray, Labels]:
     """Deprecated: use :func:`make_random_classification` (the same function)."""
     warnings.warn("cymlp.datasets.make_classification is deprecated and will be removed in the "
                   "next release; use make_random_classification (random labels, unlike "
@@ -486,7 +512,8 @@ def make_classification(n_samples, n_features, n_classes=10, *, seed=0, dtype="f
     return make_random_classification(n_samples, n_features, n_classes, seed=seed, dtype=dtype)
 
 
-def train_test_split(X, y, test_fraction=0.2, *, seed=0, stratify=True):
+def train_test_split(X: npt.ArrayLike, y: npt.ArrayLike, test_fraction: float = 0.2, *, seed: int = 0,
+                     stratify: bool = True) -> tuple[npt.NDArray[Any], ...]:
     """Deprecated: use :func:`split_train_test` (the same function and order)."""
     warnings.warn("cymlp.datasets.train_test_split is deprecated and will be removed in the next "
                   "release; use split_train_test, which returns the same (X_train, y_train, "
@@ -495,7 +522,8 @@ def train_test_split(X, y, test_fraction=0.2, *, seed=0, stratify=True):
     return split_train_test(X, y, test_fraction, seed=seed, stratify=stratify)
 
 
-def one_hot(y, n_classes=None, dtype="float64"):
+def one_hot(y: npt.ArrayLike, n_classes: int | None = None,
+            dtype: npt.DTypeLike = "float64") -> npt.NDArray[Any]:
     """Encode integer labels as one-hot rows.
 
     Parameters
@@ -530,7 +558,7 @@ def one_hot(y, n_classes=None, dtype="float64"):
 # -------------------------------------------------------------- validation
 
 
-def _check_float_dtype(dtype):
+def _check_float_dtype(dtype: Any) -> np.dtype[np.floating[Any]]:
     """Return `dtype` as np.dtype if it is float32 or float64."""
     try:
         dtype = np.dtype(dtype)
@@ -541,12 +569,12 @@ def _check_float_dtype(dtype):
     return dtype
 
 
-def _check_int(name, value, *, minimum):
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _as_float_2d(name, X):
+def _as_float_2d(name: str, X: npt.ArrayLike) -> FloatArray:
     """`X` as a 2-D float array (float32/float64 kept, anything else float64)."""
     X = np.asarray(X)
     if X.ndim != 2:

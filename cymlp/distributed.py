@@ -35,9 +35,12 @@ import socket
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import CancelledError
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from . import reference
 from ._dask_checks import STRATEGIES, check_arguments
@@ -50,8 +53,10 @@ from ._dask_tasks import (
     worker_has_cymlp,
 )
 from ._threads import affinity_cores
+from ._typing import PathLike
 from .exceptions import SchedulerLost, TrainingDiverged
 from .history import History
+from .network import Network
 
 try:
     import dask
@@ -74,14 +79,17 @@ SCHEDULER_CALL_S = 5.0
 _SCHEDULER_GONE = (OSError, _dd.comm.CommClosedError, _dd.client.FutureCancelledError)
 
 
-# ----------------------------------------------------------------------------- client side
 
-
-def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_worker=None,
-                    strategy="average", average_every=None, average_weighting="uniform",
-                    epochs=10, batch_size=64, lr=0.05, shuffle=True, seed=0, validation_data=None,
-                    lr_schedule="constant", callbacks=None, verbose=False, timeout=300,
-                    **fit_kwargs):
+def fit_distributed(net: Network, X: npt.ArrayLike | Sequence[tuple[PathLike, PathLike]],
+                    y: npt.ArrayLike | None = None, *, client: Client | str | None = None,
+                    n_workers: int | None = None, threads_per_worker: int | None = None,
+                    strategy: Literal["average", "sync"] = "average", average_every: int | None = None,
+                    average_weighting: Literal["uniform", "examples"] = "uniform", epochs: int = 10,
+                    batch_size: int = 64, lr: float = 0.05, shuffle: bool = True, seed: int = 0,
+                    validation_data: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+                    lr_schedule: Literal["constant", "step", "cosine"] | Callable[[int], float] = "constant",
+                    callbacks: Iterable[Callable[[History], object]] | None = None, verbose: bool = False,
+                    timeout: float = 300, **fit_kwargs: Any) -> History:
     """Train ``net`` on a Dask cluster; returns a :class:`~cymlp.History` (also in ``net.history_``).
 
     Parameters
@@ -154,7 +162,6 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
         history = History()
         history.bytes_per_round = trainer.bytes_per_round
         net.history_ = history
-        X_val, y_val = run.validation or (None, None)
         try:
             for epoch in range(run.epochs):
                 rate = float(run.schedule(epoch))
@@ -165,9 +172,9 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
                            examples_per_second=n_seen / seconds if seconds > 0 else float("inf"),
                            accuracy=n_correct / n_seen if trainer.classifier and n_seen else None)
                 if run.validation is not None:
-                    row["val_loss"] = net.loss(X_val, y_val)
-                    if trainer.classifier and np.ndim(y_val) == 1:
-                        row["val_accuracy"] = net.score(X_val, y_val)
+                    row["val_loss"] = net.loss(*run.validation)
+                    if trainer.classifier and np.ndim(run.validation[1]) == 1:
+                        row["val_accuracy"] = net.score(*run.validation)
                 history.append(**row)
                 if verbose:
                     print(history.format_epoch(-1, run.epochs), flush=True)
@@ -186,7 +193,7 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
             cluster.close()
 
 
-def _client_for(client, run):
+def _client_for(client: Client | str | None, run: Any) -> tuple[Client, LocalCluster | None]:
     """``(client, cluster)``: the client to use and the LocalCluster started for it (or None).
 
     A ``Client`` is used as given; an address string is connected to with
@@ -212,7 +219,7 @@ def _client_for(client, run):
     return client, None
 
 
-def connect(address, timeout=None):
+def connect(address: str, timeout: float | None = None) -> Client:
     """A ``distributed.Client`` connected to the scheduler at ``address``.
 
     Parameters
@@ -374,7 +381,7 @@ class _Run:
         futures_y = [by_key[k] for k in dask.core.flatten(y.__dask_keys__())]
         who = self.client.who_has(futures_x)
         offsets = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]])
-        by_worker = {}
+        by_worker: dict[str, list[int]] = {}
         for i, future in enumerate(futures_x):
             holders = sorted(who.get(future.key, ()))
             worker = holders[0] if holders else self.workers[i % len(self.workers)]

@@ -1,15 +1,28 @@
 """Check backpropagation against central finite differences."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+import numpy.typing as npt
 
 from . import _validation as v
 from . import reference
 from ._backends import get_backend
 from ._spec import layer_views, spec_of
 
+if TYPE_CHECKING:
+    from .network import Network
 
-def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0,
-              sample_weight=None, masks=None):
+_Float64 = np.ndarray[Any, np.dtype[np.float64]]
+
+
+def gradcheck(net: Network, X: npt.ArrayLike, y: npt.ArrayLike, *, eps: float = 1e-5,
+              weight_decay: float = 0.0, max_params: int | None = None, seed: int = 0,
+              sample_weight: npt.ArrayLike | None = None,
+              masks: Sequence[npt.ArrayLike] | None = None) -> float:
     """Largest relative error between ``net.backprop`` and finite differences.
 
     The check runs in float64 on a copy of ``net`` (same backend), so it also
@@ -69,7 +82,7 @@ def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0,
         spec, theta, X, Y, net64.effective_n_threads, sample_weight=w, masks=masks)[:2]
     analytic = _flat_grads(weights, grads_w, grads_b, weight_decay)
 
-    def cost():
+    def cost() -> float:
         acts, z_out = reference.feedforward(weights, biases, spec.activation, spec.output, X, masks)
         return reference.loss_value(spec.loss, spec.output, z_out, acts[-1], Y, w)
 
@@ -102,7 +115,8 @@ def gradcheck(net, X, y, *, eps=1e-5, weight_decay=0.0, max_params=None, seed=0,
     return float(worst)
 
 
-def _check_masks(masks, sizes, n_rows):
+def _check_masks(masks: Sequence[npt.ArrayLike] | None, sizes: Sequence[int],
+                 n_rows: int) -> list[_Float64] | None:
     """Float64 C-contiguous copies of fixed dropout masks, checked against the network."""
     if masks is None:
         return None
@@ -121,7 +135,8 @@ def _check_masks(masks, sizes, n_rows):
     return out
 
 
-def _flat_grads(weights, grads_w, grads_b, weight_decay):
+def _flat_grads(weights: Sequence[_Float64], grads_w: Sequence[_Float64], grads_b: Sequence[_Float64],
+                weight_decay: float) -> _Float64:
     parts = []
     for W, gw, gb in zip(weights, grads_w, grads_b):
         parts.append((gw + weight_decay * W).ravel())

@@ -1,10 +1,18 @@
 """Training history: per-epoch lists, printable, plottable, serialisable."""
 
+from __future__ import annotations
+
 import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._files import save_figure, write_text
+from ._typing import PathLike
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "examples_per_second")
 
@@ -20,38 +28,63 @@ class History:
 
     ``stopped_early`` says whether early stopping or a callback ended the
     run, ``best_epoch`` which epoch's weights were restored (or None), and
-    ``interrupted`` whether Ctrl-C ended it.
+    ``interrupted`` whether Ctrl-C ended it.  ``bytes_per_round`` is the
+    bytes of weights sent and received per round of
+    :func:`cymlp.distributed.fit_distributed` (None after ``Network.fit``).
     """
 
-    def __init__(self):
-        for name in _COLUMNS:
-            setattr(self, name, [])
+    def __init__(self) -> None:
+        self.epoch: list[int] = []
+        self.loss: list[float] = []
+        self.accuracy: list[float | None] = []
+        self.val_loss: list[float | None] = []
+        self.val_accuracy: list[float | None] = []
+        self.lr: list[float] = []
+        self.seconds: list[float] = []
+        self.examples_per_second: list[float] = []
         self.stopped_early = False
         self.interrupted = False
         self.diverged = False
-        self.best_epoch = None
+        self.best_epoch: int | None = None
+        self.bytes_per_round: int | None = None     # set by cymlp.distributed.fit_distributed
 
-    def append(self, **row):
+    def append(self, **row: Any) -> None:
+        """Add one epoch's row (the training loop calls this once per epoch).
+
+        Parameters
+        ----------
+        **row
+            One value per column, by name (see the class doc); absent columns get None.
+        """
         for name in _COLUMNS:
             getattr(self, name).append(row.get(name))
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.epoch)
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> list[Any]:
         """``history["loss"]`` is ``history.loss``; only the per-epoch columns are keys."""
         if not isinstance(name, str) or name not in _COLUMNS:
             raise KeyError(f"History is indexed by column name, one of {', '.join(_COLUMNS)}; "
                            f"got {name!r} (for epoch i use e.g. history.loss[i])")
-        return getattr(self, name)
+        column: list[Any] = getattr(self, name)
+        return column
 
-    def as_dict(self):
-        out = {name: list(getattr(self, name)) for name in _COLUMNS}
+    def as_dict(self) -> dict[str, Any]:
+        """The columns (copies) and the flags, as JSON-able values (what :meth:`to_json` writes).
+
+        Returns
+        -------
+        dict
+            One list per column, then ``stopped_early``, ``interrupted``,
+            ``diverged`` and ``best_epoch``.
+        """
+        out: dict[str, Any] = {name: list(getattr(self, name)) for name in _COLUMNS}
         out.update(stopped_early=self.stopped_early, interrupted=self.interrupted,
                    diverged=self.diverged, best_epoch=self.best_epoch)
         return out
 
-    def to_json(self, path):
+    def to_json(self, path: PathLike) -> None:
         """Write the history as JSON (:meth:`as_dict`), atomically.
 
         Only a regular file (or a new one) is written: a folder, FIFO or
@@ -64,7 +97,7 @@ class History:
         """
         write_text(path, json.dumps(self.as_dict(), indent=2, default=float))
 
-    def format_epoch(self, i, epochs=None):
+    def format_epoch(self, i: int, epochs: int | None = None) -> str:
         """One line for an epoch: loss, accuracies, speed and time (as ``verbose`` prints it).
 
         Parameters
@@ -89,11 +122,11 @@ class History:
         parts.append(f"{self.seconds[i]:.2f} s")
         return "  ".join(parts)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         last = f", last loss {self.loss[-1]:.4g}" if self.loss else ""
         return f"<History {len(self)} epochs{last}>"
 
-    def plot(self, path=None):
+    def plot(self, path: PathLike | None = None) -> Figure:
         """Plot loss and accuracy curves (needs matplotlib).
 
         The figure is made with matplotlib's object API: it is not registered
@@ -121,7 +154,8 @@ class History:
         has_acc = any(a is not None for a in self.accuracy)
         fig = Figure(figsize=(10 if has_acc else 5, 4))
         axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)
-        panels = [("loss", self.loss, self.val_loss)]
+        panels: list[tuple[str, Sequence[float | None], Sequence[float | None]]] = [
+            ("loss", self.loss, self.val_loss)]
         if has_acc:
             panels.append(("accuracy", self.accuracy, self.val_accuracy))
         for ax, (name, train, val) in zip(axes[0], panels):
@@ -138,5 +172,5 @@ class History:
         return fig
 
 
-def _nan(values):
+def _nan(values: Sequence[float | None]) -> np.ndarray[Any, np.dtype[np.float64]]:
     return np.array([np.nan if v is None else v for v in values], dtype=float)

@@ -16,10 +16,15 @@ modules touch the network's private parts.  Saving and loading
 ``__getstate__``/``__setstate__``.
 """
 
+from __future__ import annotations
+
 import math
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _build_check, _threads, _training, reference
 from . import _validation as v
@@ -27,13 +32,19 @@ from ._backends import COMPILED_MODES, available_backends, get_backend
 from ._network_attributes import Fixed, LayerParams
 from ._network_fit import NetworkFit
 from ._network_io import NetworkIO
-from ._spec import layer_views, spec_of
-from .training_state import resolve_seed
+from ._spec import ModelSpec, layer_views, spec_of
+from ._typing import Activation, BackendName, FloatArray, FloatDType, LabelArray, LossName, OutputActivation, PathLike
+from .training_state import TrainingState, resolve_seed
+
+if TYPE_CHECKING:
+    import onnx
+
+    from .history import History
 
 PREDICT_CHUNK_ROWS = 8192          # feedforward works through large inputs in chunks of this many rows
 
 
-def _init_scale(activation, n_in, n_out):
+def _init_scale(activation: str, n_in: int, n_out: int) -> float:
     """Glorot/Xavier for sigmoid and tanh, He for the ReLU family."""
     if activation in ("relu", "leaky_relu"):
         return math.sqrt(2.0 / n_in)
@@ -98,15 +109,21 @@ class Network(NetworkFit, NetworkIO):
         None before any training (see :class:`cymlp.TrainingState`).
     """
 
-    sizes = Fixed("Units per layer, inputs first (a tuple).")
-    activation = Fixed("Activation of the hidden layers.")
-    output = Fixed("Activation of the output layer.")
-    loss_name = Fixed("Name of the loss.")
-    dtype = Fixed("The numpy dtype of the parameters and of all computation.",
-                  advice="use net.copy(dtype=...) for a copy in another dtype")
+    sizes: Fixed[tuple[int, ...]] = Fixed("Units per layer, inputs first (a tuple).")
+    activation: Fixed[Activation] = Fixed("Activation of the hidden layers.")
+    output: Fixed[OutputActivation] = Fixed("Activation of the output layer.")
+    loss_name: Fixed[LossName] = Fixed("Name of the loss.")
+    dtype: Fixed[np.dtype[np.floating[Any]]] = Fixed(
+        "The numpy dtype of the parameters and of all computation.",
+        advice="use net.copy(dtype=...) for a copy in another dtype")
+    seed: int | None
+    history_: History | None
+    training_state_: TrainingState | None
 
-    def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
-                 dtype="float32", backend=None, n_threads=None, seed=0, dropout=0.0):
+    def __init__(self, sizes: Sequence[int], activation: Activation = "relu", output: OutputActivation = "softmax",
+                 loss: LossName = "cross_entropy", dtype: FloatDType = "float32",
+                 backend: BackendName | None = None, n_threads: int | None = None, seed: int | None = 0,
+                 dropout: float | Sequence[float] = 0.0) -> None:
         self._set_architecture(sizes, activation, output, loss, dtype)
         self.dropout = dropout
         self.backend = backend
@@ -125,7 +142,8 @@ class Network(NetworkFit, NetworkIO):
 
     # -- parameters ------------------------------------------------------
 
-    def _set_architecture(self, sizes, activation, output, loss, dtype):
+    def _set_architecture(self, sizes: Sequence[int], activation: str, output: str, loss: str,
+                          dtype: npt.DTypeLike) -> None:
         """Validate and store the read-only architecture (before any buffer exists)."""
         self._sizes = tuple(v.check_sizes(sizes))
         self._activation = v.check_choice("activation", activation, reference.HIDDEN_ACTIVATIONS)
@@ -136,7 +154,7 @@ class Network(NetworkFit, NetworkIO):
                              "use loss='quadratic' with output='identity' for regression")
         self._dtype = v.check_dtype(dtype)
 
-    def _allocate(self, theta=None):
+    def _allocate(self, theta: FloatArray | None = None) -> None:
         """Create the flat parameter buffer and the per-layer views into it."""
         spec = self._spec
         self._theta = np.zeros(spec.n_params, dtype=self.dtype) if theta is None else theta
@@ -145,87 +163,87 @@ class Network(NetworkFit, NetworkIO):
         self._biases = LayerParams(biases, "biases", self.dtype)
 
     @property
-    def _spec(self):
+    def _spec(self) -> ModelSpec:
         """The architecture as the backends see it (immutable)."""
         return spec_of(self)
 
-    def _training_view(self):
+    def _training_view(self) -> _training.NetworkView:
         """The :class:`~cymlp._training.NetworkView` handed to the training loop."""
         return _training.NetworkView(self, self._spec, self._theta, self._backend, self._rng)
 
     @property
-    def weights(self):
+    def weights(self) -> LayerParams:
         """``weights[l]``, shape ``(sizes[l+1], sizes[l])``: views into the parameter buffer."""
         return self._weights
 
     @weights.setter
-    def weights(self, value):
+    def weights(self, value: object) -> None:
         raise AttributeError("net.weights cannot be replaced; assign layer by layer "
                              "(net.weights[l] = W) or all at once with net.set_flat_params(theta)")
 
     @property
-    def biases(self):
+    def biases(self) -> LayerParams:
         """``biases[l]``, shape ``(sizes[l+1],)``: views into the parameter buffer."""
         return self._biases
 
     @biases.setter
-    def biases(self, value):
+    def biases(self, value: object) -> None:
         raise AttributeError("net.biases cannot be replaced; assign layer by layer "
                              "(net.biases[l] = b) or all at once with net.set_flat_params(theta)")
 
     @property
-    def dropout(self):
+    def dropout(self) -> tuple[float, ...]:
         """Drop probability of each hidden layer during ``fit`` (a tuple)."""
         return self._dropout
 
     @dropout.setter
-    def dropout(self, dropout):
+    def dropout(self, dropout: float | Sequence[float]) -> None:
         self._dropout = v.check_dropout(dropout, self.sizes)
 
     @property
-    def backend(self):
+    def backend(self) -> str:
         """Name of the backend in use (``"cython"`` or ``"numpy"``)."""
         return self._backend.name
 
     @backend.setter
-    def backend(self, name):
+    def backend(self, name: BackendName | None) -> None:
         if name != "numpy":             # chosen by default, or the compiled path asked for
             _build_check.warn_if_unbuilt(stacklevel=4)
         self._backend = get_backend(v.check_backend(name, available_backends()))
 
     @property
-    def n_threads(self):
+    def n_threads(self) -> int | None:
         """Threads for the compiled path as set (``None``: every usable core)."""
         return self._n_threads
 
     @n_threads.setter
-    def n_threads(self, n_threads):
+    def n_threads(self, n_threads: int | None) -> None:
         _threads.check_n_threads(n_threads)  # validate now, resolve when used
         self._n_threads = n_threads
 
     @property
-    def effective_n_threads(self):
+    def effective_n_threads(self) -> int:
         """Threads the compiled path will use (``n_threads`` resolved)."""
         return _threads.effective_n_threads(self._n_threads)
 
     @property
-    def compiled_mode(self):
+    def compiled_mode(self) -> str | None:
         """The compiled sync trainer's step mode, or None to choose by size (see the class doc)."""
         return self._compiled_mode
 
     @compiled_mode.setter
-    def compiled_mode(self, mode):
+    def compiled_mode(self, mode: str | None) -> None:
         if mode is not None:
             v.check_choice("compiled_mode", mode, COMPILED_MODES)
         self._compiled_mode = mode
 
     @property
-    def n_params(self):
+    def n_params(self) -> int:
         """Number of parameters (weights and biases): the length of the flat buffer."""
         return self._theta.size
 
     @property
-    def training_seed(self):
+    def training_seed(self) -> int:
         """The seed of the validation split and of the training state (dropout masks).
 
         ``seed`` until :meth:`reseed` gives another; drawn from the operating
@@ -233,7 +251,7 @@ class Network(NetworkFit, NetworkIO):
         """
         return self._train_seed
 
-    def reseed(self, seed):
+    def reseed(self, seed: int | None) -> Network:
         """Draw the shuffles (and validation split, dropout masks) from ``seed`` from now on.
 
         Resets the shuffle generator to ``numpy.random.default_rng(seed)`` and
@@ -258,7 +276,7 @@ class Network(NetworkFit, NetworkIO):
             self.training_state_.seed = self._train_seed
         return self
 
-    def get_flat_params(self):
+    def get_flat_params(self) -> FloatArray:
         """A copy of all parameters as one flat array (the internal layout).
 
         Returns
@@ -268,7 +286,7 @@ class Network(NetworkFit, NetworkIO):
         """
         return self._theta.copy()
 
-    def set_flat_params(self, theta):
+    def set_flat_params(self, theta: npt.ArrayLike) -> None:
         """Overwrite all parameters from a flat array made by :meth:`get_flat_params`.
 
         Parameters
@@ -283,21 +301,21 @@ class Network(NetworkFit, NetworkIO):
             raise ValueError(f"expected {self._theta.size} parameters, got shape {theta.shape}")
         self._theta[...] = v.check_finite_params("theta", theta, self.dtype)
 
-    def get_params(self):
+    def get_params(self) -> FloatArray:
         """Deprecated alias of :meth:`get_flat_params` (removed in the next release)."""
         warnings.warn("Network.get_params() is deprecated and will be removed in the next "
                       "release; use get_flat_params() (get_params is scikit-learn's name for "
                       "hyper-parameters)", DeprecationWarning, stacklevel=2)
         return self.get_flat_params()
 
-    def set_params(self, theta):
+    def set_params(self, theta: npt.ArrayLike) -> None:
         """Deprecated alias of :meth:`set_flat_params` (removed in the next release)."""
         warnings.warn("Network.set_params() is deprecated and will be removed in the next "
                       "release; use set_flat_params() (set_params is scikit-learn's name for "
                       "hyper-parameters)", DeprecationWarning, stacklevel=2)
         return self.set_flat_params(theta)
 
-    def _check_params_finite(self):
+    def _check_params_finite(self) -> None:
         """Refuse to train from parameters that are NaN or infinite (written in from outside)."""
         if not np.isfinite(self._theta).all():
             bad = [f"{kind}[{l}]" for kind, params in (("weights", self.weights), ("biases", self.biases))
@@ -308,20 +326,20 @@ class Network(NetworkFit, NetworkIO):
                 f"Set finite values (net.set_flat_params(theta), net.weights[l] = W) or build a "
                 f"new Network")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         dropout = f", dropout={list(self.dropout)}" if any(self.dropout) else ""
         return (f"Network({list(self.sizes)}, activation={self.activation!r}, output={self.output!r}, "
                 f"loss={self.loss_name!r}, dtype={self.dtype.name!r}, backend={self.backend!r}"
                 f"{dropout})")
 
     @property
-    def is_classifier(self):
+    def is_classifier(self) -> bool:
         """True for softmax or sigmoid outputs with 2+ units: ``predict`` returns labels."""
         return self.output in ("softmax", "sigmoid") and self.sizes[-1] >= 2
 
     # -- the passes ----------------------------------------------------------
 
-    def feedforward(self, X):
+    def feedforward(self, X: npt.ArrayLike) -> FloatArray:
         """Output activations for the rows of ``X``.
 
         Large inputs are processed in chunks of rows, so memory stays bounded.
@@ -339,7 +357,7 @@ class Network(NetworkFit, NetworkIO):
         X = v.check_X(X, self.sizes[0], self.dtype)
         return self._feedforward(X)
 
-    def _feedforward(self, X):
+    def _feedforward(self, X: FloatArray) -> FloatArray:
         spec, n_threads = self._spec, self.effective_n_threads
         with np.errstate(over="ignore", invalid="ignore"):   # overflow is reported below
             if X.shape[0] <= PREDICT_CHUNK_ROWS:
@@ -351,7 +369,7 @@ class Network(NetworkFit, NetworkIO):
                     spec, self._theta, X[start:start + PREDICT_CHUNK_ROWS], n_threads)
         return v.check_finite_result("outputs", out)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: npt.ArrayLike) -> FloatArray:
         """Class probabilities: the softmax or sigmoid outputs.
 
         Parameters
@@ -366,7 +384,7 @@ class Network(NetworkFit, NetworkIO):
         """
         return self.feedforward(X)
 
-    def predict(self, X):
+    def predict(self, X: npt.ArrayLike) -> LabelArray | FloatArray:
         """Predicted class labels for classifiers; the outputs for regression networks.
 
         Parameters
@@ -383,7 +401,7 @@ class Network(NetworkFit, NetworkIO):
         out = self.feedforward(X)
         return out.argmax(axis=1) if self.is_classifier else out
 
-    def loss(self, X, y, sample_weight=None):
+    def loss(self, X: npt.ArrayLike, y: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None) -> float:
         """Mean loss over the rows of ``X`` (no weight decay term, no dropout).
 
         Parameters
@@ -408,7 +426,7 @@ class Network(NetworkFit, NetworkIO):
                                       self.effective_n_threads, sample_weight=w)[0]
             return v.check_finite_result("loss", loss)
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X: npt.ArrayLike, y: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None) -> float:
         """Accuracy for integer labels; R² (coefficient of determination) for 2-D targets.
 
         Parameters
@@ -439,7 +457,8 @@ class Network(NetworkFit, NetworkIO):
         v.check_finite_result("score", ss_res)
         return float(1 - ss_res / ss_tot) if ss_tot > 0 else float(ss_res == 0)
 
-    def backprop(self, X, y, sample_weight=None):
+    def backprop(self, X: npt.ArrayLike, y: npt.ArrayLike,
+                 sample_weight: npt.ArrayLike | None = None) -> tuple[list[FloatArray], list[FloatArray]]:
         """Gradient of the mean loss over the rows of ``X`` (no dropout).
 
         Parameters
@@ -466,7 +485,7 @@ class Network(NetworkFit, NetworkIO):
 
     # -- export ----------------------------------------------------------------
 
-    def to_onnx(self, path=None, *, opset=None):
+    def to_onnx(self, path: PathLike | None = None, *, opset: int | None = None) -> onnx.ModelProto:
         """This network as an ONNX model (needs ``pip install "cymlp[onnx]"``).
 
         Input ``X`` (N, sizes[0]) in the network's dtype; first output

@@ -37,12 +37,18 @@ with the training state by ``save``.  ``meta`` is a small JSON-able dict
 for tools that resume a run (the command line keeps its settings there).
 """
 
+from __future__ import annotations
+
 import ctypes
 import json
 import numbers
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
+
+from ._typing import FloatArray
 
 __all__ = ["MAX_COUNTER", "MAX_META_BYTES", "MAX_META_DEPTH", "OPTIMIZERS", "OptimizerConfig",
            "TrainingState"]
@@ -78,7 +84,7 @@ class OptimizerConfig:
     beta1, beta2, eps : float
         Adam's constants.
     """
-    name: str = "sgd"
+    name: Literal["sgd", "adam"] = "sgd"
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
@@ -93,7 +99,7 @@ STATE_FIELDS = {"sgd": ("momentum", "nesterov", "weight_decay"),
                 "adam": ("beta1", "beta2", "eps", "weight_decay")}
 
 
-def check_meta(meta):
+def check_meta(meta: Any) -> str:
     """Check ``meta`` against its bounds; returns its JSON text.
 
     Parameters
@@ -116,7 +122,8 @@ def check_meta(meta):
     if not isinstance(meta, dict):
         raise ValueError(f"a training state's meta must be a dict (a JSON object); got "
                          f"{type(meta).__name__}")
-    stack, seen = [(meta, 1)], 0
+    stack: list[tuple[Any, int]] = [(meta, 1)]
+    seen = 0
     while stack:                       # iterative: a deep or cyclic meta cannot exhaust the stack
         item, depth = stack.pop()
         seen += 1
@@ -138,22 +145,22 @@ def check_meta(meta):
     return text
 
 
-def _check_counter(name, value):
+def _check_counter(name: str, value: Any) -> None:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise ValueError(f"its {name} must be an integer; got {value!r}")
-    if not 0 <= value <= MAX_COUNTER:
+    if not 0 <= int(value) <= MAX_COUNTER:
         raise ValueError(f"its {name} must be in 0..{MAX_COUNTER} (what every backend's counter "
                          f"holds); got {value}")
 
 
-def resolve_seed(seed):
+def resolve_seed(seed: int | None) -> int:
     """``seed``, or a seed drawn from the operating system when it is None."""
     if seed is not None:
         return seed
     return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
 
 
-def dropout_seed(seed):
+def dropout_seed(seed: int | None) -> int:
     """The 64-bit seed of the dropout masks for a training seed (0 when there is none).
 
     The masks of a step are keyed by ``(dropout_seed(state.seed), state.epoch,
@@ -188,8 +195,17 @@ class TrainingState:
 
     __slots__ = ("epoch", "m", "meta", "optimizer", "seed", "step", "v")
 
-    def __init__(self, optimizer, n_params, dtype, seed, *, m=None, v=None, step=0, epoch=0,
-                 meta=None):
+    optimizer: OptimizerConfig
+    m: FloatArray
+    v: FloatArray | None
+    step: int
+    epoch: int
+    seed: int | None
+    meta: dict[str, Any]
+
+    def __init__(self, optimizer: OptimizerConfig, n_params: int, dtype: npt.DTypeLike, seed: int | None, *,
+                 m: FloatArray | None = None, v: FloatArray | None = None, step: int = 0, epoch: int = 0,
+                 meta: dict[str, Any] | None = None) -> None:
         self.optimizer = optimizer
         self.m = np.zeros(n_params, dtype=dtype) if m is None else m
         if optimizer.name == "adam":
@@ -201,7 +217,7 @@ class TrainingState:
         self.seed = seed
         self.meta = {} if meta is None else meta
 
-    def mismatch(self, optimizer):
+    def mismatch(self, optimizer: OptimizerConfig) -> str | None:
         """Why this state cannot continue with ``optimizer``.
 
         Parameters
@@ -223,7 +239,7 @@ class TrainingState:
             return f"it was made with {', '.join(changed)}"
         return None
 
-    def copy(self, dtype=None):
+    def copy(self, dtype: npt.DTypeLike | None = None) -> TrainingState:
         """An independent copy.
 
         Parameters
@@ -236,13 +252,13 @@ class TrainingState:
         TrainingState
             The copy (its own buffers and ``meta``).
         """
-        def buf(a):
+        def buf(a: FloatArray | None) -> FloatArray | None:
             return None if a is None else a.astype(dtype or a.dtype, copy=True)
         meta = json.loads(check_meta(self.meta))       # a bounded deep copy (ValueError past the bounds)
         return TrainingState(self.optimizer, self.m.size, self.m.dtype, self.seed, m=buf(self.m),
                              v=buf(self.v), step=self.step, epoch=self.epoch, meta=meta)
 
-    def check(self, n_params, dtype):
+    def check(self, n_params: int, dtype: npt.DTypeLike) -> None:
         """Check that this state can be continued by a network of ``n_params`` and ``dtype``.
 
         Run before a resumed fit on every backend, so both accept and refuse
@@ -289,7 +305,7 @@ class TrainingState:
             raise ValueError(f"the training state cannot be continued: {exc}; fit without "
                              f"resume=True starts the optimizer afresh") from None
 
-    def snapshot(self):
+    def snapshot(self) -> tuple[FloatArray, FloatArray | None, int, int]:
         """What :meth:`restore` needs to undo the steps taken after this call.
 
         Returns
@@ -299,7 +315,7 @@ class TrainingState:
         """
         return (self.m.copy(), None if self.v is None else self.v.copy(), self.step, self.epoch)
 
-    def restore(self, snapshot):
+    def restore(self, snapshot: tuple[FloatArray, FloatArray | None, int, int]) -> None:
         """Put back a :meth:`snapshot` (in place: the buffers stay the same arrays).
 
         Parameters
@@ -309,16 +325,16 @@ class TrainingState:
         """
         m, v, self.step, self.epoch = snapshot
         self.m[...] = m
-        if v is not None:
+        if v is not None and self.v is not None:
             self.v[...] = v
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         for name in self.__slots__:
             setattr(self, name, state[name])
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"TrainingState(optimizer={self.optimizer.name!r}, step={self.step}, "
                 f"epoch={self.epoch}, seed={self.seed})")

@@ -173,12 +173,14 @@ MODEL_CASES = {                   # (make the model argument, words the message 
 }
 
 
-@pytest.mark.parametrize("command", ["predict", "export", "train --resume"])
+@pytest.mark.parametrize("command", ["predict", "predict --input", "evaluate", "export", "train --resume"])
 @pytest.mark.parametrize("case", MODEL_CASES, ids=list(MODEL_CASES))
 def test_a_hostile_model_argument_is_one_line(tmp_path, capsys, command, case):
     make, needles = MODEL_CASES[case]
     model = make(tmp_path)
-    argv = {"predict": ["predict", model], "export": ["export", model, "--onnx", tmp_path / "o.onnx"],
+    argv = {"predict": ["predict", model], "evaluate": ["evaluate", model],
+            "predict --input": ["predict", model, "--input", tmp_path / "X.npy", "--output", tmp_path / "P.csv"],
+            "export": ["export", model, "--onnx", tmp_path / "o.onnx"],
             "train --resume": ["train", "--resume", model, "--no-progress"]}[command]
     if command == "export":
         pytest.importorskip("onnx")
@@ -186,10 +188,12 @@ def test_a_hostile_model_argument_is_one_line(tmp_path, capsys, command, case):
     assert_one_line_error(status, err, command.split()[0], *needles)
 
 
-@pytest.mark.parametrize("command", ["predict", "export", "train --resume"])
+@pytest.mark.parametrize("command", ["predict", "predict --input", "evaluate", "export", "train --resume"])
 def test_a_model_larger_than_max_model_bytes_is_refused_naming_the_option(tmp_path, capsys, command):
     model = _huge_model(tmp_path)
-    argv = {"predict": ["predict", model], "export": ["export", model, "--onnx", tmp_path / "o.onnx"],
+    argv = {"predict": ["predict", model], "evaluate": ["evaluate", model],
+            "predict --input": ["predict", model, "--input", tmp_path / "X.npy", "--output", tmp_path / "P.csv"],
+            "export": ["export", model, "--onnx", tmp_path / "o.onnx"],
             "train --resume": ["train", "--resume", model, "--no-progress"]}[command]
     if command == "export":
         pytest.importorskip("onnx")

@@ -34,6 +34,7 @@ import functools
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,9 +62,9 @@ class FitCase:
     data: str                 # "fashion_mnist", "digits" or "random"
     n_train: int = 0          # 0: every training row
     target_ratio: float = 1.25    # the goal: epoch time within this factor of the GEMM floor
-    target_step: float = None     # the goal as seconds per step (the tiny case)
+    target_step: float | None = None   # the goal as seconds per step (the tiny case)
     repeat_epochs: int = 1        # epochs per timed repeat, times --epochs (short epochs time poorly)
-    sklearn_lr: float = None      # scikit-learn's rate where cymlp's diverges there (None: lr)
+    sklearn_lr: float | None = None    # scikit-learn's rate where cymlp's diverges there (None: lr)
     description: str = ""
 
     def settings(self):
@@ -222,7 +223,7 @@ def _torch_runner(case, data, weights, biases, threads, epochs, record):
     loss_fn = peers.torch_loss(case.output, case.loss)
     X, labels, Y = (torch.from_numpy(data[k]) for k in ("X", "y", "Y"))
     B = case.batch_size
-    state = {}
+    state: dict[str, Any] = {}
 
     def make_optimizer():
         if case.optimizer == "adam":
@@ -284,7 +285,7 @@ def _measure_group(case, data, impls, threads, epochs, repeats, settle_seconds, 
     theta = peers.flat_params(theta_net)
     weights = [W.copy() for W in theta_net.weights]
     biases = [b.copy() for b in theta_net.biases]
-    records = {name: {} for name in ["floor"] + impls}
+    records: dict[str, dict[Any, Any]] = {name: {} for name in ["floor"] + impls}
     runners, predictors = {}, {}
     for name in ["floor"] + impls:
         try:
@@ -372,7 +373,7 @@ def fit_markdown(rows, cases):
                ("PyTorch", cell("torch"), "r"), ("goal", "goal", "l"),
                ("load", lambda r: f"{r['load']:.1f}", "r")]
     for case, what in cases:
-        groups = {}
+        groups: dict[Any, dict[str, Any]] = {}
         for r in rows:
             if r["case"] == case.name:
                 groups.setdefault((r["dtype"], r["threads"]), {})[r["impl"]] = r
@@ -392,7 +393,7 @@ def fit_markdown(rows, cases):
             table.append(row)
 
         parts.append(markdown_table(table, columns) + "\n")
-        accs = {}
+        accs: dict[Any, Any] = {}
         for cells in groups.values():
             for name, c in cells.items():
                 if "test_accuracy" in c:
@@ -470,7 +471,9 @@ def run(args):
     print(f"Per epoch: median of {repeats} interleaved repeat(s) of {epochs} epoch(s) after a warm-up, "
           "± half the interquartile range (the full range below 4 repeats); fit called end to end"
           + (f"; at most {rows_cap:,} training rows per case" if rows_cap else "") + ".\n")
-    results, failures, measured = [], [], []
+    results: list[Any] = []
+    failures: list[Any] = []
+    measured: list[Any] = []
     for name in names:
         case = FIT_CASES[name]
         for dtype in dtypes:

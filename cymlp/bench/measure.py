@@ -89,7 +89,7 @@ def interleaved(runners, repeats, warmup=True, settle_seconds=SETTLE_SECONDS, on
     exc)``.  Returns ``{name: [seconds, ...]}`` (runners that failed on their
     first try are absent).
     """
-    times = {name: [] for name in runners}
+    times: dict[str, list[float]] = {name: [] for name in runners}
     alive = dict(runners)
 
     def call(name, fn):

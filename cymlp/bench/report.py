@@ -3,6 +3,7 @@
 import json
 import math
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -112,7 +113,7 @@ def results_markdown(rows, cases, rooflines):
 
 def scaling_rows(rows):
     """Examples/s per thread count for each (case, dtype, impl), speed-up against its fewest threads."""
-    groups = {}
+    groups: dict[Any, dict[Any, Any]] = {}
     for r in rows:
         groups.setdefault((r["case"], r["dtype"], r["impl"]), {})[r["threads"]] = r["examples_per_second"]
     out = []
@@ -128,16 +129,16 @@ def scaling_rows(rows):
 
 def scaling_markdown(scaling):
     threads = sorted({s["threads"] for s in scaling})
-    table = {}
+    table: dict[tuple[str, str, str], dict[int, Any]] = {}
     for s in scaling:
         table.setdefault((s["case"], s["dtype"], s["impl"]), {})[s["threads"]] = s
-    columns = [("case", "case", "l"), ("dtype", "dtype", "l"), ("impl", "impl", "l")]
+    columns: list[tuple[str, Any, str]] = [("case", "case", "l"), ("dtype", "dtype", "l"), ("impl", "impl", "l")]
     for t in threads:
         columns.append((f"{t} thr ex/s (×)", lambda r, t=t: (
             f"{fmt_num(r[t]['examples_per_second'])} ({r[t]['speedup']:.2f}×)" if t in r else ""), "r"))
     rows = []
     for (case, dtype, impl), by_t in table.items():
-        row = dict(by_t)
+        row: dict[Any, Any] = dict(by_t)
         row.update(case=case, dtype=dtype, impl=impl)
         rows.append(row)
     return markdown_table(rows, columns)

@@ -62,7 +62,9 @@ The timing harness is :mod:`cymlp.bench.measure`, the peers are built in
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -98,9 +100,9 @@ class Implementation:
     """A way of training a case.  ``unavailable()`` returns None or why it cannot run here."""
     name: str
     description: str
-    prepare: object
-    unavailable: object = staticmethod(lambda: None)
-    supports: object = staticmethod(lambda case: True)
+    prepare: Callable[..., Any]
+    unavailable: Callable[[], str | None] = staticmethod(lambda: None)
+    supports: Callable[[Any], bool] = staticmethod(lambda case: True)
 
 
 def _prepare_loop(problem, threads):

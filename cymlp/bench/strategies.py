@@ -27,6 +27,7 @@ import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -190,8 +191,8 @@ def run(args):
         theta = flat_params(Network(list(case.sizes), dtype="float32", seed=0))
         plan = [(label, parallel, every, t) for t in threads for label, parallel, every in STRATEGIES
                 if t > 1 or parallel == "sync"]
-        runs = {key: [] for key in plan}
-        loads = {key: [] for key in plan}
+        runs: dict[Any, list[Any]] = {key: [] for key in plan}
+        loads: dict[Any, list[float]] = {key: [] for key in plan}
 
         def runner(key, case=case, data=data, theta=theta, epochs=epochs, repeats=repeats, runs=runs,
                    loads=loads):

@@ -6,16 +6,25 @@ network), the fitted attributes that are views into the network, and
 prediction.  The training itself is the solver's (:mod:`._stochastic`).
 """
 
+from __future__ import annotations
+
 import itertools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from .._typing import FloatArray, FloatDType, SklearnActivation, SklearnLearningRate, SklearnSolver
 from ..network import Network
 from ._params import ACTIVATIONS, OUT_ACTIVATIONS, check_params
 from ._stochastic import StochasticSolver
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class BaseMLP(StochasticSolver, BaseEstimator):
@@ -26,13 +35,17 @@ class BaseMLP(StochasticSolver, BaseEstimator):
     (prediction), so that the network's options are set in one place.
     """
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype=None, n_threads=None, parallel="sync", dropout=0.0, clip_norm=None):
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,), activation: SklearnActivation = "relu", *,
+                 solver: SklearnSolver = "adam", alpha: float = 0.0001, batch_size: int | Literal["auto"] = "auto",
+                 learning_rate: SklearnLearningRate = "constant", learning_rate_init: float = 0.001,
+                 power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: int | np.random.RandomState | None = None, tol: float = 1e-4,
+                 verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: int = 10,
+                 max_fun: int = 15000, dtype: FloatDType | None = None, n_threads: int | None = None,
+                 parallel: Literal["sync", "hogwild", "average"] = "sync", dropout: float | Sequence[float] = 0.0,
+                 clip_norm: float | None = None) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -65,11 +78,11 @@ class BaseMLP(StochasticSolver, BaseEstimator):
 
     # -- parameters --------------------------------------------------------------
 
-    def _check_params(self):
+    def _check_params(self) -> list[int]:
         """Validate the constructor parameters (scikit-learn's ranges); return the hidden sizes."""
         return check_params(self)
 
-    def _fit_dtype(self):
+    def _fit_dtype(self) -> np.dtype[Any] | list[type[np.floating[Any]]]:
         """The dtype X is converted to: the network's once it exists and is reused."""
         if self.dtype is not None:
             return np.dtype(self.dtype)
@@ -77,7 +90,7 @@ class BaseMLP(StochasticSolver, BaseEstimator):
 
     # -- fit -------------------------------------------------------------------------
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: npt.ArrayLike, y: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None) -> Self:
         """Fit the model to ``X`` and ``y``, starting a fresh optimizer (``warm_start`` keeps the weights).
 
         Parameters
@@ -97,7 +110,7 @@ class BaseMLP(StochasticSolver, BaseEstimator):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
-    def _fit(self, X, y, sample_weight, incremental):
+    def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> Self:
         hidden = self._check_params()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -115,13 +128,14 @@ class BaseMLP(StochasticSolver, BaseEstimator):
         self._fit_stochastic(X, Y, sample_weight, incremental, init)
         return self
 
-    def _row_weights(self, sample_weight, X, Y):
+    def _row_weights(self, sample_weight: Any, X: FloatArray, Y: FloatArray) -> FloatArray | None:
         """The rows' weights (float64 (n,)) from ``sample_weight``, or None."""
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True)
         return sample_weight
 
-    def _initialize(self, n_features, hidden, n_outputs, dtype):
+    def _initialize(self, n_features: int, hidden: list[int], n_outputs: int,
+                    dtype: np.dtype[Any]) -> tuple[list[int], list[tuple[FloatArray, FloatArray]]]:
         """Reset the fitted state and draw the initial parameters as scikit-learn does."""
         self.n_iter_ = 0
         self.t_ = 0
@@ -152,7 +166,8 @@ class BaseMLP(StochasticSolver, BaseEstimator):
             params.append((coef.astype(dtype), intercept.astype(dtype)))
         return sizes, params
 
-    def _build_network(self, sizes, params, dtype, seed):
+    def _build_network(self, sizes: list[int], params: list[tuple[FloatArray, FloatArray]],
+                       dtype: np.dtype[Any], seed: int) -> Network:
         """The one place a Network is constructed (its seed drives the epoch shuffles)."""
         net = Network(sizes, activation=ACTIVATIONS[self.activation],
                       output=OUT_ACTIVATIONS[self.out_activation_], loss=self._network_loss(),
@@ -164,34 +179,34 @@ class BaseMLP(StochasticSolver, BaseEstimator):
 
 
 
-    def __sklearn_is_fitted__(self):
+    def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "_net")
 
-    def _forward(self, X):
+    def _forward(self, X: npt.ArrayLike) -> FloatArray:
         """Output activations (n_samples, n_outputs_) of validated ``X``."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=self._net.dtype, order="C")
         return self._net.feedforward(X)
 
     @property
-    def coefs_(self):
+    def coefs_(self) -> list[FloatArray]:
         """Weight matrices, ``coefs_[i]`` of shape (n_in, n_out): views into the network."""
         check_is_fitted(self)
         return [W.T for W in self._net.weights]
 
     @property
-    def intercepts_(self):
+    def intercepts_(self) -> list[FloatArray]:
         """Bias vectors, ``intercepts_[i]`` of shape (n_out,): views into the network."""
         check_is_fitted(self)
         return list(self._net.biases)
 
     @property
-    def network_(self):
+    def network_(self) -> Network:
         """The fitted :class:`cymlp.Network` (save it, or use it without scikit-learn)."""
         check_is_fitted(self)
         return self._net
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags

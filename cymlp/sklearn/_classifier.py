@@ -1,6 +1,12 @@
 """scikit-learn's ``MLPClassifier``, trained by cymlp."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
 import numpy as np
+import numpy.typing as npt
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import LabelBinarizer
@@ -8,8 +14,12 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
+from .._typing import FloatArray, FloatDType, SklearnActivation, SklearnLearningRate, SklearnSolver
 from ._base import BaseMLP
 from ._params import COMMON_PARAMETERS, estimator_doc
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
@@ -30,14 +40,18 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     network_ : cymlp.Network
         The trained network.""")
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype=None, n_threads=None, parallel="sync", dropout=0.0, clip_norm=None,
-                 class_weight=None):
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,), activation: SklearnActivation = "relu", *,
+                 solver: SklearnSolver = "adam", alpha: float = 0.0001, batch_size: int | Literal["auto"] = "auto",
+                 learning_rate: SklearnLearningRate = "constant", learning_rate_init: float = 0.001,
+                 power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: int | np.random.RandomState | None = None, tol: float = 1e-4,
+                 verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: int = 10,
+                 max_fun: int = 15000, dtype: FloatDType | None = None, n_threads: int | None = None,
+                 parallel: Literal["sync", "hogwild", "average"] = "sync", dropout: float | Sequence[float] = 0.0,
+                 clip_norm: float | None = None,
+                 class_weight: Literal["balanced"] | Mapping[Any, float] | None = None) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -50,7 +64,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             dropout=dropout, clip_norm=clip_norm)
         self.class_weight = class_weight
 
-    def _row_weights(self, sample_weight, X, Y):
+    def _row_weights(self, sample_weight: Any, X: FloatArray, Y: FloatArray) -> FloatArray | None:
         """``sample_weight`` times the ``class_weight`` of each row's class, or None.
 
         ``class_weight`` follows scikit-learn's classifiers: a dict {label:
@@ -73,7 +87,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         factors = compute_sample_weight(self.class_weight, labels)
         return factors if sample_weight is None else sample_weight * factors
 
-    def _validate_input(self, X, y, incremental, reset, dtype):
+    def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool,
+                        dtype: Any) -> tuple[FloatArray, FloatArray]:
         X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, order="C", reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -94,16 +109,16 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                                  f"{self.classes_}. 'y' has {classes}.")
         return X, self._label_binarizer.transform(y).astype(X.dtype)
 
-    def _out_activation(self):
+    def _out_activation(self) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
-    def _network_loss(self):
+    def _network_loss(self) -> Literal["cross_entropy"]:
         return "cross_entropy"
 
-    def _stratify_split(self):
+    def _stratify_split(self) -> bool:
         return self.n_outputs_ == 1
 
-    def _decode(self, out):
+    def _decode(self, out: FloatArray) -> npt.NDArray[Any]:
         """Labels from output activations (or from binarized targets)."""
         if self.n_outputs_ == 1:
             out = out.ravel()
@@ -111,7 +126,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     _score_function = staticmethod(accuracy_score)
 
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None,
+                    classes: npt.ArrayLike | None = None) -> Self:
         """One epoch of training over the given rows.
 
         The optimizer state (momentum, Adam's moments) carries over from call
@@ -146,7 +162,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                              f"partial_fit, which was {self.classes_!r}")
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: npt.ArrayLike) -> npt.NDArray[Any]:
         """Predicted labels.
 
         Parameters
@@ -161,7 +177,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         """
         return self._decode(self._forward(X))
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: npt.ArrayLike) -> FloatArray:
         """Class probabilities.
 
         Parameters
@@ -180,7 +196,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             return np.vstack([1 - p, p]).T
         return out
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: npt.ArrayLike) -> FloatArray:
         """Logarithm of :meth:`predict_proba`.
 
         Parameters
@@ -196,7 +212,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags

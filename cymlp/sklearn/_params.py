@@ -6,31 +6,38 @@ The solvers, activations and losses cymlp does not implement are refused
 here, with what to use instead.
 """
 
+from __future__ import annotations
+
 import numbers
 import textwrap
+from typing import Any
 
 import numpy as np
 
 from .._fit_checks import PARALLEL_STRATEGIES
+from .._typing import Activation, OutputActivation
 from .._validation import check_clip_norm, check_dropout
 
 # scikit-learn's activation names -> cymlp's ("leaky_relu" is a cymlp extra)
-ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh", "leaky_relu": "leaky_relu"}
-OUT_ACTIVATIONS = {"softmax": "softmax", "logistic": "sigmoid", "identity": "identity"}
+ACTIVATIONS: dict[str, Activation] = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh",
+                                      "leaky_relu": "leaky_relu"}
+OUT_ACTIVATIONS: dict[str, OutputActivation] = {"softmax": "softmax", "logistic": "sigmoid",
+                                                "identity": "identity"}
 SOLVERS = ("sgd", "adam")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _check_bool(name, value):
+def _check_bool(name: str, value: Any) -> None:
     if not isinstance(value, (bool, np.bool_, numbers.Integral)):
         raise TypeError(f"{name} must be a bool; got {value!r}")
 
 
-def _check_number(name, value, *, low=None, high=None, low_open=False, high_open=False,
-                  integer=False):
+def _check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+                  low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
     kind = numbers.Integral if integer else numbers.Real
-    if not isinstance(value, kind) or isinstance(value, (bool, np.bool_)):
+    is_number = isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
+    if not is_number:
         what = "an integer" if integer else "a real number"
         raise TypeError(f"{name} must be {what}; got {value!r}")
     bad_low = low is not None and (value <= low if low_open else value < low)

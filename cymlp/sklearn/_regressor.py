@@ -1,12 +1,29 @@
 """scikit-learn's ``MLPRegressor`` (squared error), trained by cymlp."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
 import numpy as np
+import numpy.typing as npt
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import column_or_1d, validate_data
 
+from .._typing import (
+    FloatArray,
+    FloatDType,
+    SklearnActivation,
+    SklearnLearningRate,
+    SklearnRegressionLoss,
+    SklearnSolver,
+)
 from ._base import BaseMLP
 from ._params import COMMON_PARAMETERS, estimator_doc
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class MLPRegressor(RegressorMixin, BaseMLP):
@@ -27,13 +44,18 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     network_ : cymlp.Network
         The trained network.""")
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
-                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype=None, n_threads=None, parallel="sync", dropout=0.0, clip_norm=None):
+    def __init__(self, loss: SklearnRegressionLoss = "squared_error", hidden_layer_sizes: int | Sequence[int] = (100,),
+                 activation: SklearnActivation = "relu", *, solver: SklearnSolver = "adam", alpha: float = 0.0001,
+                 batch_size: int | Literal["auto"] = "auto",
+                 learning_rate: SklearnLearningRate = "constant", learning_rate_init: float = 0.001,
+                 power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: int | np.random.RandomState | None = None, tol: float = 1e-4,
+                 verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: int = 10,
+                 max_fun: int = 15000, dtype: FloatDType | None = None, n_threads: int | None = None,
+                 parallel: Literal["sync", "hogwild", "average"] = "sync", dropout: float | Sequence[float] = 0.0,
+                 clip_norm: float | None = None) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -46,7 +68,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             dropout=dropout, clip_norm=clip_norm)
         self.loss = loss
 
-    def _check_params(self):
+    def _check_params(self) -> list[int]:
         if self.loss == "poisson":
             raise ValueError("loss='poisson' is not available in cymlp; use loss='squared_error' "
                              "(e.g. on log-transformed targets)")
@@ -54,7 +76,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             raise ValueError(f"loss must be 'squared_error'; got {self.loss!r}")
         return super()._check_params()
 
-    def _validate_input(self, X, y, incremental, reset, dtype):
+    def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool,
+                        dtype: Any) -> tuple[FloatArray, FloatArray]:
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype,
                              order="C", reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
@@ -62,21 +85,21 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return X, np.ascontiguousarray(Y, dtype=X.dtype)
 
-    def _out_activation(self):
+    def _out_activation(self) -> str:
         return "identity"
 
-    def _network_loss(self):
+    def _network_loss(self) -> Literal["quadratic"]:
         return "quadratic"
 
-    def _stratify_split(self):
+    def _stratify_split(self) -> bool:
         return False
 
-    def _decode(self, out):
+    def _decode(self, out: FloatArray) -> FloatArray:
         return out.ravel() if out.shape[1] == 1 else out
 
     _score_function = staticmethod(r2_score)
 
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None) -> Self:
         """One epoch of training over the given rows.
 
         The optimizer state (momentum, Adam's moments) carries over from call
@@ -98,7 +121,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         """
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: npt.ArrayLike) -> FloatArray:
         """Predicted targets.
 
         Parameters
@@ -113,7 +136,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         """
         return self._decode(self._forward(X))
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags

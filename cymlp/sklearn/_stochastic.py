@@ -7,8 +7,11 @@ scikit-learn's stopping rules (``tol``, ``n_iter_no_change``,
 callback runs after every epoch.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -16,9 +19,30 @@ from sklearn.model_selection import train_test_split
 
 from ..training_state import OptimizerConfig
 
+if TYPE_CHECKING:
+    from .._typing import FloatArray
+    from ..network import Network
+
 
 class StochasticSolver:
     """The ``"sgd"``/``"adam"`` training of :class:`~cymlp.sklearn._base.BaseMLP` (a mixin)."""
+
+    if TYPE_CHECKING:
+        # what the solver keeps up to date (BaseMLP's _initialize sets the first values)
+        _net: Network
+        n_iter_: int
+        t_: int
+        loss_: float
+        loss_curve_: list[float]
+        validation_scores_: Any        # list of float with early_stopping, else None
+        best_validation_score_: Any    # float with early_stopping, else None
+        best_loss_: Any                # float without early_stopping, else None
+        _no_improvement_count: int
+        _learning_rate: float
+        _best_params: list[FloatArray] | None
+
+        # the estimator's parameters and BaseMLP's methods: Any to the type checker here
+        def __getattr__(self, name: str) -> Any: ...
 
     def _fit_stochastic(self, X, Y, sample_weight, incremental, init):
         early_stopping = self.early_stopping
@@ -136,7 +160,7 @@ class StochasticSolver:
                           callbacks=[end_of_epoch], parallel=self.parallel, resume=resume,
                           sample_weight=sample_weight, clip_norm=self.clip_norm)
         except BaseException:
-            if kept is not None and state.step == kept[1]:   # refused before a step: as it was
+            if kept is not None and state is not None and state.step == kept[1]:   # refused before a step
                 state.optimizer = kept[0]
             raise
 

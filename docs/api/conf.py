@@ -37,3 +37,7 @@ numpydoc_validation_exclude = {r"\._[a-z]", r"\.__getstate__$", r"\.__setstate__
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
 html_static_path = []
+# Signatures without the annotations: the numpydoc sections give each type in words (and
+# are validated above); the annotations are for type checkers and editors (cymlp ships
+# py.typed), and Sphinx renders NumPy's expanded aliases unreadably
+autodoc_typehints = "none"
