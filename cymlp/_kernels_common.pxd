@@ -22,7 +22,7 @@ written), as scikit-learn tags its kernels; scalars are passed by value (IN).
 """
 
 cimport numpy as cnp
-from libc.math cimport log, logf, log1p, log1pf, tanh, tanhf, sqrt, sqrtf
+from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, sqrt, sqrtf
 from libc.math cimport fabs, fabsf
 
 from ._blas cimport floating
@@ -42,10 +42,12 @@ cpdef enum Activation:
     LEAKY_RELU
     SOFTMAX
     IDENTITY
+    EXP                     # output only: a = e^z, the log link of the Poisson loss
 
 cpdef enum Loss:
     QUADRATIC
     CROSS_ENTROPY
+    POISSON                 # half the Poisson deviance, with EXP outputs
 
 cpdef enum Optimizer:
     SGD
@@ -174,6 +176,11 @@ cdef void check_state(str name, buf, theta) except *
 cdef inline floating _exp_nonpos(floating x) noexcept nogil:
     """e^x for x <= 0, vectorisable (cymlp/_vmath.pxd)."""
     return exp_nonpos_f32(x) if floating is float else exp_nonpos_f64(x)
+
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    """e^x for any x (overflows to inf past the dtype's range, which training reports)."""
+    return expf(x) if floating is float else exp(x)
 
 
 cdef inline floating _log(floating x) noexcept nogil:

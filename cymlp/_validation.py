@@ -216,7 +216,8 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y", x_name
 
     ``y`` as 1-D integer labels means classification: ``Y`` is their one-hot
     encoding and ``labels`` the labels.  ``y`` as a 2-D float array is used
-    directly as ``Y`` and ``labels`` is None.  Text labels are rejected
+    directly as ``Y`` and ``labels`` is None (for the Poisson loss, each target
+    >= 0).  Text labels are rejected
     (whatever their dtype: ``<U``, object or pandas strings), and so are
     quadratic-loss targets so large that their squared errors could overflow
     ``dtype`` (see :func:`max_quadratic_target`).
@@ -279,6 +280,9 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y", x_name
                 f"{np.dtype(dtype).name} the squared errors of targets above {limit:.3g} can "
                 f"overflow. Scale the targets (e.g. divide by their standard deviation) or use "
                 f"dtype='float64'")
+    if loss == "poisson" and Y.min() < 0:
+        raise ValueError(f"loss='poisson' needs targets >= 0 (counts or rates); {name} holds "
+                         f"{Y.min():g}. Use loss='quadratic' for targets of either sign")
     if loss == "cross_entropy":
         if Y.min() < 0 or Y.max() > 1:
             raise ValueError(f"cross_entropy needs targets in [0, 1]; {name} ranges over "

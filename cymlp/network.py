@@ -40,6 +40,14 @@ def _init_scale(activation, n_in, n_out):
     return math.sqrt(2.0 / (n_in + n_out))
 
 
+def _pair_message(loss, output):
+    """Why ``loss`` cannot be paired with ``output``, and what to use instead."""
+    wanted = " or ".join(repr(o) for o in reference.OUTPUTS_OF_LOSS[loss])
+    advice = {"cross_entropy": "use loss='quadratic' with output='identity' for regression",
+              "poisson": "the Poisson deviance needs positive predictions, a = e^z"}[loss]
+    return f"loss={loss!r} needs output={wanted}; got output={output!r} ({advice})"
+
+
 class Network(NetworkFit, NetworkIO):
     """A fully connected feed-forward network trained by mini-batch SGD.
 
@@ -48,14 +56,18 @@ class Network(NetworkFit, NetworkIO):
     sizes : sequence of int
         Units per layer, inputs first: ``[784, 100, 10]`` has 784 inputs, one
         hidden layer of 100 units and 10 outputs.
-    activation : {"relu", "sigmoid", "tanh", "leaky_relu"}
-        Activation of the hidden layers.
-    output : {"softmax", "sigmoid", "identity"}
-        Activation of the output layer.
-    loss : {"cross_entropy", "quadratic"}
-        ``quadratic``: C = (1/n) Σ_x ½‖a(x) − y(x)‖².  ``cross_entropy``:
-        −(1/n) Σ_x Σ_k y_k log a_k with softmax, the binary form summed over
-        outputs with sigmoid (not defined for identity outputs).
+    activation : {"relu", "sigmoid", "tanh", "leaky_relu", "identity"}
+        Activation of the hidden layers (``identity``: linear layers, a
+        bottleneck).
+    output : {"softmax", "sigmoid", "identity", "exp"}
+        Activation of the output layer (``exp``: a = e^z, positive outputs,
+        the log link of the Poisson loss).
+    loss : {"cross_entropy", "quadratic", "poisson"}
+        ``quadratic``: C = (1/n) Σ_x ½‖a(x) − y(x)‖² (any output).
+        ``cross_entropy``: −(1/n) Σ_x Σ_k y_k log a_k with softmax, the
+        binary form summed over outputs with sigmoid.  ``poisson``: half the
+        Poisson deviance (1/n) Σ_x Σ_k [y_k log(y_k/a_k) − y_k + a_k] with
+        ``output="exp"``, for counts y >= 0 (scikit-learn's ``loss="poisson"``).
     dtype : {"float32", "float64"}
         Precision of the parameters and of all computation.
     backend : {"cython", "numpy"} or None
@@ -131,9 +143,8 @@ class Network(NetworkFit, NetworkIO):
         self._activation = v.check_choice("activation", activation, reference.HIDDEN_ACTIVATIONS)
         self._output = v.check_choice("output", output, reference.OUTPUT_ACTIVATIONS)
         self._loss_name = v.check_choice("loss", loss, reference.LOSSES)
-        if self._loss_name == "cross_entropy" and self._output == "identity":
-            raise ValueError("loss='cross_entropy' needs output='softmax' or 'sigmoid'; "
-                             "use loss='quadratic' with output='identity' for regression")
+        if self._output not in reference.OUTPUTS_OF_LOSS[self._loss_name]:
+            raise ValueError(_pair_message(self._loss_name, self._output))
         self._dtype = v.check_dtype(dtype)
 
     def _allocate(self, theta=None):

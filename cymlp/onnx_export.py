@@ -56,6 +56,7 @@ ACTIVATIONS = {
                                                 g.node("Mul", [z, g.const("slope", reference.LEAKY_RELU_SLOPE)])]),
     "softmax": lambda g, z: g.node("Softmax", [z], axis=-1),
     "identity": lambda g, z: z,
+    "exp": lambda g, z: g.node("Exp", [z]),
 }
 
 
