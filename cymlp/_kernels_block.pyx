@@ -29,6 +29,7 @@ from ._kernels_terms cimport (
     Drop, drop_rows, relu_drop_deriv, weight_rows, mask_ptr, dropped_ptr,
 )
 from ._kernels_update cimport col_sum_range, layer_update
+from ._kernels_sparse cimport gather_csr_rows
 
 cnp.import_array()
 
@@ -376,12 +377,16 @@ cdef void forward_loss(const Worker* w,       # IN its data and sample weights
                        const Block* b,         # INOUT its scratch, row tallies
                        Py_ssize_t r0, Py_ssize_t r1,
                        floating* D) noexcept nogil:   # OUT (r1, k) δ^L, rows r0..r1-1
-    """Rows r0..r1-1 of a block of w's data: gather their examples, forward, loss and
-    output error δ^L (BP1), both weighted by the sample weights if any."""
+    """Rows r0..r1-1 of a block of w's data: gather their examples (densified when the
+    data is sparse), forward, loss and output error δ^L (BP1), both weighted by the
+    sample weights if any."""
     cdef const Shape* s = w.s
     cdef Py_ssize_t k = s.sizes[s.n_layers]
-    gather_rows(<const floating*>w.X, b.rows, r0, r1, s.sizes[0],
-                act_ptr(s, <floating*>b.scr, b.cap, 0))
+    if w.Xs != NULL:
+        gather_csr_rows(w.Xs, b.rows, r0, r1, s.sizes[0], act_ptr(s, <floating*>b.scr, b.cap, 0))
+    else:
+        gather_rows(<const floating*>w.X, b.rows, r0, r1, s.sizes[0],
+                    act_ptr(s, <floating*>b.scr, b.cap, 0))
     block_forward(s, theta, b, r0, r1)
     loss_delta_rows(s, b, <const floating*>w.Y, w.labels, r0, r1, D)
     if w.terms.weight != NULL:

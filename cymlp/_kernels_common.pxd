@@ -28,6 +28,7 @@ from libc.math cimport fabs, fabsf
 from ._blas cimport floating
 from ._vmath cimport exp_nonpos_f32, exp_nonpos_f64
 from ._kernels_terms cimport Drop, Terms
+from ._kernels_sparse cimport CSR
 
 
 # --------------------------------------------------------------------------
@@ -136,7 +137,8 @@ cdef struct Worker:
     const Shape* s                # the network
     Opt opt                       # its optimizer settings (Adam's corrections: its own steps)
     Terms terms                   # sample weights, dropout, clipping (all 0/NULL: none)
-    const void* X                 # (N, sizes[0]) training inputs
+    const void* X                 # (N, sizes[0]) training inputs (dense), or NULL
+    const CSR* Xs                 # the training inputs as sparse rows, or NULL (dense X)
     const void* Y                 # (N, sizes[L]) targets
     const cnp.int64_t* labels     # (N,) class labels for accuracy, or NULL
     Py_ssize_t n_examples         # N
@@ -167,6 +169,7 @@ cdef void check_trainer_arrays(Plan plan, theta, X, Y, labels, Py_ssize_t batch_
 cdef void check_order(const cnp.intp_t[::1] order, Py_ssize_t n_rows, Py_ssize_t first,
                       Py_ssize_t stop, Py_ssize_t batch_size) except *
 cdef void check_state(str name, buf, theta) except *
+cdef void set_worker_inputs(Worker* w, X) except *
 
 
 # --------------------------------------------------------------------------

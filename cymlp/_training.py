@@ -22,6 +22,7 @@ import numpy as np
 
 from ._backends import Backend
 from ._fit_checks import FitData, uses_worker_states
+from ._sparse import block_rows, dense
 from ._spec import ModelSpec
 from .exceptions import TrainingDiverged
 from .history import History
@@ -90,7 +91,8 @@ def make_trainer(view, X, Y, labels, options, *, state=None, should_stop=None):
 
 
 def evaluate(backend, spec, theta, X, Y, n_threads, should_stop=None, sample_weight=None):
-    """Mean loss and output activations of validated ``X``, ``Y``, in chunks of rows.
+    """Mean loss and output activations of validated ``X``, ``Y``, in chunks of rows
+    (a sparse ``X`` densified one chunk at a time).
 
     With ``sample_weight`` (checked, positive sum) the loss is the weighted
     mean Σ w C / Σ w.  Returns None when ``should_stop()`` turns true between
@@ -98,17 +100,18 @@ def evaluate(backend, spec, theta, X, Y, n_threads, should_stop=None, sample_wei
     """
     out = np.empty((X.shape[0], spec.n_outputs), dtype=spec.dtype)
     total = 0.0
-    for start in range(0, X.shape[0], EVAL_CHUNK_ROWS):
+    chunk = block_rows(X, EVAL_CHUNK_ROWS)          # fewer rows for a wide sparse X
+    for start in range(0, X.shape[0], chunk):
         if should_stop is not None and should_stop():
             return None
-        rows = slice(start, start + EVAL_CHUNK_ROWS)
+        rows = slice(start, start + chunk)
         if sample_weight is None:
-            loss, out[rows] = backend.loss_and_output(spec, theta, X[rows], Y[rows], n_threads)
+            loss, out[rows] = backend.loss_and_output(spec, theta, dense(X[rows]), Y[rows], n_threads)
             total += loss * out[rows].shape[0]
             continue
         w = sample_weight[rows]
         weight = float(w.sum())
-        loss, out[rows] = backend.loss_and_output(spec, theta, X[rows], Y[rows], n_threads,
+        loss, out[rows] = backend.loss_and_output(spec, theta, dense(X[rows]), Y[rows], n_threads,
                                                   sample_weight=w if weight > 0 else None)
         total += loss * weight if weight > 0 else 0.0
     return total / (X.shape[0] if sample_weight is None else float(sample_weight.sum())), out

@@ -108,8 +108,9 @@ def as_float_array(name, data, dtype, *, finite=True,
     """
     if isinstance(data, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got a string")
-    if hasattr(data, "toarray") and hasattr(data, "nnz"):
-        raise TypeError(f"{name} is a sparse matrix; cymlp needs dense data: pass {name}.toarray()")
+    if is_sparse(data):
+        raise TypeError(f"{name} is a sparse matrix, which cymlp takes for inputs X only; "
+                        f"pass {name}.toarray()")
     if isinstance(data, np.ma.MaskedArray) and np.ma.is_masked(data):
         raise ValueError(f"{name} is a masked array with masked entries; fill them first "
                          f"(e.g. {name}.filled(value)) or drop those rows")
@@ -193,22 +194,69 @@ def check_X(X, n_features, dtype, name="X"):
 
     Returns a C-contiguous array of ``dtype`` (a copy only when needed):
     Fortran-ordered, strided, read-only and memory-mapped inputs all come
-    out as the same plain array.
+    out as the same plain array.  A ``scipy.sparse`` matrix or array comes
+    out as a CSR matrix (see :func:`check_sparse_X`).
     """
+    if is_sparse(X):
+        return check_sparse_X(X, n_features, dtype, name)
     out = as_float_array(name, X, dtype, finite=False)
     if out.ndim != 2:
         hint = " (reshape a single example with x.reshape(1, -1))" if out.ndim == 1 else ""
         raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape {out.shape}{hint}")
-    if out.shape[0] == 0:
-        raise ValueError(f"{name} has 0 rows; pass at least one example")
-    if out.shape[1] != n_features:
-        raise ValueError(
-            f"{name} has {out.shape[1]} features per row but the network's input layer has "
-            f"{n_features}; pass data with {n_features} columns")
+    _check_width(name, out.shape, n_features)
     if not np.isfinite(out).all():
         as_float_array(name, X, dtype)     # raises, telling NaN apart from overflow
         raise ValueError(f"{name} contains NaN or infinity; clean or impute the data first")
     return out
+
+
+def _check_width(name, shape, n_features):
+    if shape[0] == 0:
+        raise ValueError(f"{name} has 0 rows; pass at least one example")
+    if shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {shape[1]} features per row but the network's input layer has "
+            f"{n_features}; pass data with {n_features} columns")
+
+
+def is_sparse(X):
+    """True for a ``scipy.sparse`` matrix or array (checked without importing scipy first)."""
+    if not (hasattr(X, "nnz") and hasattr(X, "tocsr")):
+        return False
+    import scipy.sparse
+    return scipy.sparse.issparse(X)
+
+
+def check_sparse_X(X, n_features, dtype, name="X"):
+    """A ``scipy.sparse`` input as a CSR matrix of ``dtype`` whose arrays the kernels can trust.
+
+    Any format is accepted; all but CSR are converted once (CSC to CSR is a
+    copy of the matrix).  The stored values must be finite; the column
+    indices in range and the row pointers well formed (a hand-built matrix
+    is checked, not trusted).  Returns the matrix itself when nothing needed
+    converting, else a new one of the same kind (matrix or array).
+    """
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} has dtype {X.dtype}, which is not a real number type")
+    _check_width(name, X.shape, n_features)
+    csr = X.tocsr() if X.format != "csr" else X
+    data = as_float_array(f"{name}'s stored values", csr.data, dtype)
+    indices, indptr = csr.indices, csr.indptr
+    if indices.dtype != indptr.dtype or indices.dtype not in (np.int32, np.int64):
+        indices, indptr = indices.astype(np.int64), indptr.astype(np.int64)
+    indices, indptr = np.ascontiguousarray(indices), np.ascontiguousarray(indptr)
+    nnz = data.shape[0]
+    if (indptr.shape != (X.shape[0] + 1,) or indptr[0] != 0 or indptr[-1] != nnz
+            or indices.shape != (nnz,) or np.any(np.diff(indptr) < 0)):
+        raise ValueError(f"{name} is a malformed CSR matrix (its row pointers do not match its "
+                         f"{nnz} stored values); rebuild it, e.g. with {name}.tocoo().tocsr()")
+    if nnz and (indices.min() < 0 or indices.max() >= n_features):
+        raise ValueError(f"{name} has column indices outside 0..{n_features - 1}; rebuild it")
+    if data is csr.data and indices is csr.indices and indptr is csr.indptr:
+        return csr
+    return type(csr)((data, indices, indptr), shape=X.shape)
 
 
 def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y", x_name="X"):
@@ -224,6 +272,9 @@ def check_targets(y, n_rows, n_outputs, dtype, *, loss, output, name="y", x_name
     """
     if isinstance(y, (str, bytes)):
         raise TypeError(f"{name} must be an array of labels or targets, got a string")
+    if is_sparse(y):
+        raise TypeError(f"{name} is a sparse matrix, which cymlp takes for inputs X only; "
+                        f"pass {name}.toarray()")
     if isinstance(y, np.ma.MaskedArray) and np.ma.is_masked(y):
         raise ValueError(f"{name} is a masked array with masked entries; drop those rows first")
     _check_pandas_missing(name, y)

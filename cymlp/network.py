@@ -27,7 +27,9 @@ from ._backends import COMPILED_MODES, available_backends, get_backend
 from ._network_attributes import Fixed, LayerParams
 from ._network_fit import NetworkFit
 from ._network_io import NetworkIO
+from ._sparse import block_rows, dense, is_sparse
 from ._spec import layer_views, spec_of
+from .objective import make_objective
 from .training_state import resolve_seed
 
 PREDICT_CHUNK_ROWS = 8192          # feedforward works through large inputs in chunks of this many rows
@@ -333,11 +335,12 @@ class Network(NetworkFit, NetworkIO):
     def feedforward(self, X):
         """Output activations for the rows of ``X``.
 
-        Large inputs are processed in chunks of rows, so memory stays bounded.
+        Large inputs are processed in chunks of rows, so memory stays bounded
+        (a sparse ``X`` is densified one chunk at a time, see :mod:`cymlp._sparse`).
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             Inputs, one example per row.
 
         Returns
@@ -350,14 +353,15 @@ class Network(NetworkFit, NetworkIO):
 
     def _feedforward(self, X):
         spec, n_threads = self._spec, self.effective_n_threads
+        rows = block_rows(X, PREDICT_CHUNK_ROWS)
         with np.errstate(over="ignore", invalid="ignore"):   # overflow is reported below
-            if X.shape[0] <= PREDICT_CHUNK_ROWS:
+            if X.shape[0] <= rows:
                 return v.check_finite_result(
-                    "outputs", self._backend.feedforward(spec, self._theta, X, n_threads))
+                    "outputs", self._backend.feedforward(spec, self._theta, dense(X), n_threads))
             out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-            for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
-                out[start:start + PREDICT_CHUNK_ROWS] = self._backend.feedforward(
-                    spec, self._theta, X[start:start + PREDICT_CHUNK_ROWS], n_threads)
+            for start in range(0, X.shape[0], rows):
+                out[start:start + rows] = self._backend.feedforward(
+                    spec, self._theta, dense(X[start:start + rows]), n_threads)
         return v.check_finite_result("outputs", out)
 
     def predict_proba(self, X):
@@ -365,7 +369,7 @@ class Network(NetworkFit, NetworkIO):
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             Inputs, one example per row.
 
         Returns
@@ -380,7 +384,7 @@ class Network(NetworkFit, NetworkIO):
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             Inputs, one example per row.
 
         Returns
@@ -397,7 +401,7 @@ class Network(NetworkFit, NetworkIO):
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             Inputs, one example per row.
         y : array-like
             1-D integer class labels, or 2-D targets (n, sizes[-1]).
@@ -422,7 +426,7 @@ class Network(NetworkFit, NetworkIO):
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             Inputs, one example per row.
         y : array-like
             1-D integer class labels, or 2-D targets (n, sizes[-1]).
@@ -453,7 +457,7 @@ class Network(NetworkFit, NetworkIO):
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             Inputs, one example per row.
         y : array-like
             1-D integer class labels, or 2-D targets (n, sizes[-1]).
@@ -467,11 +471,45 @@ class Network(NetworkFit, NetworkIO):
         """
         X, Y, _ = v.check_Xy(self._spec, X, y)
         w = v.check_sample_weight(sample_weight, X.shape[0])
-        with np.errstate(over="ignore", invalid="ignore"):
-            grads_w, grads_b, _ = self._backend.backprop(self._spec, self._theta, X, Y,
-                                                         self.effective_n_threads, sample_weight=w)
+        if is_sparse(X):        # through the full-batch pass: one block densified at a time
+            grad = self.objective(X, Y, sample_weight=w)(self._theta)[1].astype(self.dtype)
+            grads_w, grads_b = layer_views(self.sizes, grad)
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                grads_w, grads_b, _ = self._backend.backprop(
+                    self._spec, self._theta, X, Y, self.effective_n_threads, sample_weight=w)
         v.check_finite_result("gradient", grads_w + grads_b)
         return grads_w, grads_b
+
+    def objective(self, X, y, *, alpha=0.0, sample_weight=None):
+        """The full-batch loss as a function of the flat parameters, for scipy's optimizers.
+
+        ``f = net.objective(X, y)``; ``f(theta)`` returns ``(loss, grad)``:
+        the (weighted) mean loss over every row plus ``alpha / (2 n)`` times
+        the squared weights (scikit-learn's L2 term; n is the sum of the
+        sample weights), and its gradient.  ``scipy.optimize.minimize(f,
+        net.get_flat_params(), jac=True, method="L-BFGS-B")`` then
+        ``net.set_flat_params(result.x)`` trains by L-BFGS.  See
+        :mod:`cymlp.objective`.
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix (n, sizes[0])
+            Inputs, one example per row (checked once, here).
+        y : array-like
+            1-D integer class labels, or 2-D targets (n, sizes[-1]).
+        alpha : float >= 0
+            L2 strength.
+        sample_weight : array-like (n,) or None
+            Row weights >= 0 with a positive sum.
+
+        Returns
+        -------
+        Objective
+            The callable; its buffers are made here, once.
+        """
+        return make_objective(self._backend, self._spec, X, y, self.effective_n_threads,
+                              alpha=alpha, sample_weight=sample_weight)
 
     # -- export ----------------------------------------------------------------
 
