@@ -5,10 +5,11 @@ from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from ._base import BaseMLP
+from ._base import SPARSE_FORMATS, BaseMLP, has_stochastic_solver
 from ._params import COMMON_PARAMETERS, estimator_doc
 
 
@@ -17,8 +18,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         """Multi-layer perceptron classifier trained by cymlp's compiled path.
 
     The parameters, fitted attributes and methods of
-    ``sklearn.neural_network.MLPClassifier`` for ``solver`` in {"adam", "sgd"}
-    (see :mod:`cymlp.sklearn` for the exact correspondence), plus ``dtype``,
+    ``sklearn.neural_network.MLPClassifier`` (see :mod:`cymlp.sklearn` for the
+    exact correspondence), plus ``dtype``,
     ``n_threads``, ``parallel``, ``dropout``, ``clip_norm`` and ``class_weight``.""",
         (*COMMON_PARAMETERS, "class_weight"), """
     Attributes
@@ -74,7 +75,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return factors if sample_weight is None else sample_weight * factors
 
     def _validate_input(self, X, y, incremental, reset, dtype):
-        X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, order="C", reset=reset)
+        X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, order="C", reset=reset,
+                             accept_sparse=SPARSE_FORMATS)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -111,18 +113,19 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     _score_function = staticmethod(accuracy_score)
 
+    @available_if(has_stochastic_solver)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch of training over the given rows.
+        """One epoch of training over the given rows (``solver`` "sgd" or "adam").
 
         The optimizer state (momentum, Adam's moments) carries over from call
         to call, as in scikit-learn.
 
         Parameters
         ----------
-        X : array-like (n_samples, n_features)
+        X : array-like or scipy.sparse matrix (n_samples, n_features)
             Inputs, one example per row.
         y : array-like (n_samples,) or (n_samples, n_classes)
-            Class labels of these rows.
+            Class labels of these rows (2-D: a multilabel indicator matrix).
         sample_weight : array-like (n_samples,) or None
             Weights >= 0 of these rows.
         classes : array-like or None
@@ -134,16 +137,18 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         self
             The estimator.
         """
-        first_call = not hasattr(self, "classes_")
-        if first_call:
+        if not hasattr(self, "classes_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
+            self.classes_ = unique_labels(classes)
             self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(np.asarray(classes))
-            self.classes_ = self._label_binarizer.classes_
+            if type_of_target(y).startswith("multilabel"):   # as scikit-learn: y's own columns
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
         elif classes is not None and not np.array_equal(self.classes_, unique_labels(classes)):
-            raise ValueError(f"`classes={classes!r}` is not the same as on the first call to "
-                             f"partial_fit, which was {self.classes_!r}")
+            raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
+                             f"partial_fit, was: {self.classes_!r}")
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
@@ -151,7 +156,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
         Parameters
         ----------
-        X : array-like (n_samples, n_features)
+        X : array-like or scipy.sparse matrix (n_samples, n_features)
             Inputs, one example per row.
 
         Returns
@@ -166,7 +171,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
         Parameters
         ----------
-        X : array-like (n_samples, n_features)
+        X : array-like or scipy.sparse matrix (n_samples, n_features)
             Inputs, one example per row.
 
         Returns
@@ -185,7 +190,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
         Parameters
         ----------
-        X : array-like (n_samples, n_features)
+        X : array-like or scipy.sparse matrix (n_samples, n_features)
             Inputs, one example per row.
 
         Returns
