@@ -148,6 +148,7 @@ class Network(NetworkFit, NetworkIO):
         if self._output not in reference.OUTPUTS_OF_LOSS[self._loss_name]:
             raise ValueError(_pair_message(self._loss_name, self._output))
         self._dtype = v.check_dtype(dtype)
+        self.__dict__.pop("_spec_made", None)
 
     def _allocate(self, theta=None):
         """Create the flat parameter buffer and the per-layer views into it."""
@@ -159,8 +160,11 @@ class Network(NetworkFit, NetworkIO):
 
     @property
     def _spec(self):
-        """The architecture as the backends see it (immutable)."""
-        return spec_of(self)
+        """The architecture as the backends see it (immutable, so made once)."""
+        spec = self.__dict__.get("_spec_made")
+        if spec is None:
+            spec = self.__dict__["_spec_made"] = spec_of(self)
+        return spec
 
     def _training_view(self):
         """The :class:`~cymlp._training.NetworkView` handed to the training loop."""

@@ -108,7 +108,8 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         dtype = self._fit_dtype() if first_pass else self._network().dtype
         X, Y = self._validate_input(X, y, incremental, reset=first_pass, dtype=dtype)
         sample_weight = self._row_weights(sample_weight, X, Y)
-        self._random_state = check_random_state(self.random_state)    # as scikit-learn: every fit
+        if first_pass or self.early_stopping:     # made every fit that draws, as scikit-learn does
+            self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(X.shape[1], hidden, Y.shape[1], X.dtype)
         elif Y.shape[1] != self.n_outputs_:

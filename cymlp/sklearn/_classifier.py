@@ -79,6 +79,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                              accept_sparse=SPARSE_FORMATS)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if incremental and hasattr(self, "classes_") and y.ndim == 1 and \
+                not self._label_binarizer.y_type_.startswith("multilabel"):
+            return X, self._encode_known_labels(y, X.dtype)
         check_classification_targets(y)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer()
@@ -95,6 +98,29 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
                                  f"{self.classes_}. 'y' has {classes}.")
         return X, self._label_binarizer.transform(y).astype(X.dtype)
+
+    def _encode_known_labels(self, y, dtype):
+        """``partial_fit``'s 1-D labels after the first call, binarized as the binarizer does.
+
+        The label checks of a first call (``check_classification_targets``,
+        ``LabelBinarizer``) cost ~1 ms a call in scikit-learn's utilities;
+        here every label must be one of ``classes_`` (checked once, on the
+        first call): exactly the labels they accept, so nothing weaker.
+        """
+        classes = self.classes_
+        try:
+            seen = np.unique(y)
+        except TypeError:           # mixed label types: scikit-learn's own message
+            seen = unique_labels(y)
+        if len(np.setdiff1d(seen, classes, assume_unique=True)):
+            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                             f"{classes}. 'y' has {seen}.")
+        index = np.searchsorted(classes, y)
+        if len(classes) <= 2:                   # one column: the positive (second) class
+            return (index == 1).astype(dtype).reshape(-1, 1)
+        Y = np.zeros((y.shape[0], len(classes)), dtype=dtype)
+        Y[np.arange(y.shape[0]), index] = 1
+        return Y
 
     def _out_activation(self):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
