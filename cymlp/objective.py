@@ -45,6 +45,22 @@ class Objective:
     Made by :meth:`cymlp.Network.objective` (see this module's doc for the
     formula); not meant to be built directly.
 
+    Parameters
+    ----------
+    full_batch : cymlp._backends.FullBatch
+        The backend's pass over every row (summed loss and gradient).
+    sizes : sequence of int
+        The network's layer sizes.
+    dtype : numpy dtype
+        The network's dtype: each θ is cast to it for the pass.
+    weight_sum : float
+        Σ_x w_x, the L2 term's denominator.
+    alpha : float
+        The L2 strength α >= 0.
+    pass_weight_sum : float or None
+        What the pass's sums are divided by when it differs from
+        ``weight_sum`` (equal sample weights run unweighted: n).
+
     Attributes
     ----------
     n_params : int

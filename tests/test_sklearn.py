@@ -661,3 +661,52 @@ def test_invalid_dropout_or_clip_norm_say_what_to_use(digits_400, params, messag
     with pytest.raises(ValueError, match=message):
         est.fit(X, y)
     assert not hasattr(est, "classes_")
+
+
+@pytest.mark.parametrize("labels", [np.array([3, 7]), np.array([3, 7, 11]), np.array(["b", "a", "c"]),
+                                    np.array([True, False]), np.array([0.0, 2.0, 5.0])],
+                         ids=["binary", "multiclass", "strings", "bools", "integral floats"])
+def test_partial_fit_after_the_first_call_trains_on_the_same_targets(labels):
+    # later calls encode their labels without scikit-learn's binarizer: the same targets
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4))
+    y = labels[rng.integers(0, len(labels), 60)]
+    fast = MLPClassifier((6,), solver="sgd", shuffle=False, random_state=0)
+    slow = MLPClassifier((6,), solver="sgd", shuffle=False, random_state=0)
+    fast.partial_fit(X, y, classes=labels)
+    slow.partial_fit(X, y, classes=labels)
+    Y = slow._label_binarizer.transform(y[:30]).astype(X.dtype)
+    np.testing.assert_array_equal(fast._encode_known_labels(y[:30], X.dtype), Y)
+    for _ in range(3):
+        fast.partial_fit(X, y)
+        slow._fit(X, y, None, incremental=True)      # through the binarizer as before
+    assert max_param_diff(fast, slow) == 0
+    for known in (np.full(60, labels[0]).astype(object), y.astype(object)):
+        fast.partial_fit(X, known)                   # object arrays of known labels are fine
+    unseen = np.concatenate([y[:-1].astype(object),
+                             np.array(["zz" if labels.dtype.kind == "U" else 99], dtype=object)])
+    for bad, message in ((unseen, "not in `self.classes_`"),
+                         (np.full(60, 0.5), "not in `self.classes_`"),
+                         (np.full(60, np.nan), "contains NaN")):
+        if labels.dtype.kind == "U" and bad.dtype.kind == "f":
+            continue                                 # (floats against text classes: a TypeError)
+        with pytest.raises(ValueError, match=message):
+            fast.partial_fit(X, bad)
+
+
+def test_what_still_differs_is_as_the_module_docstring_says(digits_400):
+    X, y = digits_400
+    # float32 stays float32 with lbfgs too
+    est = MLPClassifier(**LBFGS).fit(X.astype(np.float32), y)
+    assert est.coefs_[0].dtype == np.float32 and est.network_.dtype == np.float32
+    # predict on inputs that overflow the network: a ValueError, not infinities
+    with pytest.raises(ValueError, match="overflowed"):
+        est.predict(np.full((2, 64), 1e38, dtype=np.float32))
+    # a diverged fit without early stopping raises at once and keeps finite weights
+    big = np.finfo(np.float64).max * np.random.default_rng(0).uniform(size=(10, 2))
+    reg = MLPRegressor(max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="non-finite parameter weights"):
+            reg.fit(big, np.arange(10.0))
+    assert np.isfinite(reg.network_.get_flat_params()).all()

@@ -125,11 +125,15 @@ def test_training_and_prediction_never_densify_the_whole_matrix(backend):
         tracemalloc.reset_peak()
         net.predict(Xs)
         predict_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        net.objective(Xs, y, alpha=1e-4)(net.get_flat_params())      # (lbfgs's evaluations)
+        objective_peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     block = _sparse.DENSE_BLOCK_ELEMENTS * 8
     assert fit_peak < 0.05 * dense_bytes, fit_peak
     assert predict_peak < 2.5 * block < 0.1 * dense_bytes, predict_peak
+    assert objective_peak < 2.5 * block, objective_peak
 
 
 def test_block_rows_bounds_a_dense_block():
