@@ -44,7 +44,7 @@ PACKAGES = ["numpy", "scipy", "sklearn", "dask", "distributed", "onnx", "skl2onn
 LIBRARIES = {"cymlp": "cymlp.sklearn", "sklearn": "sklearn.neural_network"}
 
 
-def build(cache):
+def build(cache, files_per_package=None):
     """The TF-IDF matrix and package labels of the installed packages' source files (cached)."""
     import scipy.sparse as sp
     if os.path.exists(cache):
@@ -57,7 +57,7 @@ def build(cache):
     for package in PACKAGES:
         files = sorted(glob.glob(os.path.join(site, package, "**", "*.py"), recursive=True))
         texts = [Path(f).read_text(encoding="utf8", errors="replace") for f in files]
-        texts = [t for t in texts if len(t) >= 200]
+        texts = [t for t in texts if len(t) >= 200][:files_per_package]
         if len(texts) >= 20:
             docs += texts
             labels += [len(found)] * len(texts)
@@ -113,11 +113,14 @@ def main(argv=None):
                              "(default: every usable core)")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(),
                                                         "cymlp-tfidf-site-packages.npz"))
+    parser.add_argument("--files-per-package", type=int, default=None,
+                        help="at most this many files of each package (a smaller matrix; "
+                             "use another --cache)")
     parser.add_argument("--child", choices=list(LIBRARIES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child(args.child, args.cache, args.epochs, args.n_threads)
-    X, y, packages = build(args.cache)
+    X, y, packages = build(args.cache, args.files_per_package)
     results = {name: [] for name in LIBRARIES}
     loads = [os.getloadavg()[0]]
     for _ in range(args.rounds):

@@ -182,3 +182,37 @@ def test_kernel_ab_times_every_compiled_mode_for_two_builds():
     assert set(rows) == {"chunked", "batch", "split", "chunked+dropout", "hogwild", "average"}
     for a, b, ratio, *fastest in rows.values():
         assert float(a) > 0 and float(b) > 0 and math.isfinite(float(ratio)) and len(fastest) == 3
+
+
+def _benchmark_script(name):
+    import os
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", name)
+
+
+@pytest.mark.slow
+def test_partial_fit_overhead_times_both_libraries(tmp_path):
+    """benchmarks/partial_fit_overhead.py runs each library in its own process and reports both."""
+    pytest.importorskip("sklearn")
+    proc = subprocess.run([sys.executable, _benchmark_script("partial_fit_overhead.py"), "--rounds", "1",
+                           "--calls", "5"], env=subprocess_env(), capture_output=True, text=True,
+                          timeout=300, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| cymlp") or
+            line.startswith("| sklearn")]
+    assert len(rows) == 2 and all(float(row.split("|")[2]) > 0 for row in rows)
+    assert "CPU:" in proc.stdout and "threadpoolctl:" in proc.stdout
+
+
+@pytest.mark.slow
+def test_sparse_benchmark_builds_a_tfidf_and_times_both_libraries(tmp_path):
+    """benchmarks/sparse_vs_sklearn.py on a small TF-IDF (20 files a package), one epoch."""
+    pytest.importorskip("sklearn")
+    proc = subprocess.run([sys.executable, _benchmark_script("sparse_vs_sklearn.py"), "--rounds", "1",
+                           "--epochs", "1", "--files-per-package", "20", "--cache",
+                           str(tmp_path / "tfidf.npz")], env=subprocess_env(), capture_output=True,
+                          text=True, timeout=300, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| cymlp") or
+            line.startswith("| sklearn")]
+    assert len(rows) == 2 and all(float(row.split("|")[2]) > 0 for row in rows)
+    assert "stored values" in proc.stdout and (tmp_path / "tfidf.npz").is_file()
