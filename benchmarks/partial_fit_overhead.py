@@ -45,6 +45,9 @@ def child(library, calls, chunk, n_threads):
     n = (len(X) // chunk) * chunk
     chunks = [(X[i:i + chunk], y[i:i + chunk]) for i in range(0, n, chunk)]
     extra = {"n_threads": n_threads} if library == "cymlp" and n_threads else {}
+    if library == "sklearn" and n_threads:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(n_threads)             # for the rest of this process
     est = module.MLPClassifier(random_state=0, **extra)
     est.partial_fit(*chunks[0], classes=np.arange(10))
     for X_c, y_c in chunks * 2:                      # warm-up: two passes
@@ -85,7 +88,8 @@ def main(argv=None):
     parser.add_argument("--calls", type=int, default=400, help="timed calls per process")
     parser.add_argument("--chunk", type=int, default=200, help="rows per call")
     parser.add_argument("--n-threads", type=int, default=None,
-                        help="cymlp's n_threads (default: every usable core)")
+                        help="threads of both: cymlp's n_threads, scikit-learn's BLAS limit "
+                             "(default: every usable core)")
     parser.add_argument("--baseline", default=None,
                         help="also run cymlp from this source tree (built in place)")
     parser.add_argument("--child", choices=list(LIBRARIES), help=argparse.SUPPRESS)
@@ -114,7 +118,7 @@ def main(argv=None):
     for line in pools():
         print(f"threadpoolctl: {line}")
     print(f"\n{args.rounds} processes per library, {args.calls} timed calls each, "
-          f"{args.chunk} rows a call; cymlp n_threads={args.n_threads}\n")
+          f"{args.chunk} rows a call; threads: {args.n_threads or 'all'}\n")
     print("| library | median of medians (ms/call) | median p10 (ms) | fastest call (ms) | accuracy |")
     print("|:---|---:|---:|---:|---:|")
     summary = {}

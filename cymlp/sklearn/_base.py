@@ -158,7 +158,8 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
             intercept = self._random_state.uniform(-bound, bound, fan_out)
             params.append((coef.astype(dtype), intercept.astype(dtype)))
         self._set_network(self._build_network(sizes, params, dtype))
-        self._best_params = self._net.get_flat_params()    # early stopping's best: the start, so far
+        # early stopping's best weights: the initial ones until an epoch scores (as scikit-learn)
+        self._best_params = self._net.get_flat_params() if self.early_stopping else None
 
     def _build_network(self, sizes, params, dtype):
         """The one place a Network is constructed (``params``: scikit-learn's (coef, intercept) pairs).

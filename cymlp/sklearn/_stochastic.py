@@ -44,6 +44,8 @@ class StochasticSolver:
         else:
             X_val = y_val = None
         net = self._network()
+        if early_stopping and getattr(self, "_best_params", None) is None:
+            self._best_params = net.get_flat_params()     # (a warm start from a fit without it)
         if first_pass:          # the epoch shuffles, from random_state after the weights and split
             net.reseed(int(self._random_state.randint(np.iinfo(np.int32).max)))
         net.n_threads = self.n_threads        # set_params between warm-started fits
