@@ -11,6 +11,7 @@ Two interchangeable paths compute the same maths: the NumPy reference path
 
 __version__ = "0.1.0"
 
+from . import _build_check
 from ._backends import available_backends
 from ._install_info import show_config
 from .exceptions import TrainingDiverged
@@ -18,6 +19,10 @@ from .gradcheck import gradcheck
 from .history import History
 from .network import Network
 from .training_state import TrainingState
+
+# Load the compiled path's OpenMP runtime now (a tiny extension: no kernels, no SciPy), so that a
+# threadpoolctl.threadpool_limits block entered after `import cymlp` limits cymlp's threads too.
+_build_check.load_openmp_runtime()
 
 __all__ = ["Network", "History", "TrainingDiverged", "TrainingState", "gradcheck", "show_config",
            "available_backends", "__version__"]

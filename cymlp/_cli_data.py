@@ -6,15 +6,46 @@ the CLI's helper modules can raise it without importing :mod:`cymlp.cli`.
 The data sets ``--dataset`` accepts are described in :mod:`cymlp.cli`.
 """
 
+import argparse
 import os
+import re
 
 import numpy as np
 
 from . import datasets
+from ._files import check_writable, open_regular
 
 
 class CommandError(Exception):
     """A problem to report as one message and exit status 1."""
+
+
+_BYTE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+               "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def byte_size(text):
+    """An argparse type: a number of bytes such as ``800000000``, ``8GB`` or ``8GiB``; ``none``: no bound."""
+    if text.strip().lower() == "none":
+        return None
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([kmgt]i?)?b?\s*", text.lower())
+    if m is None:
+        raise argparse.ArgumentTypeError(f"expected a size in bytes such as 8000000000, 8GB or 8GiB, "
+                                         f"or none; got {text!r}")
+    value = int(float(m[1]) * _BYTE_UNITS[m[2] or ""])
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte; got {text!r}")
+    return value
+
+
+def add_max_model_bytes(parser):
+    """``--max-model-bytes``: the bound ``Network.load(max_bytes=)`` puts on a model file."""
+    from ._persistence import DEFAULT_MAX_MODEL_BYTES
+    parser.add_argument("--max-model-bytes", type=byte_size, default=DEFAULT_MAX_MODEL_BYTES,
+                        metavar="SIZE",
+                        help="refuse a model file whose network (with its training state) needs more "
+                             "memory than this, before allocating it, e.g. 16GiB or none "
+                             f"(default: {DEFAULT_MAX_MODEL_BYTES >> 30} GiB)")
 
 
 def load_dataset(spec, dtype, seed):
@@ -27,18 +58,20 @@ def load_dataset(spec, dtype, seed):
         return ("fashion-mnist",) + tuple(datasets.load_fashion_mnist(dtype=dtype))
     if os.path.isdir(spec):
         return (spec,) + tuple(datasets.load_fashion_mnist(spec, dtype=dtype))
-    if spec.endswith(".npz"):
-        return (spec,) + _load_npz(spec, dtype)
     if not os.path.exists(spec):
         raise FileNotFoundError(f"--dataset {spec!r}: no such file or folder; use digits, fashion-mnist, "
                                 f"a folder of IDX files or an .npz with X_train, y_train, X_test, y_test")
+    if spec.endswith(".npz"):
+        return (spec,) + _load_npz(spec, dtype)
     raise CommandError(f"--dataset {spec!r} is neither a folder of IDX files nor an .npz file")
 
 
 def _load_npz(path, dtype):
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open_regular(path, "--dataset") as f, np.load(f, allow_pickle=False) as data:
             arrays = {key: data[key] for key in ("X_train", "y_train", "X_test", "y_test") if key in data}
+    except OSError:
+        raise                     # missing, a folder, a FIFO...: the message says so
     except Exception as exc:  # a damaged archive raises BadZipFile, zlib.error, TokenError, MemoryError...
         raise CommandError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     missing = {"X_train", "y_train", "X_test", "y_test"} - set(arrays)
@@ -92,11 +125,11 @@ def _n_classes(y_train, *other_labels):
 
 def _check_output_path(option, path):
     """Fail before training, not after, when ``path`` cannot be written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise CommandError(f"{option} {path}: is a folder; give a file name")
-    if not os.path.isdir(folder):
-        raise CommandError(f"{option} {path}: the folder {folder} does not exist")
+    try:
+        target = check_writable(path)        # a folder, FIFO, device (or a link to one): refused
+    except OSError as exc:
+        raise CommandError(f"{option} {path}: {exc}") from None
+    folder = os.path.dirname(target)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise CommandError(f"{option} {path}: the folder {folder} is not writable")
 

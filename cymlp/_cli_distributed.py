@@ -29,9 +29,7 @@ def _check_distributed_args(args):
 
 def _fit_on_dask(args, s, net, X, y, reporter):
     """``cymlp train --workers N`` / ``--scheduler ADDRESS``: fit_distributed with the CLI's settings."""
-    from distributed import Client
-
-    from .distributed import fit_distributed
+    from .distributed import connect, fit_distributed
     validation_data = None
     if args.validation_fraction:
         split = np.random.default_rng(args.seed).permutation(len(X))
@@ -41,9 +39,9 @@ def _fit_on_dask(args, s, net, X, y, reporter):
     client = None
     if args.scheduler is not None:
         try:
-            client = Client(args.scheduler, timeout=30)
-        except OSError as exc:
-            raise CommandError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from None
+            client = connect(args.scheduler, timeout=args.timeout)
+        except (OSError, ValueError) as exc:      # unknown host, no answer, not an address
+            raise CommandError(f"--scheduler {args.scheduler}: {exc}") from None
     try:
         fit_distributed(net, X, y, client=client, n_workers=args.workers, threads_per_worker=args.threads,
                         strategy=args.strategy, average_every=args.average_every, epochs=s["epochs"],
@@ -53,4 +51,4 @@ def _fit_on_dask(args, s, net, X, y, reporter):
                         weight_decay=s["weight_decay"])
     finally:
         if client is not None:
-            client.close()
+            client.close(timeout=5)

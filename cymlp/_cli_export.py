@@ -7,7 +7,7 @@ stderr and exit status 1) and converted by :func:`cymlp.onnx_export.network_to_o
 
 import os
 
-from ._cli_data import CommandError
+from ._cli_data import CommandError, _check_output_path, add_max_model_bytes
 from .onnx_export import DEFAULT_OPSET, MIN_OPSET
 
 
@@ -25,6 +25,7 @@ def add_parser(subparsers):
                    help="write the ONNX model here (atomically; only a regular file is replaced)")
     p.add_argument("--opset", type=_number(int, MIN_OPSET), default=None, metavar="N",
                    help=f"ONNX opset, {MIN_OPSET} or newer (default: {DEFAULT_OPSET})")
+    add_max_model_bytes(p)
     p.set_defaults(func=cmd_export)
     return p
 
@@ -36,12 +37,13 @@ def cmd_export(args):
 
     if os.path.realpath(args.onnx) == os.path.realpath(args.model):
         raise CommandError(f"--onnx {args.onnx} is the model file itself; give another file name")
+    _check_output_path("--onnx", args.onnx)     # a folder, FIFO or device: refused before any work
     try:
         import_onnx()
     except ImportError as exc:
         raise CommandError(str(exc)) from None
     try:
-        net = Network.load(args.model)
+        net = Network.load(args.model, max_bytes=args.max_model_bytes)
     except (ValueError, OSError) as exc:       # a missing or damaged model file: one line
         raise CommandError(" ".join(f"cannot load the model: {exc}".split())) from None
     model = network_to_onnx(net, args.onnx, opset=args.opset)

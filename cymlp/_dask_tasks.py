@@ -17,9 +17,11 @@ def worker_has_cymlp():
 
 
 def load_shard_files(x_path, y_path, offset):
-    """A file shard, loaded on the worker that trains on it."""
-    X = np.load(x_path, allow_pickle=False)
-    y = np.load(y_path, allow_pickle=False)
+    """A file shard, loaded on the worker that trains on it (regular files only: never blocks)."""
+    from ._files import open_regular
+    with open_regular(x_path, "shard file") as fx, open_regular(y_path, "shard file") as fy:
+        X = np.load(fx, allow_pickle=False)
+        y = np.load(fy, allow_pickle=False)
     return X, y, np.arange(offset, offset + len(X))
 
 

@@ -13,11 +13,12 @@ checksum.
   between mirrors: Debian's copies of Zalando's files were recompressed),
   and decompression stops at the expected size, so a hostile "gzip bomb"
   cannot fill the disk or memory.
-- **Atomic**: bytes go to a temporary file in the destination's folder,
-  which replaces the destination only after the checksum matched; on any
-  failure (server down, interrupted transfer, checksum mismatch, Ctrl-C)
-  the temporary file is removed.  Nothing but the destination file is ever
-  written or replaced.
+- **Atomic**: bytes go to a temporary file in the destination's folder
+  (:func:`cymlp._files.write_atomically`, cymlp's one writer), which
+  replaces the destination only after the checksum matched; on any failure
+  (server down, interrupted transfer, checksum mismatch, Ctrl-C) the
+  temporary file is removed.  Nothing but the destination file is ever
+  written or replaced, and only when it is a regular file or new.
 - **Progress**: tqdm's bar when tqdm is installed, a plain line on stderr
   otherwise, nothing with ``progress=False``.
 """
@@ -27,12 +28,13 @@ import hashlib
 import http.client
 import os
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
+
+from ._files import write_atomically
 
 CHUNK_BYTES = 1 << 16
 TIMEOUT_SECONDS = 30
@@ -85,18 +87,10 @@ def fetch(url, dest, *, sha256, size, progress=True, timeout=TIMEOUT_SECONDS):
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            _download(url, temp, progress, timeout, dest.name)
-        _verify(temp_name, url, sha256, size)
-        os.replace(temp_name, dest)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except OSError:
-            pass
-        raise
+    # cymlp's one writer: only a regular (or new) file is ever replaced, the temporary file is
+    # removed on any failure, and the checksum is checked before the rename
+    write_atomically(dest, lambda temp: _download(url, temp, progress, timeout, dest.name),
+                     verify=lambda temp_name: _verify(temp_name, url, sha256, size))
     return dest
 
 

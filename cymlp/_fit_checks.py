@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _validation as v
 from ._backends import TrainerOptions
-from .training_state import OPTIMIZERS, OptimizerConfig
+from .training_state import MAX_COUNTER, OPTIMIZERS, OptimizerConfig
 
 PARALLEL_STRATEGIES = ("sync", "hogwild", "average")
 AVERAGE_WEIGHTINGS = ("uniform", "examples")
@@ -76,9 +76,7 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
     X, Y, labels = v.check_Xy(spec, X, y)
     epochs = v.check_positive_int("epochs", epochs, minimum=0)
     lr = v.check_real("lr", lr, low=0, low_open=True)
-    momentum = v.check_real("momentum", momentum, low=0, high=1, high_open=True)
-    weight_decay = v.check_real("weight_decay", weight_decay, low=0)
-    v.check_choice("optimizer", optimizer, OPTIMIZERS)
+    optimizer = check_optimizer(optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps)
     v.check_choice("on_divergence", on_divergence, ("raise", "warn"))
     v.check_choice("parallel", parallel, PARALLEL_STRATEGIES)
     if parallel != "sync" and net.backend != "cython":
@@ -86,12 +84,8 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
     if average_every is not None and average_every != "end":
         v.check_positive_int("average_every", average_every)
     v.check_choice("average_weighting", average_weighting, AVERAGE_WEIGHTINGS)
-    beta1 = v.check_real("beta1", beta1, low=0, high=1, high_open=True)
-    beta2 = v.check_real("beta2", beta2, low=0, high=1, high_open=True)
-    eps = v.check_real("eps", eps, low=0, low_open=True)
     patience = v.check_positive_int("patience", patience)
     batch_size = v.check_positive_int("batch_size", batch_size)
-    optimizer = OptimizerConfig(optimizer, momentum, bool(nesterov), weight_decay, beta1, beta2, eps)
     start_epoch = check_resume(net, resume, optimizer, parallel)
     if lr_schedule_epochs is None:
         horizon = start_epoch + epochs
@@ -102,10 +96,7 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
                              f"{start_epoch + 1}..{start_epoch + epochs}); pass at least "
                              f"{start_epoch + epochs}, the total number of epochs the schedule spans")
     schedule = make_schedule(lr_schedule, lr, horizon)
-    callbacks = tuple(callbacks or ())
-    for cb in callbacks + ((progress,) if progress is not None else ()):
-        if not callable(cb):
-            raise TypeError(f"callbacks and progress must be callables; got {cb!r}")
+    callbacks = check_callbacks(callbacks, progress)
     if validation_data is not None and validation_fraction is not None:
         raise ValueError("pass validation_data or validation_fraction, not both")
     weights = v.combine_weights(
@@ -131,6 +122,7 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
         if n_validation < 1 or n_validation >= X.shape[0]:
             raise ValueError(f"validation_fraction={fraction} leaves no rows for training or "
                              f"validation out of {X.shape[0]}")
+    _check_counters(net, resume, start_epoch, epochs, -(-(X.shape[0] - n_validation) // batch_size))
     if epochs > 0:
         schedule(start_epoch)  # a callable schedule's first rate is checked before anything changes
     # ---- warnings last: under -W error they reject the call, which must change nothing
@@ -152,6 +144,36 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
     return settings, data
 
 
+def check_optimizer(optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps):
+    """The optimizer settings of ``fit`` (and ``fit_distributed``), checked: an :class:`OptimizerConfig`."""
+    v.check_choice("optimizer", optimizer, OPTIMIZERS)
+    return OptimizerConfig(
+        optimizer, v.check_real("momentum", momentum, low=0, high=1, high_open=True), bool(nesterov),
+        v.check_real("weight_decay", weight_decay, low=0),
+        v.check_real("beta1", beta1, low=0, high=1, high_open=True),
+        v.check_real("beta2", beta2, low=0, high=1, high_open=True),
+        v.check_real("eps", eps, low=0, low_open=True))
+
+
+def check_callbacks(callbacks, progress=None):
+    """``callbacks`` (and ``progress``) as ``fit`` takes them: a tuple of callables."""
+    callbacks = tuple(callbacks or ())
+    for cb in callbacks + ((progress,) if progress is not None else ()):
+        if not callable(cb):
+            raise TypeError(f"callbacks and progress must be callables; got {cb!r}")
+    return callbacks
+
+
+def _check_counters(net, resume, start_epoch, epochs, steps_per_epoch):
+    """The state's epoch and step counters must stay within MAX_COUNTER to the end of this fit."""
+    start_step = net.training_state_.step if resume else 0
+    if start_epoch + epochs > MAX_COUNTER or start_step + epochs * steps_per_epoch > MAX_COUNTER:
+        raise ValueError(f"this fit would take the training state's epoch or step counter past "
+                         f"{MAX_COUNTER} (now epoch {start_epoch}, step {start_step}; {epochs} epochs "
+                         f"of {steps_per_epoch} steps), more than every backend's counter holds; "
+                         f"train fewer epochs, or pass resume=False to start the counters afresh")
+
+
 def uses_worker_states(net, parallel):
     """True when a fit runs the hogwild/average trainer, which keeps one optimizer state per worker."""
     return parallel != "sync" and net.effective_n_threads > 1
@@ -167,6 +189,7 @@ def check_resume(net, resume, optimizer, parallel):
                          "never trained, or was loaded from a file saved without one, or its last "
                          "fit used parallel='hogwild'/'average'); call fit without resume=True to "
                          "start the optimizer afresh")
+    state.check(net.n_params, net.dtype)    # a state changed from outside: refused on every backend
     why = state.mismatch(optimizer)
     if why is not None:
         raise ValueError(f"resume=True cannot continue this network's training state: {why}. "
@@ -179,18 +202,24 @@ def check_resume(net, resume, optimizer, parallel):
     return state.epoch
 
 
-def check_partial_fit(options, classes, y, n_outputs):
+def check_partial_fit(options, classes, y, spec):
     """``partial_fit``'s own checks: none of ``fit``'s whole-run options, ``classes`` valid."""
     for name in PARTIAL_FIT_EXCLUDED:
         if name in options:
             raise TypeError(f"partial_fit() does not take {name!r}: it is one epoch that "
                             f"continues the training state; use fit() for {name}")
     if classes is not None:
-        check_classes(classes, y, n_outputs)
+        check_classes(classes, y, spec)
 
 
-def check_classes(classes, y, n_outputs):
-    """``partial_fit``'s ``classes``: distinct integer labels 0..n_outputs-1 that cover ``y``."""
+def check_classes(classes, y, spec):
+    """``partial_fit``'s ``classes``: distinct integer labels 0..n_outputs-1 that cover ``y``.
+
+    ``y``'s labels are read as ``fit`` reads them (float ``2.0`` and object
+    arrays of numbers are the label 2), so a label outside ``classes`` is
+    refused whatever the dtype that carries it.
+    """
+    n_outputs = spec.sizes[-1]
     try:
         arr = np.asarray(classes)
     except (TypeError, ValueError):
@@ -204,10 +233,11 @@ def check_classes(classes, y, n_outputs):
     if np.unique(arr).size != arr.size:
         raise ValueError("classes holds repeated labels")
     try:
-        labels = np.asarray(y)
+        labels = v.check_targets(y, len(y), n_outputs, spec.dtype, loss=spec.loss,
+                                 output=spec.output)[1]
     except (TypeError, ValueError):
-        return                      # fit's own checks reject it
-    if labels.ndim == 1 and labels.dtype.kind in "iu" and labels.size:
+        return                      # fit's own checks reject it (with X's context)
+    if labels is not None and labels.size:
         extra = np.setdiff1d(labels, arr)
         if extra.size:
             raise ValueError(f"y holds labels {extra[:5].tolist()} that are not in classes "

@@ -177,7 +177,7 @@ class NetworkFit:
         Network
             The network itself.
         """
-        _fit_checks.check_partial_fit(options, classes, y, self.sizes[-1])
+        _fit_checks.check_partial_fit(options, classes, y, self._spec)
         self.fit(X, y, epochs=1, resume=self.training_state_ is not None,
                  sample_weight=sample_weight, class_weight=class_weight, **options)
         return self

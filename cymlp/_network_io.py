@@ -43,12 +43,14 @@ class NetworkIO:
                           self._rng.bit_generator.state)
 
     @classmethod
-    def load(cls, path, backend=None, n_threads=None):
+    def load(cls, path, backend=None, n_threads=None, max_bytes=_persistence.DEFAULT_MAX_MODEL_BYTES):
         """Load a network saved by :meth:`save` (never executes code from the file).
 
         A damaged, truncated or hostile file raises ``ValueError`` naming the
         path; nothing large is decompressed or allocated before the file is
-        checked against its own configuration.
+        checked against its own configuration and ``max_bytes``.  Anything
+        but a regular file (a FIFO, a device, a folder) raises ``OSError`` at
+        once.
 
         Parameters
         ----------
@@ -58,6 +60,12 @@ class NetworkIO:
             The loaded network's backend (None: the default).
         n_threads : int or None
             The loaded network's ``n_threads``.
+        max_bytes : int or None
+            The most memory the model may need: its parameters and
+            training-state buffers as the file declares them (default 4 GiB;
+            None: no bound).  A larger model raises ``ValueError`` before
+            anything is allocated (``cymlp ... --max-model-bytes`` on the
+            command line).
 
         Returns
         -------
@@ -66,7 +74,9 @@ class NetworkIO:
         """
         v.check_backend(backend, available_backends())    # blame the arguments, not the file
         _threads.check_n_threads(n_threads)
-        state = _persistence.load(path)
+        if max_bytes is not None:
+            max_bytes = v.check_positive_int("max_bytes", max_bytes)
+        state = _persistence.load(path, max_bytes)
         net = cls.__new__(cls)
         net.__setstate__(dict(state, backend=backend, n_threads=n_threads))
         return net

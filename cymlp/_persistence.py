@@ -43,14 +43,11 @@ no code from the file runs.
 
 import ast
 import contextlib
-import errno
 import itertools
 import json
 import os
 import re
-import stat
 import struct
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -59,16 +56,17 @@ import numpy as np
 
 from . import _validation as v
 from . import reference
+from ._files import open_regular, write_atomically
 from ._spec import layer_views, n_params
-from .training_state import OPTIMIZERS, OptimizerConfig, TrainingState
+from .training_state import MAX_COUNTER, OPTIMIZERS, OptimizerConfig, TrainingState, check_meta
 
 FORMAT_VERSION = 1
 MAX_CONFIG_BYTES = 64 * 1024        # the config member, header included (a real one is ~200 bytes)
 MAX_SMALL_MEMBER_BYTES = 1024       # format_version
 MAX_NPY_HEADER = 10_000             # numpy's own limit on a .npy header
 MAX_DEFLATE_RATIO = 1032            # deflate cannot expand more than this (zlib's technical notes)
+DEFAULT_MAX_MODEL_BYTES = 4 << 30   # load refuses a model needing more memory (parameters + state)
 READ_CHUNK_BYTES = 1 << 20          # parameters are read (and cast) this much at a time
-TEMP_INFIX = ".cymlp-tmp-"          # save writes PATH.cymlp-tmp-XXXXXXXX, then renames it to PATH
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
@@ -179,58 +177,6 @@ def save(path, config, theta, training_state=None, rng_state=None):
     write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
-def write_atomically(path, write):
-    """Write the file ``path`` through ``write(f)`` (``f`` a binary file object), atomically.
-
-    The bytes go to ``PATH.cymlp-tmp-XXXXXXXX`` beside the target, are
-    ``fsync``ed and renamed over it: an interrupted write never leaves a
-    broken file where a good one was.  Rewriting keeps the file's mode; a
-    symlink ``path`` is followed (its target is replaced, as ``open()`` would
-    write it).  Only a regular file is ever replaced: a ``path`` that is a
-    folder raises ``IsADirectoryError``, a FIFO, device or socket ``OSError``,
-    before anything is written (and again just before the rename).
-    """
-    target = os.path.realpath(os.fspath(path))       # a symlink: write its target, as open() would
-    _check_replaceable(path, target)
-    try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)  # rewriting keeps the file's permissions
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    directory, name = os.path.split(target)
-    fd, tmp = tempfile.mkstemp(prefix=name + TEMP_INFIX, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)                   # mkstemp made it 0600
-        _check_replaceable(path, target)      # it may have changed while we wrote
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def _check_replaceable(path, target):
-    """Refuse a ``target`` that exists and is not a regular file (a new file is fine)."""
-    try:
-        mode = os.stat(target).st_mode
-    except FileNotFoundError:
-        return
-    where = repr(os.fspath(path)) + ("" if os.fspath(path) == target else f" (-> {target!r})")
-    if stat.S_ISDIR(mode):
-        raise IsADirectoryError(errno.EISDIR, f"{where} is a folder; give the path of a file to write")
-    if not stat.S_ISREG(mode):
-        kind = next((kind for test, kind in _NOT_REGULAR if test(mode)), "not a regular file")
-        raise OSError(f"refusing to write {where}: it is {kind}, not a regular file, and cymlp "
-                      f"replaces only regular files; give the path of a regular or new file")
-
-
 def _state_members(state, rng_state):
     """The training state's members: its JSON description and its buffers."""
     buffers = {"state_m": state.m} if state.v is None else {"state_m": state.m, "state_v": state.v}
@@ -242,23 +188,19 @@ def _state_members(state, rng_state):
     description = {"optimizer": {name: getattr(opt, name) for name in _OPTIMIZER_KEYS},
                    "step": state.step, "epoch": state.epoch, "seed": state.seed,
                    "rng": rng_state, "meta": state.meta}
+    check_meta(state.meta)                       # bounded: the description stays far below its cap
     text = json.dumps(description)
-    if 4 * len(text) + 128 > MAX_CONFIG_BYTES:
-        raise ValueError(f"the training state's meta is too large to save ({len(text):,} characters); "
-                         f"keep it under {MAX_CONFIG_BYTES // 4 - 1000:,}")
     return {"training_state": np.array(text), **buffers}
-
-
-def _umask():
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 # ---------------------------------------------------------------- load
 
-def load(path):
+def load(path, max_bytes=DEFAULT_MAX_MODEL_BYTES):
     """Read a model file written by :func:`save` (see the module docstring).
+
+    ``max_bytes`` (None: no bound) caps the memory the model needs (its
+    parameters and training-state buffers, as its configuration declares):
+    a larger model is refused before anything is allocated.
 
     Returns the ``Network.__setstate__`` dict it describes (without
     ``backend`` and ``n_threads``, which are the caller's): the
@@ -267,11 +209,12 @@ def load(path):
     seed when the file holds them.
     """
     name = os.fspath(path)
-    with open(name, "rb") as f:          # a missing file: FileNotFoundError, as open() gives
+    with open_regular(name, "model file") as f:    # missing: FileNotFoundError; a FIFO: OSError
         with _reworded(name):
             archive, config, infos, headers, training = _check(f)
-        # everything checked: allocate once, then read straight into the buffers
         dtype = np.dtype(config["dtype"])
+        _check_memory(name, config, dtype, training, max_bytes)
+        # everything checked: allocate once, then read straight into the buffers
         theta = np.zeros(n_params(config["sizes"]), dtype=dtype)
         views = {}
         for l, (W, b) in enumerate(zip(*layer_views(config["sizes"], theta))):
@@ -293,6 +236,19 @@ def load(path):
     if state is not None:
         result.update(training_state=state, train_seed=state.seed, rng=training["rng"])
     return result
+
+
+def _check_memory(name, config, dtype, training, max_bytes):
+    """Refuse a model that needs more than ``max_bytes`` of memory, before allocating it."""
+    buffers = 1 if training is None else (3 if training["optimizer"].name == "adam" else 2)
+    needed = buffers * n_params(config["sizes"]) * dtype.itemsize
+    if max_bytes is not None and needed > max_bytes:
+        sizes = "-".join(map(str, config["sizes"]))
+        raise ValueError(f"{name!r} declares a {sizes} {dtype.name} network that needs {needed:,} bytes "
+                         f"of memory ({n_params(config['sizes']):,} parameters x {buffers} buffers), more "
+                         f"than max_bytes={max_bytes:,}; if you expect a model that large, raise the "
+                         f"bound: Network.load(path, max_bytes=...), or --max-model-bytes on the "
+                         f"command line")
 
 
 @contextlib.contextmanager
@@ -367,8 +323,10 @@ def _check_training_state(archive, infos, table):
         for key in ("step", "epoch", "seed"):
             if type(state[key]) is not int or state[key] < 0:
                 raise ValueError(f"{key} must be a non-negative integer")
-        if not isinstance(state["meta"], dict):
-            raise ValueError("meta must be a JSON object")
+            if key != "seed" and state[key] > MAX_COUNTER:
+                raise ValueError(f"{key} {state[key]} is beyond {MAX_COUNTER}, what every backend's "
+                                 f"counter holds")
+        check_meta(state["meta"])
         rng = np.random.default_rng()
         if not isinstance(state["rng"], dict) or state["rng"].get("bit_generator") != "PCG64":
             raise ValueError("rng must be the state of a PCG64 generator")

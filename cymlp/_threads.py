@@ -75,11 +75,11 @@ def openmp_max_threads():
     ``threadpoolctl.threadpool_limits(..., user_api="openmp")``.
     """
     try:
-        from . import _kernels
+        from . import _openmp_runtime  # the runtime alone: no kernels, no SciPy import
     except ImportError:
         return None
     try:
-        return int(_kernels.openmp_max_threads())
+        return int(_openmp_runtime.openmp_max_threads())
     except (AttributeError, TypeError, ValueError):
         return None
 

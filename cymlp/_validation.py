@@ -455,10 +455,16 @@ def check_sample_weight(sample_weight, n_rows, name="sample_weight"):
     if w.min() < 0:
         raise ValueError(f"{name} holds negative weights (the smallest is {w.min():g}); weights "
                          f"must be >= 0 (0 leaves a row out)")
-    total = w.sum()
-    if not total > 0 or not np.isfinite(total):
-        raise ValueError(f"{name} must have a positive, finite sum (got {total:g}); at least one "
-                         f"row needs a positive weight")
+    top = w.max()
+    if not top > 0:
+        raise ValueError(f"{name} must have a positive sum (got {w.sum():g}); at least one row "
+                         f"needs a positive weight")
+    # Σ w C / Σ w does not depend on the weights' scale: scaling by a power of two (exact) so that
+    # the largest is in [0.5, 1) keeps every sum finite and every result bit for bit what it was;
+    # weights below float64's smallest normal number then count as 0 on every backend (the
+    # compiled path flushes subnormals to zero, the NumPy path would divide by them)
+    w = np.ldexp(w, -int(np.frexp(top)[1]))
+    w[w < np.finfo(np.float64).tiny] = 0.0
     if np.all(w == w[0]):
         return None            # equal weights are the unweighted problem (bit for bit)
     return w
@@ -507,14 +513,18 @@ def combine_weights(sample_weight, class_factors, n_rows):
     return check_sample_weight(combined, n_rows, name="sample_weight × class_weight")
 
 
-def check_dropout(dropout, sizes):
-    """A tuple with one drop probability per hidden layer, each in [0, 1)."""
+def check_dropout(dropout, sizes, layers=None):
+    """A tuple with one drop probability per hidden layer, each in [0, 1).
+
+    ``layers`` names the hidden layers in messages as the caller's user knows
+    them (default: ``sizes [...]``; the estimators say ``hidden_layer_sizes=()``).
+    """
     n_hidden = len(sizes) - 2
     if isinstance(dropout, numbers.Real) and not isinstance(dropout, (bool, np.bool_)):
         rate = check_real("dropout", dropout, low=0, high=1, high_open=True)
         if rate > 0 and n_hidden == 0:
-            raise ValueError(f"dropout applies to hidden layers, and sizes {list(sizes)} has none; "
-                             f"use dropout=0 or add a hidden layer")
+            raise ValueError(f"dropout applies to hidden layers, and {layers or f'sizes {list(sizes)}'} "
+                             f"has none; use dropout=0 or add a hidden layer")
         return (rate,) * n_hidden
     try:
         if isinstance(dropout, (str, bytes)):

@@ -48,11 +48,13 @@ no preprocessing state.
 """
 
 import argparse
+import functools
 import importlib
 import json
 import math
 import sys
 import time
+import warnings
 
 from threadpoolctl import threadpool_limits
 
@@ -63,10 +65,13 @@ from ._cli_data import (
     _fold_standardization,
     _n_classes,
     _unfold_standardization,
+    add_max_model_bytes,
     column_mean_std,
     load_dataset,
 )
 from ._cli_distributed import _check_distributed_args, _fit_on_dask
+from ._cli_resume import resume, settings_to_save
+from ._files import write_text
 from ._fit_checks import LR_SCHEDULES, PARALLEL_STRATEGIES
 from .exceptions import TrainingDiverged
 from .network import Network
@@ -125,37 +130,6 @@ def _number(kind, low, *, low_open=False, high=None, high_open=False):
             raise argparse.ArgumentTypeError(f"must be in {lo}, {hi}; got {text}")
         return value
     return parse
-
-
-# The options a resumed run takes from the saved one unless the command line sets them to
-# other values than their defaults (kept in the training state's meta["cli"] by --save).
-RESUMED_OPTIONS = ("dataset", "standardize", "validation_fraction", "train_size", "epochs", "batch_size",
-                   "optimizer", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule",
-                   "early_stopping", "patience", "parallel", "seed", "class_weight", "clip_norm")
-_ARCHITECTURE_OPTIONS = ("sizes", "hidden", "activation", "output", "loss", "dtype")
-
-
-def _resume(args):
-    """Load ``--resume MODEL.npz``: the network with its training state; fill ``args`` from the saved run."""
-    net = Network.load(args.resume, backend=args.backend, n_threads=args.threads)
-    state = net.training_state_
-    if state is None:
-        raise CommandError(f"--resume {args.resume}: the file holds no training state (saved by "
-                           f"save(path, training_state=False), by an older cymlp, or after a "
-                           f"hogwild/average run); train afresh without --resume")
-    saved = state.meta.get("cli")
-    if not isinstance(saved, dict):
-        saved = {}
-    defaults = vars(build_parser().parse_args(["train"]))
-    for option in _ARCHITECTURE_OPTIONS:
-        if getattr(args, option) != defaults[option]:
-            raise CommandError(f"--resume takes the network from {args.resume}; drop "
-                               f"--{option.replace('_', '-')}")
-    for option in RESUMED_OPTIONS:
-        if option in saved and getattr(args, option) == defaults[option]:
-            setattr(args, option, saved[option])
-    args.dtype = net.dtype.name
-    return net
 
 
 # ------------------------------------------------------------------ progress
@@ -305,6 +279,10 @@ def add_train_parser(subparsers):
                           "each (needs `pip install \"dask[distributed]\"`; see docs/distributed.md)")
     run.add_argument("--scheduler", metavar="ADDRESS", default=None,
                      help="train on an existing Dask cluster, e.g. tcp://host:8786")
+    run.add_argument("--timeout", type=_number(float, 0, low_open=True, high=7 * 24 * 3600), default=None,
+                     metavar="SECONDS",
+                     help="with --scheduler: seconds to wait for the scheduler to answer (default: "
+                          "Dask's distributed.comm.timeouts.connect, 30 s unless configured)")
     run.add_argument("--strategy", choices=("average", "sync"), default="average",
                      help="with --workers/--scheduler: model averaging or synchronous SGD (default: average)")
     run.add_argument("--average-every", type=_number(int, 1), default=None, metavar="STEPS",
@@ -319,6 +297,7 @@ def add_train_parser(subparsers):
                      help="continue the run saved in MODEL.npz: its network, optimizer state and "
                           "settings; options set to other values than their defaults override the "
                           "settings, --epochs counts the epochs to add (default: as many as before)")
+    add_max_model_bytes(out)
     out.add_argument("--json", metavar="FILE", help="write the history and test results as JSON")
     out.add_argument("--plot", metavar="FILE.png", help="plot loss and accuracy curves (needs matplotlib)")
     out.add_argument("--no-progress", dest="progress", action="store_false",
@@ -349,7 +328,7 @@ def cmd_train(args):
         if path:
             _check_output_path(option, path)
 
-    net = _resume(args) if args.resume else None
+    net = resume(args, build_parser, Network.load) if args.resume else None
     name, X_train, y_train, X_test, y_test = load_dataset(args.dataset, args.dtype, args.seed)
     if args.train_size is not None:
         X_train, y_train = X_train[:args.train_size], y_train[:args.train_size]
@@ -399,7 +378,7 @@ def cmd_train(args):
                   f"{net.training_state_.step})", flush=True)
         print(f"cymlp {_version()}: {name}, {len(X_train):,} training / {len(X_test):,} test rows; "
               f"network {'-'.join(map(str, sizes))} {args.activation}/{args.output}, {args.dtype}, "
-              f"backend {net.backend}, {_threads_text(net)}", flush=True)
+              f"backend {net.backend}, {_threads_text(net, args)}", flush=True)
         print(f"{s['optimizer']} lr {s['lr']:g}"
               + (f" momentum {s['momentum']:g}{' nesterov' if args.nesterov else ''}"
                  if s["optimizer"] == "sgd" else "")
@@ -459,10 +438,7 @@ def cmd_train(args):
 
     if args.save:
         if net.training_state_ is not None:     # what --resume needs to continue this run
-            net.training_state_.meta["cli"] = {
-                **{option: getattr(args, option) for option in RESUMED_OPTIONS},
-                **{key: s[key] for key in ("epochs", "batch_size", "optimizer", "lr", "momentum",
-                                           "weight_decay", "lr_schedule", "standardize")}}
+            net.training_state_.meta["cli"] = settings_to_save(args, s)
         net.save(args.save)
         print(f"saved model to {args.save}")
     if args.json:
@@ -470,21 +446,23 @@ def cmd_train(args):
         record.update(test_accuracy=test_accuracy, test_loss=test_loss, fit_seconds=fit_seconds,
                       total_seconds=total_seconds, dataset=name, sizes=sizes, backend=net.backend,
                       settings={**s, "hidden": list(s["hidden"])})
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=2, default=float)
+        write_text(args.json, json.dumps(record, indent=2, default=float))
         print(f"wrote history to {args.json}")
     if args.plot:
         if len(history):
-            import matplotlib.pyplot as plt
-            fig = history.plot(args.plot)
-            plt.close(fig)
+            history.plot(args.plot)
             print(f"wrote curves to {args.plot}")
         else:
             print("no epoch finished; nothing to plot", file=sys.stderr)
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
-def _threads_text(net):
+def _threads_text(net, args):
+    per_worker = f"{args.threads} thread(s)" if args.threads is not None else None
+    if args.workers is not None:
+        return f"a local Dask cluster of {args.workers} worker process(es), {per_worker or '1 thread'} each"
+    if args.scheduler is not None:
+        return f"the Dask cluster at {args.scheduler}, {per_worker or 'each worker its own thread count'}"
     if net.backend == "numpy":
         return "BLAS threads: " + ("all" if net.n_threads is None else str(net.n_threads))
     return f"{net.effective_n_threads} threads"
@@ -510,6 +488,7 @@ def add_predict_parser(subparsers):
                    help="digits split seed (default: the seed stored in the model)")
     p.add_argument("--backend", choices=("cython", "numpy"), default=None)
     p.add_argument("--threads", type=_number(int, 1), default=None)
+    add_max_model_bytes(p)
     p.set_defaults(func=cmd_predict)
     return p
 
@@ -517,7 +496,8 @@ def add_predict_parser(subparsers):
 def cmd_predict(args):
     t0 = time.perf_counter()
     try:
-        net = Network.load(args.model, backend=args.backend, n_threads=args.threads)
+        net = Network.load(args.model, backend=args.backend, n_threads=args.threads,
+                           max_bytes=args.max_model_bytes)
     except (ValueError, OSError) as exc:       # a damaged model file: one line, no traceback
         raise CommandError(" ".join(f"cannot load the model: {exc}".split())) from None
     seed = args.seed if args.seed is not None else net.seed
@@ -555,8 +535,9 @@ def cmd_info(args):
 # ------------------------------------------------------------------ entry point
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
+def build_parser(parser_class=argparse.ArgumentParser):
+    """The ``cymlp`` parser (``parser_class``: its class and its subcommands')."""
+    parser = parser_class(
         prog="cymlp", description="Train and evaluate multilayer perceptrons with cymlp.",
         epilog="Run `cymlp COMMAND --help` for the options of a command; `cymlp train` alone trains "
                "on the bundled digits in a few seconds.")
@@ -577,6 +558,10 @@ def build_parser():
     return parser
 
 
+def _print_warning(command, message, category, filename, lineno, file=None, line=None):
+    print(" ".join(f"cymlp {command}: warning: {message}".split()), file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     """Run the ``cymlp`` command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -587,7 +572,9 @@ def main(argv=None):
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     args.argv = argv
     try:
-        return args.func(args)
+        with warnings.catch_warnings():     # a warning is one line too, without a source path
+            warnings.showwarning = functools.partial(_print_warning, args.command)
+            return args.func(args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -45,6 +45,7 @@ from importlib import resources
 import numpy as np
 
 from . import _fashion_mnist
+from ._files import open_regular, write_atomically
 
 __all__ = [
     "read_idx",
@@ -97,7 +98,7 @@ def read_idx(path):
         message names the file and the problem.
     """
     path = os.fspath(path)
-    with open(path, "rb") as file:
+    with open_regular(path, "IDX file") as file:     # a FIFO or device: OSError, never a hang
         raw = file.read()
     if raw[:2] == b"\x1f\x8b":
         try:
@@ -152,7 +153,8 @@ def write_idx(path, array):
     Parameters
     ----------
     path : str or os.PathLike
-        The file to create (overwritten if it exists).
+        The file to create, or a regular file to replace (atomically; a
+        folder, FIFO or device raises ``OSError`` and is left alone).
     array : array_like
         At least 1-D, at most 255 dimensions, each under 2**32, of dtype
         uint8, int8, int16, int32, float32 or float64 (no implicit casting).
@@ -178,8 +180,7 @@ def write_idx(path, array):
     path = os.fspath(path)
     if path.endswith(".gz"):
         payload = gzip.compress(payload, mtime=0)  # mtime=0: same bytes every run
-    with open(path, "wb") as file:
-        file.write(payload)
+    write_atomically(path, lambda file: file.write(payload))
 
 
 # ----------------------------------------------------------------- loaders

@@ -26,10 +26,12 @@ pairs, each loaded by the worker that trains on it).
 
 A worker that dies mid-fit does not lose the run: the round's surviving
 results are averaged, a warning is issued, and the lost shard is sent again
-(from the client's copy, or recomputed by Dask) to a surviving worker.
+(from the client's copy, or recomputed by Dask) to a surviving worker.  A
+scheduler that goes away raises :class:`SchedulerLost` (a ``RuntimeError``)
+within seconds, the network keeping the last averaged weights.
 """
 
-import math
+import socket
 import time
 import uuid
 import warnings
@@ -37,8 +39,8 @@ from concurrent.futures import CancelledError
 
 import numpy as np
 
-from . import _validation as v
 from . import reference
+from ._dask_checks import STRATEGIES, check_arguments
 from ._dask_tasks import (
     concat_chunks,
     forget,
@@ -47,31 +49,29 @@ from ._dask_tasks import (
     local_round,
     worker_has_cymlp,
 )
-from ._fit_checks import make_schedule
-from ._spec import spec_of
 from ._threads import affinity_cores
-from .exceptions import TrainingDiverged
+from .exceptions import SchedulerLost, TrainingDiverged
 from .history import History
-from .network import Network
-from .training_state import OPTIMIZERS
 
 try:
+    import dask
     import distributed as _dd
     from distributed import Client, LocalCluster
 except ImportError as exc:            # pragma: no cover - exercised only without Dask
     raise ImportError("cymlp.distributed needs Dask: pip install \"dask[distributed]\"") from exc
 
-__all__ = ["STRATEGIES", "fit_distributed"]
+__all__ = ["STRATEGIES", "SchedulerLost", "connect", "fit_distributed"]
 
-STRATEGIES = ("average", "sync")
 # What a task raises when its worker (or its input's worker) went away, as opposed to an error of
 # the task itself, which is the caller's to see.
 _WORKER_LOST = (CancelledError, _dd.client.FutureCancelledError, _dd.scheduler.KilledWorker,
                 _dd.comm.CommClosedError)
-WEIGHTINGS = ("uniform", "examples")
-
-# The training keyword arguments a round passes on to the replica's training call.
-_LOCAL_FIT_KEYS = ("momentum", "nesterov", "weight_decay", "optimizer", "beta1", "beta2", "eps")
+# How long a client that lost its scheduler may take to say so, after a future was cancelled.
+SCHEDULER_GRACE_S = 1.0
+# The longest a live scheduler may take to list its workers (a dead one is noticed sooner).
+SCHEDULER_CALL_S = 5.0
+# What a call to a scheduler that went away raises (after its connect time-out).
+_SCHEDULER_GONE = (OSError, _dd.comm.CommClosedError, _dd.client.FutureCancelledError)
 
 
 # ----------------------------------------------------------------------------- client side
@@ -93,10 +93,14 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
         NumPy data is split into one random shard per worker and scattered
         once; dask arrays (chunked by rows only) train where their chunks
         live; ``.npy`` file pairs are loaded by the worker that trains on them.
-    client : distributed.Client or None
-        An existing client (a real cluster).  ``None`` starts a
-        ``LocalCluster`` of ``n_workers`` processes (default: one per core,
-        one thread each) on the loopback interface and closes it afterwards.
+    client : distributed.Client, str or None
+        An existing client (a real cluster), or a scheduler address such as
+        ``"tcp://host:8786"`` (connected with :func:`connect`).  ``None`` uses
+        the current default client when there is one (Dask's ``get_client``
+        convention), else starts a ``LocalCluster`` of ``n_workers`` processes
+        (default: one per core, one thread each) on the loopback interface
+        and closes it afterwards (a script doing that needs the
+        ``if __name__ == "__main__":`` guard).
     n_workers : int or None
         Workers to start (``client=None``; default: one per core of the
         affinity mask), or to use of the given client's (default: all).
@@ -116,7 +120,8 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
     seed : int
         Seeds the shard split and each worker's shuffles.
     timeout : float
-        Seconds to wait for one round before giving up on the cluster.
+        Seconds to wait for one round before giving up on the cluster
+        (finite, > 0, at most a week).
     **fit_kwargs
         ``optimizer``, ``momentum``, ``nesterov``, ``weight_decay``, ``beta1``,
         ``beta2``, ``eps``: as for :meth:`Network.fit`.
@@ -126,78 +131,47 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
     History
         One entry per epoch; ``history.bytes_per_round`` holds the bytes of
         weights sent and received per round.
-    """
-    if not isinstance(net, Network):
-        raise TypeError(f"net must be a cymlp.Network, got {type(net).__name__}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if average_weighting not in WEIGHTINGS:
-        raise ValueError(f"average_weighting must be one of {WEIGHTINGS}, got {average_weighting!r}")
-    unknown = set(fit_kwargs) - set(_LOCAL_FIT_KEYS)
-    if unknown:
-        raise TypeError(f"fit_distributed got unexpected keyword arguments {sorted(unknown)}; "
-                        f"it accepts {', '.join(_LOCAL_FIT_KEYS)} besides its own")
-    if fit_kwargs.get("optimizer", "sgd") not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {fit_kwargs['optimizer']!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (name != "epochs"):
-            raise ValueError(f"{name} must be a {'non-negative' if name == 'epochs' else 'positive'} "
-                             f"integer, got {value!r}")
-    if average_every is not None and (isinstance(average_every, bool) or not isinstance(
-            average_every, (int, np.integer)) or average_every < 1):
-        raise ValueError(f"average_every must be a positive integer or None, got {average_every!r}")
-    if n_workers is not None and (isinstance(n_workers, bool) or not isinstance(
-            n_workers, (int, np.integer)) or n_workers < 1):
-        raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
-    if not (isinstance(lr, (int, float, np.floating)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if callable(lr_schedule):
-        schedule = lr_schedule
-    else:
-        schedule = make_schedule(lr_schedule, lr, epochs)
-    if validation_data is not None:
-        X_val, y_val = validation_data
-        X_val = v.check_Xy(spec_of(net), X_val, y_val)[0]
-    callbacks = list(callbacks or [])
-    if strategy == "sync" and any(net.dropout):
-        raise ValueError("strategy='sync' computes plain gradients, without dropout; use "
-                         "strategy='average' for a network with dropout, or set net.dropout = 0")
 
-    own_cluster = client is None
-    if own_cluster:
-        cluster = LocalCluster(n_workers=n_workers or affinity_cores(), threads_per_worker=threads_per_worker or 1,
-                               processes=True, host="127.0.0.1", dashboard_address=None,
-                               env={"PYTHONPATH": _pythonpath_with_this_cymlp()})
-        client = Client(cluster)
-    else:
-        if getattr(client, "status", "running") != "running":
-            raise ValueError(f"the Dask client is {client.status}; pass a running client or client=None")
+    Raises
+    ------
+    ValueError, TypeError
+        A bad argument, before any cluster is started or touched (the
+        training settings get ``Network.fit``'s own checks).
+    SchedulerLost
+        The scheduler went away mid-fit (within a few seconds of it); ``net``
+        keeps the averaged weights of the last completed round.
+    """
+    run = check_arguments(net, X, y, client=client, n_workers=n_workers,
+                          threads_per_worker=threads_per_worker, strategy=strategy,
+                          average_every=average_every, average_weighting=average_weighting,
+                          epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle, seed=seed,
+                          validation_data=validation_data, lr_schedule=lr_schedule,
+                          callbacks=callbacks, timeout=timeout, fit_kwargs=fit_kwargs)
+    client, cluster = _client_for(client, run)
     try:
-        trainer = _Run(net, client, strategy=strategy, average_every=average_every,
-                       average_weighting=average_weighting, batch_size=batch_size, shuffle=shuffle,
-                       seed=seed, settings=fit_kwargs, threads_per_worker=threads_per_worker,
-                       timeout=timeout, n_workers=n_workers if not own_cluster else None)
-        trainer.place_data(X, y)
+        trainer = _Run(net, client, run, use_all=cluster is not None)
+        trainer.place_data(run.data)
         history = History()
         history.bytes_per_round = trainer.bytes_per_round
         net.history_ = history
+        X_val, y_val = run.validation or (None, None)
         try:
-            for epoch in range(epochs):
-                rate = float(schedule(epoch))
+            for epoch in range(run.epochs):
+                rate = float(run.schedule(epoch))
                 t0 = time.perf_counter()
                 loss_sum, n_seen, n_correct = trainer.epoch(epoch, rate)
                 seconds = time.perf_counter() - t0
                 row = dict(epoch=epoch + 1, loss=loss_sum / max(n_seen, 1), lr=rate, seconds=seconds,
                            examples_per_second=n_seen / seconds if seconds > 0 else float("inf"),
                            accuracy=n_correct / n_seen if trainer.classifier and n_seen else None)
-                if validation_data is not None:
+                if run.validation is not None:
                     row["val_loss"] = net.loss(X_val, y_val)
                     if trainer.classifier and np.ndim(y_val) == 1:
                         row["val_accuracy"] = net.score(X_val, y_val)
                 history.append(**row)
                 if verbose:
-                    print(history.format_epoch(-1, epochs), flush=True)
-                if any(cb(history) is False for cb in callbacks):
+                    print(history.format_epoch(-1, run.epochs), flush=True)
+                if any(cb(history) is False for cb in run.callbacks):
                     history.stopped_early = True
                     break
         except KeyboardInterrupt:
@@ -207,9 +181,91 @@ def fit_distributed(net, X, y=None, *, client=None, n_workers=None, threads_per_
             trainer.close()
         return history
     finally:
-        if own_cluster:
+        if cluster is not None:
             client.close()
             cluster.close()
+
+
+def _client_for(client, run):
+    """``(client, cluster)``: the client to use and the LocalCluster started for it (or None).
+
+    A ``Client`` is used as given; an address string is connected to with
+    :func:`connect`; None uses the current default client (Dask's
+    ``get_client`` convention) when there is one, else starts a LocalCluster.
+    """
+    if isinstance(client, str):
+        client = connect(client)
+    elif client is None:
+        try:
+            client = _dd.get_client()
+        except ValueError:            # no default client: start our own cluster
+            cluster = LocalCluster(n_workers=run.n_workers or affinity_cores(),
+                                   threads_per_worker=run.threads_per_worker or 1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None,
+                                   env={"PYTHONPATH": _pythonpath_with_this_cymlp()})
+            return Client(cluster, set_as_default=False), cluster
+    elif not isinstance(client, Client):
+        raise TypeError(f"client must be a distributed.Client, a scheduler address or None; got "
+                        f"{type(client).__name__}")
+    if getattr(client, "status", "running") != "running":
+        raise ValueError(f"the Dask client is {client.status}; pass a running client or client=None")
+    return client, None
+
+
+def connect(address, timeout=None):
+    """A ``distributed.Client`` connected to the scheduler at ``address``.
+
+    Parameters
+    ----------
+    address : str
+        The scheduler's address, e.g. ``"tcp://host:8786"``.
+    timeout : float or None
+        Seconds to wait for the connection; None: Dask's configuration
+        ``distributed.comm.timeouts.connect`` (30 s unless set otherwise,
+        e.g. with ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s``).
+
+    Returns
+    -------
+    distributed.Client
+        Connected (not made the default client); close it when done.
+
+    Raises
+    ------
+    ValueError
+        ``address`` is not a scheduler address, or ``timeout`` is not a
+        positive number of seconds.
+    ConnectionError
+        Its host name does not resolve ("unknown host ...").
+    TimeoutError
+        No scheduler answered within ``timeout`` seconds.
+    """
+    from . import _validation as v
+    from ._dask_checks import MAX_TIMEOUT_S
+    if timeout is None:
+        timeout = dask.utils.parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"),
+                                             default="seconds")
+        source = "Dask's distributed.comm.timeouts.connect"
+    else:
+        source = "timeout"
+    timeout = v.check_real("timeout", timeout, low=0, low_open=True, high=MAX_TIMEOUT_S)
+    if not isinstance(address, str):
+        raise ValueError(f"a scheduler address is a string such as 'tcp://host:8786'; got {address!r}")
+    try:
+        host, _ = _dd.comm.parse_host_port(_dd.comm.parse_address(address)[1])
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{address!r} is not a scheduler address such as tcp://host:8786 ({exc})") from None
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        raise ConnectionError(f"unknown host {host!r} in the scheduler address {address!r}: the name "
+                              f"does not resolve; check the spelling, or use the scheduler's IP "
+                              f"address") from None
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise TimeoutError(f"no Dask scheduler answered at {address} within {timeout:g} s ({source}; "
+                           f"is `dask scheduler` running there, and is the port open?): "
+                           f"{type(exc).__name__}") from None
 
 
 def _pythonpath_with_this_cymlp():
@@ -222,12 +278,14 @@ def _pythonpath_with_this_cymlp():
 class _Run:
     """One ``fit_distributed`` call: shards on workers, rounds, averaging, recovery."""
 
-    def __init__(self, net, client, *, strategy, average_every, average_weighting, batch_size, shuffle,
-                 seed, settings, threads_per_worker, timeout, n_workers):
+    def __init__(self, net, client, run, use_all):
         self.net, self.client = net, client
-        self.strategy, self.average_every = strategy, average_every
-        self.weighting, self.batch_size, self.shuffle, self.seed = average_weighting, batch_size, shuffle, seed
-        self.settings, self.threads, self.timeout = settings, threads_per_worker, timeout
+        self.strategy, self.average_every = run.strategy, run.average_every
+        self.weighting, self.batch_size, self.shuffle, self.seed = (
+            run.average_weighting, run.batch_size, run.shuffle, run.seed)
+        self.settings, self.threads, self.timeout = run.fit_settings, run.threads_per_worker, run.timeout
+        self.optimizer = run.optimizer
+        n_workers = None if use_all else run.n_workers
         self.run_id = uuid.uuid4().hex
         self.classifier = net.is_classifier
         workers = self._live_workers()
@@ -248,24 +306,39 @@ class _Run:
         self.opt_state = None
 
     def _live_workers(self):
-        return sorted(self.client.scheduler_info(n_workers=-1)["workers"]) if _accepts_n_workers() else \
-            sorted(self.client.scheduler_info()["workers"])
+        self._check_scheduler()
+        kwargs = {"n_workers": -1} if _accepts_n_workers() else {}
+        try:    # bounded: a call to a scheduler that just died retries connecting for its whole time-out
+            info = self.client.sync(self.client.scheduler.identity, callback_timeout=SCHEDULER_CALL_S,
+                                    **kwargs)
+        except (*_SCHEDULER_GONE, TimeoutError) as exc:
+            self._check_scheduler(wait=SCHEDULER_GRACE_S)
+            raise SchedulerLost(self._lost(f"{type(exc).__name__}: {exc}")) from None
+        return sorted(info["workers"])
+
+    def _check_scheduler(self, wait=0.0):
+        """Raise :class:`SchedulerLost` when the client has lost the scheduler (after ``wait`` s)."""
+        deadline = time.monotonic() + wait
+        while self.client.status != "running":
+            if time.monotonic() >= deadline:
+                raise SchedulerLost(self._lost(f"the client is {self.client.status}"))
+            time.sleep(0.05)
+
+    def _lost(self, why):
+        address = getattr(getattr(self.client, "scheduler", None), "address", "?")
+        return (f"lost the Dask scheduler at {address} ({why}); the network keeps the averaged weights "
+                f"of the last completed round. Start the scheduler again and call fit_distributed "
+                f"to continue from them")
 
     # -- data --------------------------------------------------------------------
 
-    def place_data(self, X, y):
+    def place_data(self, data):
+        """Put the checked data (``DaskRun.data``) on the workers, one shard each."""
         self.local_copy = None       # (X, y, shard rows) when the client holds the data
-        if y is None and isinstance(X, (list, tuple)) and X and all(
-                isinstance(p, (list, tuple)) and len(p) == 2 for p in X):
-            self._place_files(X)
-        elif _is_dask_array(X):
-            self._place_dask(X, y)
-        else:
-            self._place_numpy(X, y)
+        kind, *parts = data
+        {"files": self._place_files, "dask": self._place_dask, "numpy": self._place_numpy}[kind](*parts)
 
-    def _place_numpy(self, X, y):
-        X, Y, labels = v.check_Xy(spec_of(self.net), X, y)
-        y_local = labels if labels is not None else Y
+    def _place_numpy(self, X, y_local):
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(len(X)) if self.shuffle else np.arange(len(X))
         parts = [np.sort(p) for p in np.array_split(order, len(self.workers))]
@@ -279,33 +352,21 @@ class _Run:
         self.shard_rows = [len(p) for p in parts]
         self.owner = list(self.workers)
 
-    def _place_files(self, pairs):
-        sizes = []
-        for x_path, _ in pairs:
-            try:
-                shape = np.load(x_path, mmap_mode="r", allow_pickle=False).shape   # reads the header only
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"{x_path}: not a readable .npy file ({exc})") from None
-            sizes.append(shape[0])
+    def _place_files(self, pairs, sizes):
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         self.n_rows = int(sum(sizes))
         self.owner = [self.workers[i % len(self.workers)] for i in range(len(pairs))]
-        self.shards = [self.client.submit(load_shard_files, str(xp), str(yp), int(off), workers=[w],
-                                          pure=False)
+        self.shards = [self.client.submit(load_shard_files, xp, yp, int(off), workers=[w], pure=False)
                        for (xp, yp), off, w in zip(pairs, offsets, self.owner)]
         self.shard_rows = sizes
         self._file_pairs = (pairs, offsets)
 
     def _place_dask(self, X, y):
-        import dask
-        if y is None or not _is_dask_array(y):
-            raise ValueError("with a dask array X, y must be a dask array with the same row chunks")
-        if len(X.chunks) != 2 or len(X.chunks[1]) != 1:
-            raise ValueError("X must be a 2-D dask array chunked by rows only (X.rechunk({1: -1}))")
         if X.chunks[0] != y.chunks[0]:
             y = y.rechunk({0: X.chunks[0]})
         X, y = self.client.persist([X, y])
-        _dd.wait([X, y], timeout=self.timeout)
+        with self.client.as_current():
+            _dd.wait([X, y], timeout=self.timeout)
         by_key = {f.key: f for f in _dd.futures_of([X, y])}
         futures_x = [by_key[k] for k in dask.core.flatten(X.__dask_keys__())]
         futures_y = [by_key[k] for k in dask.core.flatten(y.__dask_keys__())]
@@ -363,7 +424,7 @@ class _Run:
             try:
                 futures = submit(todo)
             except (*_WORKER_LOST, OSError):       # a worker died while we sent it the round
-                time.sleep(0.2)
+                self._check_scheduler(wait=0.2)    # ... unless it is the scheduler that did
                 continue
             done, lost = self._gather(futures)
             results.update({todo[j]: result for j, result in done.items()})
@@ -413,7 +474,7 @@ class _Run:
         if self.opt_state is None:
             self.opt_state = ([np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], [0])
         m, v, step = self.opt_state
-        settings = dict(self.settings)
+        opt = self.optimizer
         loss_sum = n_seen = n_correct = 0
         for start in range(0, n, batch):
             rows = order[start:start + batch]
@@ -438,14 +499,12 @@ class _Run:
             decays = [True, False] * len(self.net.weights)
             step[0] += 1
             with np.errstate(over="ignore", invalid="ignore"):
-                if settings.get("optimizer", "sgd") == "adam":
-                    reference.adam_update(params, grads, m, v, step[0], lr, settings.get("beta1", 0.9),
-                                          settings.get("beta2", 0.999), settings.get("eps", 1e-8), decays,
-                                          settings.get("weight_decay", 0.0))
+                if opt.name == "adam":
+                    reference.adam_update(params, grads, m, v, step[0], lr, opt.beta1, opt.beta2, opt.eps,
+                                          decays, opt.weight_decay)
                 else:
-                    reference.sgd_update(params, grads, m, lr, settings.get("momentum", 0.9),
-                                         settings.get("nesterov", False), decays,
-                                         settings.get("weight_decay", 0.0))
+                    reference.sgd_update(params, grads, m, lr, opt.momentum, opt.nesterov, decays,
+                                         opt.weight_decay)
             loss_sum += sum(r[2] for r in parts)
             n_seen += total_rows
             n_correct += sum(r[3] for r in parts)
@@ -464,16 +523,17 @@ class _Run:
         pending = dict(enumerate(futures))
         results, lost = {}, []
         while pending:
+            self._check_scheduler()           # a lost scheduler cancels every future: not lost workers
             if time.monotonic() > deadline:
                 raise RuntimeError(f"a round took longer than timeout={self.timeout} s; the network keeps "
                                    f"the weights of the last completed round")
             try:
-                _dd.wait(list(pending.values()), timeout=0.25, return_when="FIRST_COMPLETED")
+                with self.client.as_current():        # distributed.wait uses the current client
+                    _dd.wait(list(pending.values()), timeout=0.25, return_when="FIRST_COMPLETED")
             except (TimeoutError, CancelledError):
                 pass                        # cancelled futures are sorted out below
             except OSError as exc:
-                raise RuntimeError(f"lost the Dask scheduler ({exc}); the network keeps the weights of "
-                                   f"the last completed round") from None
+                raise SchedulerLost(self._lost(f"{type(exc).__name__}: {exc}")) from None
             live = None
             for i, future in list(pending.items()):
                 if future.status in ("finished", "error"):
@@ -483,7 +543,7 @@ class _Run:
                     except _WORKER_LOST:
                         pass                     # redone elsewhere (see _recover)
                 elif future.status in ("cancelled", "lost"):
-                    pass
+                    self._check_scheduler(wait=SCHEDULER_GRACE_S)   # cancelled with the scheduler?
                 else:
                     if live is None:
                         live = set(self._live_workers())
@@ -496,8 +556,7 @@ class _Run:
 
     def _recover(self, lost):
         """Give each lost shard to a live worker, from the client's copy or the data's recipe."""
-        live = self._live_workers()
-        live = [w for w in live if w in set(self.workers) | set(live)]
+        live = self._live_workers()            # SchedulerLost, not a warning, if it was the scheduler
         if not live:
             raise RuntimeError("every Dask worker is gone; the network keeps the weights of the last "
                                "completed round")
@@ -520,14 +579,12 @@ class _Run:
                                                     pure=False)
 
     def close(self):
+        if self.client.status != "running":
+            return                  # the scheduler is gone, and the workers' replicas with it
         try:
             self.client.run(forget, self.run_id)
         except Exception:
             pass
-
-
-def _is_dask_array(x):
-    return type(x).__module__.startswith("dask.array")
 
 
 def _accepts_n_workers():

@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 
+from ._files import save_figure, write_text
+
 _COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "examples_per_second")
 
 
@@ -50,15 +52,17 @@ class History:
         return out
 
     def to_json(self, path):
-        """Write the history as JSON (:meth:`as_dict`).
+        """Write the history as JSON (:meth:`as_dict`), atomically.
+
+        Only a regular file (or a new one) is written: a folder, FIFO or
+        device at ``path`` raises ``OSError`` and is left alone.
 
         Parameters
         ----------
         path : str or os.PathLike
             The file to write.
         """
-        with open(path, "w") as f:
-            json.dump(self.as_dict(), f, indent=2, default=float)
+        write_text(path, json.dumps(self.as_dict(), indent=2, default=float))
 
     def format_epoch(self, i, epochs=None):
         """One line for an epoch: loss, accuracies, speed and time (as ``verbose`` prints it).
@@ -92,10 +96,18 @@ class History:
     def plot(self, path=None):
         """Plot loss and accuracy curves (needs matplotlib).
 
+        The figure is made with matplotlib's object API: it is not registered
+        with ``pyplot`` (nothing to close, no figure left open) and the
+        process's backend is never changed.  In a notebook, the returned
+        figure displays as the cell's result; in a script, save it
+        (``path=``) or hand it to pyplot to show it in a window,
+        ``plt.figure(fig); plt.show()`` (recent matplotlib, e.g. 3.11).
+
         Parameters
         ----------
         path : str or os.PathLike or None
-            Save the figure there (PNG, 100 dpi) when given.
+            Save the figure there when given (PNG, 100 dpi; the format follows
+            the extension), atomically: only a regular or new file is written.
 
         Returns
         -------
@@ -103,14 +115,12 @@ class History:
             The figure (loss, and accuracy for a classifier).
         """
         try:
-            import matplotlib
-            if path is not None:
-                matplotlib.use("Agg", force=False)
-            import matplotlib.pyplot as plt
+            from matplotlib.figure import Figure
         except ImportError:
             raise ImportError("History.plot needs matplotlib: pip install matplotlib") from None
         has_acc = any(a is not None for a in self.accuracy)
-        fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 4), squeeze=False)
+        fig = Figure(figsize=(10 if has_acc else 5, 4))
+        axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)
         panels = [("loss", self.loss, self.val_loss)]
         if has_acc:
             panels.append(("accuracy", self.accuracy, self.val_accuracy))
@@ -124,7 +134,7 @@ class History:
             ax.legend()
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=100)
+            save_figure(fig, path, dpi=100)
         return fig
 
 

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from . import _threads, _training, reference
+from . import _build_check, _threads, _training, reference
 from . import _validation as v
 from ._backends import COMPILED_MODES, available_backends, get_backend
 from ._network_attributes import Fixed, LayerParams
@@ -206,6 +206,8 @@ class Network(NetworkFit, NetworkIO):
 
     @backend.setter
     def backend(self, name):
+        if name != "numpy":             # chosen by default, or the compiled path asked for
+            _build_check.warn_if_unbuilt(stacklevel=4)
         self._backend = get_backend(v.check_backend(name, available_backends()))
 
     @property

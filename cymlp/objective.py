@@ -59,7 +59,8 @@ class Objective:
         The L2 strength α >= 0.
     pass_weight_sum : float or None
         What the pass's sums are divided by when it differs from
-        ``weight_sum`` (equal sample weights run unweighted: n).
+        ``weight_sum``: the sum of the weights the pass runs on (checked
+        weights are scaled by a power of two; equal ones run unweighted: n).
 
     Attributes
     ----------
@@ -158,8 +159,10 @@ def make_objective(backend, spec, X, y, n_threads, alpha=0.0, sample_weight=None
     alpha = v.check_real("alpha", alpha, low=0)
     w = v.check_sample_weight(sample_weight, X.shape[0])
     weight_sum = pass_sum = X.shape[0]
-    if sample_weight is not None:   # equal weights run unweighted (w is None), but their
-        weight_sum = float(np.sum(np.asarray(sample_weight, dtype=np.float64)))   # sum scales L2
-        pass_sum = weight_sum if w is not None else X.shape[0]
+    if sample_weight is not None:
+        # the L2 term's denominator is the weights' own sum; the pass runs on the checked weights
+        # (scaled by a power of two, or None when equal), so its sums are divided by theirs
+        weight_sum = float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
+        pass_sum = float(np.sum(w)) if w is not None else X.shape[0]
     full_batch = backend.full_batch(spec, X, Y, n_threads, sample_weight=w)
     return Objective(full_batch, spec.sizes, spec.dtype, weight_sum, alpha, pass_sum)

@@ -38,7 +38,7 @@ import json
 
 import numpy as np
 
-from . import _persistence, reference
+from . import _files, reference
 
 #: The opset of an exported model unless asked otherwise.
 DEFAULT_OPSET = 17
@@ -301,7 +301,7 @@ def describe(net):
 def write_model(model, path):
     """Write ``model`` to ``path`` atomically, replacing only a regular file (see :func:`network_to_onnx`)."""
     data = model.SerializeToString()
-    _persistence.write_atomically(path, lambda f: f.write(data))
+    _files.write_atomically(path, lambda f: f.write(data))
 
 
 def _version():

@@ -37,14 +37,28 @@ with the training state by ``save``.  ``meta`` is a small JSON-able dict
 for tools that resume a run (the command line keeps its settings there).
 """
 
-import copy as _copy
+import ctypes
+import json
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["OPTIMIZERS", "OptimizerConfig", "TrainingState"]
+__all__ = ["MAX_COUNTER", "MAX_META_BYTES", "MAX_META_DEPTH", "OPTIMIZERS", "OptimizerConfig",
+           "TrainingState"]
 
 OPTIMIZERS = ("sgd", "adam")
+
+#: ``step`` and ``epoch`` stay at or below this on every backend: the largest value of the
+#: compiled trainer's step counter, a C ``long`` (2**63 - 1 on 64-bit Linux and macOS).  Checked
+#: when a file is loaded and before a resumed fit, so the NumPy path (whose Python ints would go
+#: on) refuses exactly what the compiled path cannot represent.
+MAX_COUNTER = 2 ** (8 * ctypes.sizeof(ctypes.c_long) - 1) - 1
+#: ``meta`` is a JSON object of at most this many bytes (as UTF-8 JSON), checked by save, load,
+#: copy, pickling and a resumed fit.
+MAX_META_BYTES = 16 * 1024
+#: ``meta`` nests at most this deep (the object itself is depth 1).
+MAX_META_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,59 @@ class OptimizerConfig:
 # resuming with another value of any of them is refused.
 STATE_FIELDS = {"sgd": ("momentum", "nesterov", "weight_decay"),
                 "adam": ("beta1", "beta2", "eps", "weight_decay")}
+
+
+def check_meta(meta):
+    """Check ``meta`` against its bounds; returns its JSON text.
+
+    Parameters
+    ----------
+    meta : dict
+        A training state's ``meta``.
+
+    Returns
+    -------
+    str
+        ``meta`` as JSON (what :meth:`TrainingState.copy` and ``save`` use).
+
+    Raises
+    ------
+    ValueError
+        ``meta`` is not a JSON object with string keys, holds something JSON
+        cannot (a set, an array, an object), is nested deeper than
+        :data:`MAX_META_DEPTH` or longer than :data:`MAX_META_BYTES`.
+    """
+    if not isinstance(meta, dict):
+        raise ValueError(f"a training state's meta must be a dict (a JSON object); got "
+                         f"{type(meta).__name__}")
+    stack, seen = [(meta, 1)], 0
+    while stack:                       # iterative: a deep or cyclic meta cannot exhaust the stack
+        item, depth = stack.pop()
+        seen += 1
+        if depth > MAX_META_DEPTH or seen > MAX_META_BYTES:
+            raise ValueError(f"a training state's meta may nest at most {MAX_META_DEPTH} levels "
+                             f"deep and hold at most {MAX_META_BYTES:,} bytes of JSON")
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict) and not all(isinstance(key, str) for key in item):
+            raise ValueError("a training state's meta must have string keys (JSON objects do)")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
+    try:
+        text = json.dumps(meta)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"a training state's meta must hold JSON values only (dicts, lists, "
+                         f"strings, numbers, booleans, None): {exc}") from None
+    if len(text.encode("utf-8")) > MAX_META_BYTES:
+        raise ValueError(f"a training state's meta is {len(text.encode('utf-8')):,} bytes of JSON, "
+                         f"more than the {MAX_META_BYTES:,} allowed; keep large data elsewhere")
+    return text
+
+
+def _check_counter(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"its {name} must be an integer; got {value!r}")
+    if not 0 <= value <= MAX_COUNTER:
+        raise ValueError(f"its {name} must be in 0..{MAX_COUNTER} (what every backend's counter "
+                         f"holds); got {value}")
 
 
 def resolve_seed(seed):
@@ -171,9 +238,56 @@ class TrainingState:
         """
         def buf(a):
             return None if a is None else a.astype(dtype or a.dtype, copy=True)
+        meta = json.loads(check_meta(self.meta))       # a bounded deep copy (ValueError past the bounds)
         return TrainingState(self.optimizer, self.m.size, self.m.dtype, self.seed, m=buf(self.m),
-                             v=buf(self.v), step=self.step, epoch=self.epoch,
-                             meta=_copy.deepcopy(self.meta))
+                             v=buf(self.v), step=self.step, epoch=self.epoch, meta=meta)
+
+    def check(self, n_params, dtype):
+        """Check that this state can be continued by a network of ``n_params`` and ``dtype``.
+
+        Run before a resumed fit on every backend, so both accept and refuse
+        the same states: a state changed from outside (NaN written into
+        ``m``, a buffer of another length, a counter past :data:`MAX_COUNTER`)
+        is refused with a message that names what is wrong.
+
+        Parameters
+        ----------
+        n_params : int
+            The network's parameter count.
+        dtype : numpy dtype
+            The network's dtype.
+
+        Raises
+        ------
+        ValueError
+            What is wrong, and that ``resume=False`` starts afresh.
+        """
+        try:
+            if not isinstance(self.optimizer, OptimizerConfig):
+                raise ValueError("its optimizer must be an OptimizerConfig")
+            for name in ("m", "v"):
+                buf = getattr(self, name)
+                if name == "v" and self.optimizer.name != "adam":
+                    if buf is not None:
+                        raise ValueError(f"its v must be None for optimizer={self.optimizer.name!r}")
+                    continue
+                if (not isinstance(buf, np.ndarray) or buf.shape != (n_params,) or buf.dtype != dtype
+                        or not buf.flags.c_contiguous or not buf.flags.writeable):
+                    raise ValueError(f"its {name} must be a writable C-contiguous {np.dtype(dtype).name} "
+                                     f"array of shape ({n_params},), like the parameters")
+                if not np.isfinite(buf).all():
+                    raise ValueError(f"its {name} holds NaN or infinity")
+            if self.v is not None and (self.v < 0).any():
+                raise ValueError("its v (Adam's second moment) holds negative values")
+            _check_counter("step", self.step)
+            _check_counter("epoch", self.epoch)
+            if self.seed is not None and (isinstance(self.seed, (bool, np.bool_))
+                                          or not isinstance(self.seed, numbers.Integral) or self.seed < 0):
+                raise ValueError(f"its seed must be None or a non-negative integer; got {self.seed!r}")
+            check_meta(self.meta)
+        except ValueError as exc:
+            raise ValueError(f"the training state cannot be continued: {exc}; fit without "
+                             f"resume=True starts the optimizer afresh") from None
 
     def snapshot(self):
         """What :meth:`restore` needs to undo the steps taken after this call.

@@ -31,7 +31,7 @@ def learning_curves(path):
     net = cymlp.Network([64, 64, 10], activation="relu", output="softmax", dtype="float32", seed=0)
     history = net.fit(X_train, y_train, epochs=60, batch_size=32, lr=0.1, momentum=0.9,
                       lr_schedule="cosine", validation_fraction=0.2, early_stopping=True, patience=5)
-    fig = history.plot(path)
+    fig = history.plot()
     fig.suptitle(f"digits 64-64-10: stopped after {len(history)} epochs, best epoch "
                  f"{history.best_epoch}, test accuracy {net.score(X_test, y_test):.3f}")
     fig.tight_layout()
@@ -41,7 +41,7 @@ def learning_curves(path):
 
 def confusion(path, epochs=4):
     """Confusion matrix on the test set; Fashion-MNIST when available, else digits."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no pyplot state, no backend switch
 
     try:
         X_train, y_train, X_test, y_test = load_fashion_mnist()
@@ -55,7 +55,8 @@ def confusion(path, epochs=4):
     matrix = np.zeros((10, 10), dtype=np.int64)
     np.add.at(matrix, (y_test, predicted), 1)
 
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues")
     for i in range(10):
         for j in range(10):
@@ -78,8 +79,7 @@ def main(argv=None):
     parser.add_argument("--out", default=str(HERE), help="folder for the PNG files (default: docs/)")
     args = parser.parse_args(argv)
     try:
-        import matplotlib
-        matplotlib.use("Agg")
+        import matplotlib  # noqa: F401
     except ImportError:
         sys.exit("make_figures.py needs matplotlib: pip install 'cymlp[plot]'")
     out = Path(args.out)

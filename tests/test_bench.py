@@ -184,6 +184,28 @@ def test_kernel_ab_times_every_compiled_mode_for_two_builds():
         assert float(a) > 0 and float(b) > 0 and math.isfinite(float(ratio)) and len(fastest) == 3
 
 
+def test_two_class_softmax_skips_scikit_learn_instead_of_failing(tmp_path, capsys):
+    """Issue 21, item 15: scikit-learn's MLPClassifier has one logistic output for two classes."""
+    from cymlp import cli
+    pytest.importorskip("sklearn")
+    out = tmp_path / "b.json"
+    assert cli.main(["bench", "--sizes", "4,4,2", "--impl", "numpy,sklearn", "--dtype", "float64",
+                     "--threads", "1", "--seconds", "0.02", "--no-roofline", "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert not payload["failures"], payload["failures"]
+    assert "sklearn:custom (case not supported)" in capsys.readouterr().out
+    assert cli.main(["bench", "--sizes", "4,4,3", "--impl", "sklearn", "--dtype", "float64",
+                     "--threads", "1", "--seconds", "0.02", "--no-roofline", "--json", str(out)]) == 0
+    assert [r["impl"] for r in json.loads(out.read_text())["results"]] == ["sklearn"]
+
+
+@pytest.mark.parametrize("batch", ["0", "-3", "x"])
+def test_a_batch_size_below_one_is_a_usage_error(batch, capsys):
+    from cymlp import cli
+    assert cli.main(["bench", "--sizes", "4,4,2", "--batch-size", batch]) == 2
+    assert "--batch-size" in capsys.readouterr().err
+
+
 def _benchmark_script(name):
     import os
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", name)

@@ -1,9 +1,13 @@
 """Data-parallel training on a Dask LocalCluster (loopback only, bounded in time)."""
 
+import contextlib
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -16,7 +20,8 @@ from _helpers import subprocess_env
 from distributed import Client, LocalCluster
 
 import cymlp
-from cymlp.distributed import fit_distributed
+import cymlp.distributed as cd
+from cymlp.distributed import SchedulerLost, connect, fit_distributed
 
 pytestmark = pytest.mark.slow          # worker processes on a local cluster
 
@@ -202,6 +207,7 @@ def test_cli_trains_on_a_local_cluster(tmp_path):
                              "--epochs", "8", "--no-progress"], cwd=tmp_path, env=subprocess_env(),
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "a local Dask cluster of 2 worker process(es), 1 thread(s) each" in result.stdout
     assert len([line for line in result.stdout.splitlines() if line.startswith("epoch")]) == 8
     assert float(re.search(r"test accuracy (\d\.\d+)", result.stdout).group(1)) >= 0.95
 
@@ -211,3 +217,112 @@ def test_cli_rejects_conflicting_cluster_options(capsys):
     assert cli.main(["train", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"]) == 1
     assert "give one of them" in capsys.readouterr().err
     assert cli.main(["train", "--workers", "2", "--early-stopping"]) == 1
+
+
+# ---------------------------------------------------------------- faults and conventions (issue 21, items 9, 10)
+
+
+@contextlib.contextmanager
+def _process_cluster(folder, n_workers=2):
+    """A scheduler and workers as separate processes (``dask scheduler``/``dask worker``), on loopback.
+
+    Yields ``(client, scheduler process)``: the scheduler can be killed, unlike a LocalCluster's.
+    """
+    scheduler_file = folder / "scheduler.json"
+    env = subprocess_env()
+    run = [sys.executable, "-m"]
+    procs = [subprocess.Popen(run + ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                                     "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        procs += [subprocess.Popen(run + ["distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file),
+                                          "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                  for _ in range(n_workers)]
+        client = Client(scheduler_file=str(scheduler_file), timeout=60, set_as_default=False)
+        try:
+            client.wait_for_workers(n_workers, timeout=120)
+            yield client, procs[0]
+        finally:
+            client.close(timeout=5)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def test_a_lost_scheduler_raises_scheduler_lost_at_once_and_keeps_the_last_average(digits, tmp_path):
+    X_train, y_train, _, _ = digits
+    net = _net()
+    averages, killed = [], []
+    with _process_cluster(tmp_path) as (client, scheduler):
+        def kill_the_scheduler_after_epoch_3(history):
+            averages.append(net.get_flat_params())
+            if len(history) == 3:
+                scheduler.kill()
+                killed.append(time.monotonic())
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(SchedulerLost, match="lost the Dask scheduler at tcp://127.0.0.1") as info:
+                fit_distributed(net, X_train, y_train, client=client, epochs=1000, batch_size=32, lr=0.1,
+                                callbacks=[kill_the_scheduler_after_epoch_3])
+        noticed_after = time.monotonic() - killed[0]
+    assert isinstance(info.value, RuntimeError)                    # the documented type
+    # within about 10 s: on main, Dask's 30 s reconnect time-out, then a raw CommClosedError
+    assert noticed_after < 15, noticed_after
+    np.testing.assert_array_equal(net.get_flat_params(), averages[-1])   # the last completed round's
+    assert len(net.history_) == 3
+    assert not [w for w in caught if "worker" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_connect_names_an_unknown_host(capsys):
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionError, match="unknown host 'no-such-host.invalid'"):
+        connect("tcp://no-such-host.invalid:8786")
+    assert time.monotonic() - t0 < 10                             # never the connect time-out
+    from cymlp import cli
+    assert cli.main(["train", "--scheduler", "tcp://no-such-host.invalid:8786", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cymlp train: error: --scheduler") and "unknown host" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connecting_honours_the_timeout_argument_and_dasks_configuration(capsys):
+    import dask
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match="within 1 s \\(timeout"):
+        connect(address, timeout=1)
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        with pytest.raises(TimeoutError, match="within 2 s \\(Dask's distributed.comm.timeouts.connect"):
+            connect(address)
+    assert time.monotonic() - t0 < 20                             # 30 s each before: hard-coded
+    from cymlp import cli
+    assert cli.main(["train", "--scheduler", address, "--timeout", "1", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "within 1 s" in err and len(err.strip().splitlines()) == 1
+    for bad in ("0", "nan", "-1"):
+        assert cli.main(["train", "--scheduler", address, "--timeout", bad]) == 2
+
+
+def test_client_none_uses_the_default_client(digits, monkeypatch):
+    X_train, y_train, _, _ = digits
+
+    def no_local_cluster(*args, **kwargs):
+        raise AssertionError("started a LocalCluster although a default client exists")
+    monkeypatch.setattr(cd, "LocalCluster", no_local_cluster)
+    with _cluster() as cluster, Client(cluster) as default:          # Client(...) is the default
+        net = _net()
+        fit_distributed(net, X_train, y_train, epochs=1, batch_size=32, lr=0.1)
+        assert default.status == "running"                         # used, not closed
+    assert len(net.history_) == 1

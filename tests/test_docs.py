@@ -5,6 +5,9 @@ A fenced block is found by its info string:
 - ``python``: run.  The blocks of one file run in order, in one namespace, in a
   temporary working directory; a block that needs a missing optional package
   (matplotlib, scikit-learn, dask) is skipped and the file's test says so.
+  They also run as the user would run them: saved as one script file and run
+  with ``python FILE`` in a fresh process (slow), which exercises the
+  ``if __name__ == "__main__":`` guard of examples that start processes.
 - ``bash``: every ``cymlp ...`` command must parse with the real command-line
   parser, and every ``python FILE ...`` must name a file of the repository
   (running them would take minutes; tutorial_numbers.py is run below instead).
@@ -17,11 +20,12 @@ import importlib.util
 import io
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from _helpers import HAS_COMPILED
+from _helpers import HAS_COMPILED, subprocess_env
 
 import cymlp
 import cymlp.reference
@@ -78,6 +82,31 @@ def test_python_blocks_run(path, tmp_path, monkeypatch):
         ran += 1
     if skipped:
         pytest.skip(f"ran {ran} block(s); skipped {', '.join(skipped)}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_python_blocks_run_as_a_script(path, tmp_path):
+    """The page's python blocks, saved as one script file and run with ``python FILE``.
+
+    As a user would run them: in a fresh process, with ``__name__ == "__main__"``, from a
+    file that worker processes (Dask's, multiprocessing's) import again, so an example
+    that starts processes without the ``if __name__ == "__main__":`` guard fails here.
+    """
+    blocks = [(line, body) for info, body, line in code_blocks(path)
+              if info and info[0] == "python" and "notest" not in info[1:]]
+    if not blocks:
+        pytest.skip("no python blocks")
+    missing = [f"line {line} needs {need}" for line, body in blocks if (need := _needs_missing_package(body))]
+    if missing:
+        pytest.skip(f"cannot run the page as one script: {', '.join(missing)}")
+    script = tmp_path / f"{path.stem.replace('-', '_')}_blocks.py"
+    script.write_text("".join(f"# ---- {path.name}, line {line}\n{body}\n" for line, body in blocks),
+                      encoding="utf-8")
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=subprocess_env(MPLBACKEND="Agg"),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{script.name} failed:\n{result.stderr[-3000:]}"
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
 
 
 def _commands(body):
@@ -189,8 +218,6 @@ def test_make_figures_writes_pngs(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("make_figures", DOCS / "make_figures.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    import matplotlib
-    matplotlib.use("Agg")
     module.learning_curves(tmp_path / "curves.png")
     monkeypatch.setattr(module, "load_fashion_mnist", _no_fashion_mnist)   # digits: seconds
     module.confusion(tmp_path / "confusion.png", epochs=1)

@@ -277,3 +277,25 @@ def test_real_files_pass_the_real_checksums(serve, isolated):
     assert downloaded[0].shape == (60000, 784) and downloaded[2].shape == (10000, 784)
     np.testing.assert_array_equal(downloaded[1], direct[1])
     np.testing.assert_array_equal(downloaded[0], direct[0].reshape(60000, -1) / 255)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link-to-fifo", "folder"])
+def test_a_cache_entry_that_is_not_a_regular_file_is_refused_and_left_alone(serve, isolated, fake_files, kind):
+    """Issue 21, item 1: the download cache writes through cymlp's one writer."""
+    import os
+    import stat
+    server = serve(fake_files)
+    isolated.mkdir(parents=True)
+    target = isolated / "train-images-idx3-ubyte.gz"
+    if kind == "folder":
+        target.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        os.mkfifo(isolated.parent / "elsewhere")
+        target.symlink_to(isolated.parent / "elsewhere")
+    before = (os.lstat(target).st_ino, stat.S_IFMT(os.stat(target).st_mode))
+    with pytest.raises(OSError, match="folder" if kind == "folder" else "FIFO"):
+        load_fashion_mnist(base_url=server.url, progress=False)
+    assert (os.lstat(target).st_ino, stat.S_IFMT(os.stat(target).st_mode)) == before
+    assert not [name for name in folder_listing(isolated) if "tmp" in name or name.endswith(".part")]

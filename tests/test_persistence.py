@@ -24,6 +24,7 @@ import pytest
 from _helpers import BACKENDS, read_line_until, subprocess_env
 
 import cymlp
+import cymlp._files
 from cymlp import Network, cli
 
 SIZES = [4, 6, 3]
@@ -666,4 +667,37 @@ def test_temp_file_name_matches_the_documentation():
     with open(os.path.join(os.path.dirname(__file__), "..", "docs", "guarantees.md")) as f:
         text = f.read()
     assert "PATH.cymlp-tmp-" in text
-    assert cymlp._persistence.TEMP_INFIX == ".cymlp-tmp-"
+    assert cymlp._files.TEMP_INFIX == ".cymlp-tmp-"
+
+
+# ---------------------------------------------------------------- the memory bound (issue 21, item 14)
+
+
+def test_max_bytes_refuses_before_allocating(tmp_path):
+    """A model needing more memory than max_bytes is refused from its configuration alone."""
+    import tracemalloc
+    net = Network([300, 1000, 10], dtype="float64", backend="numpy", seed=0)    # 311,010 params
+    net.fit(np.zeros((4, 300)), [0, 1, 2, 3], epochs=1, batch_size=4, optimizer="adam")   # + m, v
+    path = tmp_path / "m.npz"
+    net.save(path)
+    needed = 3 * 311_010 * 8
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=f"needs {needed:,} bytes.*max_bytes=1,000,000.*"
+                                             "Network.load\\(path, max_bytes=...\\).*--max-model-bytes"):
+            Network.load(path, max_bytes=1_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < needed / 10                             # nothing of the model's size was allocated
+    assert Network.load(path, max_bytes=needed).n_params == 311_010
+    assert Network.load(path, max_bytes=None).n_params == 311_010
+    assert Network.load(path).n_params == 311_010         # the default: 4 GiB
+    net.save(path, training_state=False)                  # one buffer without the state
+    assert Network.load(path, max_bytes=311_010 * 8).training_state_ is None
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "1GB", True])
+def test_max_bytes_itself_is_checked_before_the_file(tmp_path, bad):
+    with pytest.raises((TypeError, ValueError), match="max_bytes"):
+        Network.load(tmp_path / "missing.npz", max_bytes=bad)

@@ -373,6 +373,22 @@ def test_partial_fit_rejects_and_changes_nothing(bad, match):
     assert net.history_ is history
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("as_dtype", [np.float64, np.float32, object, np.int8], ids=str)
+def test_partial_fit_reads_labels_as_fit_does_before_checking_classes(backend, as_dtype):
+    """Issue 21, item 5: a float 2.0 (or object 2) is the label 2, outside classes=[0, 1]."""
+    X, y = data()
+    net = network((backend, 1, None))
+    params = net.get_flat_params()
+    with pytest.raises(ValueError, match=r"labels \[2\] that are not in classes \[0, 1\]"):
+        net.partial_fit(X, y.astype(as_dtype), classes=[0, 1], batch_size=64)
+    np.testing.assert_array_equal(net.get_flat_params(), params)
+    assert net.training_state_ is None
+    inside = y.astype(as_dtype)[y < 2]
+    net.partial_fit(X[y < 2], inside, classes=[0, 1], batch_size=64)          # within classes: trains
+    assert net.training_state_.epoch == 1
+
+
 def test_partial_fit_rejects_labels_beyond_the_outputs_and_fit_only_options():
     X, y = data()
     net = network()

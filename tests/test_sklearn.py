@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _helpers import subprocess_env
+from _helpers import HAS_COMPILED, subprocess_env
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -710,3 +710,30 @@ def test_what_still_differs_is_as_the_module_docstring_says(digits_400):
         with pytest.raises(ValueError, match="non-finite parameter weights"):
             reg.fit(big, np.arange(10.0))
     assert np.isfinite(reg.network_.get_flat_params()).all()
+
+
+# ---------------------------------------------------------------- issue 21, item 15
+
+
+def test_a_refused_partial_fit_leaves_the_estimator_and_its_optimizer_state_alone():
+    """On main the refused call had reset n_iter_ and rewritten the state's weight decay."""
+    if not HAS_COMPILED:
+        pytest.skip("parallel='hogwild' needs the compiled path")
+    X, y = np.random.default_rng(0).standard_normal((60, 4)), np.arange(60) % 3
+    clf = MLPClassifier(hidden_layer_sizes=(5,), random_state=0, batch_size=10, parallel="hogwild",
+                        n_threads=1)                   # on one thread hogwild is sync: its state resumes
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    clf.partial_fit(X, y)
+    state = clf.network_.training_state_
+    before = (clf.n_iter_, clf.t_, list(clf.loss_curve_), state.optimizer, state.step)
+    with pytest.raises(ValueError, match="parallel='sync' only"):     # weights need sync; their
+        clf.partial_fit(X[:10], y[:10], sample_weight=np.ones(10) + np.arange(10))   # mean: another decay
+    assert (clf.n_iter_, clf.t_, list(clf.loss_curve_), state.optimizer, state.step) == before
+    assert clf.network_.training_state_ is state
+
+
+def test_dropout_without_hidden_layers_names_hidden_layer_sizes():
+    X, y = np.random.default_rng(0).standard_normal((20, 4)), np.arange(20) % 2
+    with pytest.raises(ValueError, match=r"hidden_layer_sizes=\(\) has none") as info:
+        MLPClassifier(hidden_layer_sizes=(), dropout=0.5).fit(X, y)
+    assert "[0, 0]" not in str(info.value)

@@ -200,12 +200,46 @@ def test_history_json_round_trips(tmp_path, digits_standardized):
 
 def test_history_plot_writes_a_png(tmp_path, digits_standardized):
     pytest.importorskip("matplotlib")
-    import matplotlib.pyplot as plt
     X, y, X_test, y_test = digits_standardized
     history = _net("numpy").fit(X, y, epochs=2, validation_data=(X_test, y_test))
-    fig = history.plot(tmp_path / "curves.png")
-    plt.close(fig)
+    history.plot(tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def svg_backend():
+    """pyplot on the "svg" backend (as a notebook sets its own), restored afterwards."""
+    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    original = matplotlib.get_backend()
+    plt.switch_backend("svg")
+    try:
+        yield plt
+    finally:
+        plt.switch_backend(original)
+
+
+def test_every_figure_leaves_pyplot_and_the_backend_alone(tmp_path, svg_backend, digits_standardized, capsys):
+    """Issue 21, item 13: on main plot(path) switched the process to Agg and left its figure open."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from cymlp import cli
+    plt = svg_backend
+    X, y, X_test, y_test = digits_standardized
+    history = _net("numpy").fit(X, y, epochs=2, validation_data=(X_test, y_test))
+    open_before = plt.get_fignums()
+    for fig in (history.plot(), history.plot(tmp_path / "curves.png")):
+        assert isinstance(fig, Figure)
+    assert cli.main(["train", "--epochs", "1", "--hidden", "4", "--no-progress", "-q",
+                     "--plot", str(tmp_path / "cli.png")]) == 0
+    assert cli.main(["bench", "--sizes", "8,4,2", "--impl", "numpy", "--dtype", "float64", "--threads", "1",
+                     "--seconds", "0.02", "--no-roofline", "--plot", str(tmp_path / "bench.png")]) == 0
+    capsys.readouterr()
+    assert matplotlib.get_backend() == "svg"
+    assert plt.get_fignums() == open_before
+    for name in ("curves.png", "cli.png", "bench.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_every_callback_sees_every_epoch_even_when_one_stops_training(digits_standardized):

@@ -394,6 +394,63 @@ def test_compiled_weighted_loss_and_gradient_match_numpy(dtype):
         np.testing.assert_allclose(g, h, **tolerances(dtype))
 
 
+# ---------------------------------------------------------------- weights at the edges of float64
+# (issue 21, item 7) Σ w C / Σ w does not depend on the weights' scale; the boundary scales them
+# by a power of two (exact), so huge and tiny weights behave as their scaled copies, on every
+# backend, without a warning.
+
+
+def _fit_weighted(backend, w, **kwargs):
+    X, y = data(n=40)
+    net = Network(SIZES, backend=backend, dtype="float64", n_threads=1, seed=0)
+    net.fit(X, y, epochs=2, batch_size=8, optimizer="adam", sample_weight=w, **kwargs)
+    return net
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("power", [1020, -1000, 40])
+def test_weights_scaled_by_a_power_of_two_train_bit_for_bit_alike(backend, power):
+    """2**1020 makes the sum overflow, 2**-1000 nears underflow: neither changes a bit."""
+    w = weights_for(40)
+    with np.errstate(all="raise"):
+        scaled = _fit_weighted(backend, np.ldexp(w, power))
+    assert scaled.get_flat_params().tobytes() == _fit_weighted(backend, w).get_flat_params().tobytes()
+    X, y = data(n=40)
+    assert scaled.loss(X, y, np.ldexp(w, power)) == scaled.loss(X, y, w)
+    assert scaled.score(X, y, np.ldexp(w, power)) == scaled.score(X, y, w)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weights_whose_sum_overflows_train_without_a_warning(backend):
+    w = np.where(np.arange(40) % 2, 1e308, 1.5e308)
+    net = _fit_weighted(backend, w, class_weight={0: 1e10})        # the product would overflow too
+    assert len(net.history_) == 2 and np.isfinite(net.get_flat_params()).all()
+
+
+def test_subnormal_weights_train_alike_on_every_backend():
+    """On main the compiled path stopped after 0 epochs and the NumPy path diverged."""
+    w = np.where(np.arange(40) % 2, 1e-310, 2e-310)                  # float64 subnormals
+    nets = [_fit_weighted(backend, w) for backend in BACKENDS]
+    for net in nets:
+        assert len(net.history_) == 2 and not net.history_.diverged
+        assert net.training_state_.step == 10 and net.training_state_.epoch == 2
+    for other in nets[1:]:
+        np.testing.assert_allclose(other.get_flat_params(), nets[0].get_flat_params(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weights_below_the_smallest_normal_relative_to_the_largest_count_as_zero(backend):
+    w = weights_for(40)
+    tiny = w.copy()
+    tiny[:8] = 1e-320 * w.max()        # the first batch (unshuffled): its weights flush to 0
+    zero = w.copy()
+    zero[:8] = 0.0
+    a = _fit_weighted(backend, tiny, shuffle=False)
+    b = _fit_weighted(backend, zero, shuffle=False)
+    assert a.get_flat_params().tobytes() == b.get_flat_params().tobytes()
+
+
 # ---------------------------------------------------------------- hostile arguments
 
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from .. import reference
+from .._files import check_writable
 from . import fit, step, strategies
 from .cases import CASES
 from .machine import default_n_threads
@@ -68,7 +69,8 @@ def add_arguments(parser):
                              "default: 1,all)")
     parser.add_argument("--sizes", type=_int_list, default=None,
                         help="your own network, e.g. 784,100,10 (replaces the built-in cases)")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch size for --sizes (default 32)")
+    parser.add_argument("--batch-size", type=_positive_int, default=None,
+                        help="batch size for --sizes (default 32)")
     parser.add_argument("--activation", default="relu", choices=reference.HIDDEN_ACTIVATIONS,
                         help="hidden activation for --sizes")
     parser.add_argument("--output", default="softmax", choices=reference.OUTPUT_ACTIVATIONS,
@@ -114,6 +116,9 @@ def _run_command(args):
 
 def run(args):
     """Run the benchmark described by parsed ``args``; returns the JSON payload."""
+    for path in (getattr(args, "json", None), getattr(args, "plot", None)):
+        if path:
+            check_writable(path)      # a folder, FIFO or device: refused before minutes of measuring
     if getattr(args, "strategies", False):
         return strategies.run(args)
     if getattr(args, "fit", False):

@@ -405,15 +405,15 @@ def fit_markdown(rows, cases):
 
 def plot_fit(rows, cases, path):
     """One panel per case: epoch time / GEMM floor of every implementation, per dtype and thread count."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: pyplot's state and backend untouched
 
+    from .._files import save_figure
     from .report import IMPL_COLORS
     cases = [c for c, _ in cases if any(r["case"] == c.name for r in rows)]
     ncols = 2 if len(cases) > 1 else 1
     nrows = -(-len(cases) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 0.5 + 3.0 * nrows), squeeze=False)
+    fig = Figure(figsize=(6.5 * ncols, 0.5 + 3.0 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat[len(cases):]:
         ax.set_visible(False)
     impls = [i for i in ("cython", "numpy", "sklearn", "torch") if any(r["impl"] == i for r in rows)]
@@ -435,8 +435,7 @@ def plot_fit(rows, cases, path):
     fig.suptitle("cymlp bench --fit: end-to-end fit epoch time against the GEMM floor (lower is better; "
                  "dashed = goal)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 # --------------------------------------------------------------------------

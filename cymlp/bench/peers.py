@@ -192,8 +192,11 @@ def sklearn_unavailable():
     return None
 
 
-def sklearn_supports(activation):
-    return activation in SKLEARN_ACTIVATIONS
+def sklearn_supports(activation, n_outputs=None, output="softmax", loss="quadratic"):
+    """Whether scikit-learn has the same network: its activation, and for two classes no
+    softmax (its MLPClassifier has one logistic output unit there, not cymlp's two)."""
+    two_class = n_outputs == 2 and output == "softmax" and loss == "cross_entropy"
+    return activation in SKLEARN_ACTIVATIONS and not two_class
 
 
 def sklearn_estimator(sizes, activation, output, loss, batch_size, lr, *, solver="sgd", momentum=0.0,

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 
+from .._files import write_text
 from .machine import default_n_threads
 
 __all__ = [
@@ -47,9 +48,7 @@ def write_json(path, payload):
         if isinstance(obj, np.generic):
             return clean(obj.item())
         return obj
-    with open(path, "w") as f:
-        json.dump(clean(payload), f, indent=2)
-        f.write("\n")
+    write_text(path, json.dumps(clean(payload), indent=2) + "\n")
 
 
 def fmt_time(seconds):
@@ -154,14 +153,15 @@ IMPL_COLORS = {"loop": "#b0b0b0", "numpy": "#4c72b0", "cython": "#dd8452", "torc
 
 def plot(rows, cases, path, dtype=None):
     """Horizontal bars of examples/s on a log scale, one panel per case."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: pyplot's state and backend untouched
+
+    from .._files import save_figure
     dtype = dtype or rows[0]["dtype"]
     cases = [c for c in cases if any(r["case"] == c.name and r["dtype"] == dtype for r in rows)]
     ncols = 2 if len(cases) > 1 else 1
     nrows = -(-len(cases) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 0.3 + 3.2 * nrows), squeeze=False)
+    fig = Figure(figsize=(6.5 * ncols, 0.3 + 3.2 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat[len(cases):]:
         ax.set_visible(False)
     for ax, case in zip(axes.flat, cases):
@@ -187,8 +187,7 @@ def plot(rows, cases, path, dtype=None):
         title += f"\nload average during the run {min(loads):.1f} to {max(loads):.1f} on {default_n_threads()} cores"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def command_line(args):

@@ -212,7 +212,8 @@ IMPLEMENTATIONS = {
                             _prepare_torch, peers.torch_unavailable),
     "sklearn": Implementation("sklearn", "scikit-learn MLPClassifier/MLPRegressor(solver='sgd'), "
                               "one partial_fit per block", _prepare_sklearn, peers.sklearn_unavailable,
-                              lambda case: peers.sklearn_supports(case.activation)),
+                              lambda case: peers.sklearn_supports(case.activation, case.sizes[-1], case.output,
+                                                                  case.loss)),
 }
 
 
@@ -220,9 +221,7 @@ def select_cases(args):
     if args.sizes is not None:
         if len(args.sizes) < 2:
             raise SystemExit("cymlp bench: --sizes needs at least an input and an output size")
-        batch = args.batch_size or 32
-        if batch < 1:
-            raise SystemExit("cymlp bench: --batch-size must be >= 1")
+        batch = 32 if args.batch_size is None else args.batch_size
         output, loss = args.output, args.loss
         if loss == "cross_entropy" and output == "identity":
             raise SystemExit("cymlp bench: --loss cross_entropy needs --output softmax or sigmoid")

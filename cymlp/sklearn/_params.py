@@ -87,7 +87,7 @@ def check_params(est):
                              f"else becomes float64), 'float32' or 'float64'; got {est.dtype!r}")
     if est.parallel not in PARALLEL_STRATEGIES:
         raise ValueError(f"parallel must be one of {PARALLEL_STRATEGIES}; got {est.parallel!r}")
-    check_dropout(est.dropout, [0, *hidden, 0])
+    check_dropout(est.dropout, [0, *hidden, 0], layers=f"hidden_layer_sizes={tuple(hidden)}")
     check_clip_norm(est.clip_norm)
     return hidden
 

@@ -102,7 +102,7 @@ class StochasticSolver:
                     return False
             return True
 
-        self.n_iter_ = 0
+        n_iter_before, self.n_iter_ = getattr(self, "n_iter_", 0), 0
         epochs = 1 if incremental else self.max_iter
         try:
             history = self._run_epochs(X, Y, sample_weight, epochs, batch_size,
@@ -114,6 +114,10 @@ class StochasticSolver:
             warnings.warn("Training interrupted by user.")
         except TrainingDiverged:
             raise ValueError(NON_FINITE_MESSAGE) from None
+        except (ValueError, TypeError):
+            if self.n_iter_ == 0:           # refused before its first epoch: as it was
+                self.n_iter_ = n_iter_before
+            raise
         if not stopped and not incremental and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning)
@@ -148,15 +152,23 @@ class StochasticSolver:
         scikit-learn's, which keeps its ``_optimizer`` between calls.
         """
         momentum = self.momentum if self.solver == "sgd" else 0.0
+        state = self._net.training_state_
+        kept = None if state is None else (state.optimizer, state.step)
         resume = incremental and self._can_resume(momentum, weight_decay)
-        return self._net.fit(X, Y, epochs=epochs, batch_size=batch_size, lr=self.learning_rate_init,
-                      momentum=momentum, nesterov=bool(self.nesterovs_momentum),
-                      weight_decay=weight_decay, shuffle=bool(self.shuffle), optimizer=self.solver,
-                      lr_schedule=lambda epoch, epochs, lr: self._learning_rate,
-                      beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon,
-                      callbacks=[end_of_epoch], parallel=self.parallel, resume=resume,
-                      sample_weight=sample_weight, clip_norm=self.clip_norm,
-                      on_divergence="warn" if self.early_stopping else "raise")
+        try:
+            return self._net.fit(
+                X, Y, epochs=epochs, batch_size=batch_size, lr=self.learning_rate_init,
+                momentum=momentum, nesterov=bool(self.nesterovs_momentum),
+                weight_decay=weight_decay, shuffle=bool(self.shuffle), optimizer=self.solver,
+                lr_schedule=lambda epoch, epochs, lr: self._learning_rate,
+                beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon,
+                callbacks=[end_of_epoch], parallel=self.parallel, resume=resume,
+                sample_weight=sample_weight, clip_norm=self.clip_norm,
+                on_divergence="warn" if self.early_stopping else "raise")
+        except BaseException:
+            if kept is not None and state.step == kept[1]:   # refused before a step: as it was
+                state.optimizer = kept[0]
+            raise
 
     def _can_resume(self, momentum, weight_decay):
         """Whether ``partial_fit`` can continue the network's optimizer state.

@@ -1,0 +1,79 @@
+"""Is this cymlp's compiled path built, and built from its current sources?  No silent fallback.
+
+In a source tree (a checkout or an unpacked sdist: ``setup.py`` beside the
+package) whose compiled extension is missing, or older than the ``.pyx``/
+``.pxd`` sources it was built from, a network would silently run on the NumPy
+path (several times slower) or on stale kernels.  The first network that
+chooses its backend by default (``backend=None``, also through ``load``,
+unpickling and ``cymlp.sklearn``) or asks for ``"cython"`` gets a
+:class:`UnbuiltExtensionWarning` with the build command, once per process.
+An explicit ``backend="numpy"`` never warns, and neither does an installed
+package (no ``setup.py`` beside it: its build is the one that was installed).
+
+:func:`load_openmp_runtime` is here too: ``import cymlp`` calls it (see
+:mod:`cymlp._openmp_runtime`).
+"""
+
+import glob
+import os
+import warnings
+
+PACKAGE = os.path.dirname(os.path.realpath(__file__))
+BUILD_COMMAND = "python setup.py build_ext --inplace"
+_EXTENSION_SUFFIXES = (".so", ".pyd")
+_warned = False
+
+
+class UnbuiltExtensionWarning(UserWarning):
+    """This source tree's compiled extension is missing or older than its sources."""
+
+
+def load_openmp_runtime():
+    """Import the compiled path's OpenMP runtime (a tiny extension) when it is built."""
+    try:
+        from . import _openmp_runtime  # noqa: F401
+    except ImportError:
+        pass
+
+
+def source_tree_problem(package=PACKAGE):
+    """Why this source tree's compiled extension cannot be trusted, or None.
+
+    Returns None for an installed package (no ``setup.py`` beside it) and
+    for a source tree whose every ``.pyx`` has a built extension newer than
+    it and than every ``.pxd`` header.
+    """
+    root = os.path.dirname(package)
+    if not os.path.isfile(os.path.join(root, "setup.py")):
+        return None
+    sources = sorted(glob.glob(os.path.join(package, "*.pyx")))
+    headers = max((os.stat(p).st_mtime for p in glob.glob(os.path.join(package, "*.pxd"))), default=0.0)
+    missing, stale = [], []
+    for pyx in sources:
+        stem = os.path.splitext(pyx)[0]
+        built = [p for p in glob.glob(glob.escape(stem) + ".*") if p.endswith(_EXTENSION_SUFFIXES)]
+        if not built:
+            missing.append(os.path.basename(pyx))
+        elif max(os.stat(p).st_mtime for p in built) < max(os.stat(pyx).st_mtime, headers):
+            stale.append(os.path.basename(pyx))
+    if missing:
+        return f"its compiled extension is not built ({len(missing)} of {len(sources)} .pyx files have none)"
+    if stale:
+        return f"its compiled extension is older than its sources ({', '.join(stale[:4])}" \
+               + (", ..." if len(stale) > 4 else "") + " changed since the build)"
+    return None
+
+
+def warn_if_unbuilt(stacklevel=3):
+    """Warn once per process when :func:`source_tree_problem` finds one."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    problem = source_tree_problem()
+    if problem is not None:
+        warnings.warn(f"cymlp is running from the source tree {os.path.dirname(PACKAGE)}, and {problem}: "
+                      f"networks fall back to the NumPy path (several times slower) or run stale "
+                      f"kernels. Build it: `{BUILD_COMMAND}` in {os.path.dirname(PACKAGE)} (or `pip install "
+                      f"-e .`); pass backend='numpy' to use the NumPy path on purpose",
+                      UnbuiltExtensionWarning, stacklevel=stacklevel)
