@@ -6,10 +6,12 @@ schedules, early stopping, saving) lives in :mod:`cymlp.network` and
 :mod:`cymlp._training` and is shared by both backends.  A backend gets the
 network's :class:`~cymlp._spec.ModelSpec` and flat parameter buffer
 ``theta``, never the network; the arrays it gets are validated
-(C-contiguous, finite, of the spec's dtype).
+(C-contiguous, finite, of the spec's dtype).  Inputs are dense everywhere
+but in ``trainer`` and ``full_batch``, which may get a checked
+``scipy.sparse`` CSR matrix (:mod:`cymlp._sparse`).
 
 This module is the one statement of that contract: :class:`Backend`,
-:class:`Trainer` and :class:`TrainerOptions`.  ``tests/test_contract.py``
+:class:`Trainer`, :class:`FullBatch` and :class:`TrainerOptions`.  ``tests/test_contract.py``
 compares the signature of every method of both backends and their trainers
 with the protocols below, so an implementation cannot drift from them
 silently.  The registry (:func:`available_backends`, :func:`get_backend`)
@@ -109,6 +111,22 @@ class Trainer(Protocol):
         """Release what the constructor took (the BLAS pool); runs on every path out of ``fit``."""
 
 
+class FullBatch(Protocol):
+    """A loss-and-gradient pass over every row of a data set; made once per optimisation.
+
+    Every buffer it needs is allocated when it is made; ``evaluate`` then
+    allocates nothing but small tallies.
+    """
+
+    def evaluate(self, theta: np.ndarray, grad: np.ndarray) -> float:
+        """The summed loss Σ_x w_x C_x at ``theta``; the summed gradient into ``grad``.
+
+        ``theta`` and ``grad`` are (n_params,) arrays of the spec's dtype, laid
+        out like the parameters; w_x = 1 without sample weights.  Nothing is
+        divided: :class:`cymlp.objective.Objective` makes means of the sums.
+        """
+
+
 class Backend(Protocol):
     """The passes of one backend, on a :class:`~cymlp._spec.ModelSpec` and a flat buffer ``theta``."""
 
@@ -130,13 +148,22 @@ class Backend(Protocol):
                         *, sample_weight: np.ndarray | None = None) -> tuple:
         """``(mean loss, output activations)`` from one forward pass (weighted mean with ``sample_weight``)."""
 
+    def full_batch(self, spec: ModelSpec, X: np.ndarray, Y: np.ndarray, n_threads: int, *,
+                   sample_weight: np.ndarray | None = None) -> FullBatch:
+        """A :class:`FullBatch` pass over the rows of ``X`` (dense or a CSR matrix) and ``Y``.
+
+        ``sample_weight``: float64 (n,) row weights, or None.  The pass keeps
+        ``X`` and densifies sparse rows a block at a time.
+        """
+
     def trainer(self, spec: ModelSpec, theta: np.ndarray, X: np.ndarray, Y: np.ndarray,
                 labels: np.ndarray | None, options: TrainerOptions, *, state: TrainingState | None = None,
                 should_stop: Callable[[], bool] | None = None) -> Trainer:
         """A :class:`Trainer` writing into ``theta``, made once per ``fit``.
 
-        ``X``, ``Y`` (one-hot or targets) and ``labels`` (integer labels or
-        None) are the training rows.  ``state``: the
+        ``X`` (dense, or a ``scipy.sparse`` CSR matrix whose batches the
+        trainer densifies one at a time), ``Y`` (one-hot or targets) and
+        ``labels`` (integer labels or None) are the training rows.  ``state``: the
         :class:`~cymlp.training_state.TrainingState` to continue, whose
         ``m``/``v`` the trainer uses in place as its optimizer buffers and
         whose ``step`` it advances with every step (its seed, epoch and step

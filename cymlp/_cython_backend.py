@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from . import _kernels  # type: ignore[attr-defined]  # compiled, no stub: see [tool.mypy]
+from ._sparse import is_sparse
 from ._spec import layer_views, n_params
 from ._threads import AdaptiveThreads, BlasHold, blas_limit
 from .training_state import TrainingState, dropout_seed
@@ -56,6 +57,7 @@ MODES = tuple(_kernels.MODES)          # the kernels' own names: "chunked", "bat
 # batches of at least two chunks.  Measured with benchmarks/compiled_vs_numpy.py.
 CHUNKED_MAX_PARAM_BYTES = 256 * 1024
 FORWARD_BLOCK_ROWS = 1024       # rows per block in feedforward / loss outside training
+FULL_BATCH_ELEMENTS = 1 << 22   # scratch of a full-batch pass: one block of rows' activations
 
 
 def choose_mode(sizes, batch_size, itemsize, requested=None, options=None):
@@ -90,6 +92,13 @@ def plan_for(spec):
 
 def _labels(labels):
     return None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
+
+
+def kernel_inputs(X):
+    """What the kernels take as training inputs: ``X`` itself, or a checked CSR matrix's arrays."""
+    if not is_sparse(X):
+        return X
+    return _kernels.SparseRows(X.data, X.indices, X.indptr, X.shape[1])
 
 
 class CythonBackend:
@@ -137,6 +146,9 @@ class CythonBackend:
         grads_w, grads_b = layer_views(spec.sizes, grad)
         return grads_w, grads_b, loss / n
 
+    def full_batch(self, spec, X, Y, n_threads, *, sample_weight=None):
+        return CythonFullBatch(spec, X, Y, n_threads, sample_weight)
+
     def trainer(self, spec, theta, X, Y, labels, options, *, state=None, should_stop=None):
         # With one thread every strategy is plain mini-batch SGD: one worker,
         # one replica (averaging one model is the identity).  Running it
@@ -144,6 +156,21 @@ class CythonBackend:
         if options.parallel == "sync" or options.n_threads == 1:
             return CythonTrainer(spec, theta, X, Y, labels, options, state=state, should_stop=should_stop)
         return ParallelTrainer(spec, theta, X, Y, labels, options)
+
+
+class CythonFullBatch:
+    """``_kernels.FullBatch``: one kernel call per evaluation, in blocks of rows whose
+    activations fit :data:`FULL_BATCH_ELEMENTS`; the GEMMs on ``n_threads`` BLAS threads."""
+
+    def __init__(self, spec, X, Y, n_threads, sample_weight):
+        plan = plan_for(spec)
+        rows = max(1, min(X.shape[0], FULL_BATCH_ELEMENTS // plan.row_width))
+        self._pass = _kernels.FullBatch(plan, kernel_inputs(X), Y, sample_weight, rows)
+        self._threads, self._work = n_threads, rows * plan.n_params
+
+    def evaluate(self, theta, grad):
+        with blas_limit(self._threads, self._work):
+            return self._pass.evaluate(theta, grad)
 
 
 class _CompiledTrainer:
@@ -183,7 +210,7 @@ class CythonTrainer(_CompiledTrainer):
             state = TrainingState(optimizer, theta.size, theta.dtype, seed=None)
         self.state = state        # its m, v ARE the kernel's buffers; its step is copied back
         self._kernel = _kernels.SyncTrainer(
-            plan_for(spec), theta, X, Y, _labels(labels), options.batch_size, mode, n_threads,
+            plan_for(spec), theta, kernel_inputs(X), Y, _labels(labels), options.batch_size, mode, n_threads,
             optimizer.name, optimizer.momentum, optimizer.nesterov, optimizer.weight_decay,
             optimizer.beta1, optimizer.beta2, optimizer.eps, state.m, state.v, state.step)
         # the dropout masks are keyed by the state's (seed, epoch, step): the kernel's step
@@ -257,10 +284,10 @@ class ParallelTrainer(_CompiledTrainer):
         self.n_threads = n_threads
         self.mode = options.parallel
         self._kernel = _kernels.ParallelTrainer(
-            plan_for(spec), theta, X, Y, _labels(labels), options.batch_size, options.parallel, n_threads,
-            options.average_every, options.average_weighting, optimizer.name, optimizer.momentum,
-            optimizer.nesterov, optimizer.weight_decay, optimizer.beta1, optimizer.beta2,
-            optimizer.eps)
+            plan_for(spec), theta, kernel_inputs(X), Y, _labels(labels), options.batch_size,
+            options.parallel, n_threads, options.average_every, options.average_weighting,
+            optimizer.name, optimizer.momentum, optimizer.nesterov, optimizer.weight_decay,
+            optimizer.beta1, optimizer.beta2, optimizer.eps)
         self._blas = BlasHold(1)
 
     @property

@@ -54,7 +54,8 @@ from ._openmp cimport CYMLP_OPENMP_ENABLED, CYMLP_DEBUG, CYMLP_SANITIZE, omp_get
 from ._kernels_common cimport (
     Plan as _Plan, Block, Worker, StepOut, Mode, ADAM, RELU, CHUNKED, BATCH, SPLIT,
     ROWS_PER_CHUNK, MAX_CHUNKS, ELEM_BLOCK, lookup, make_opt, adam_corrections,
-    check_trainer_arrays, check_order, check_state, n_chunks, delta_ptr, worker_block, sum_rows,
+    check_trainer_arrays, check_order, check_state, set_worker_inputs, n_chunks, delta_ptr,
+    worker_block, sum_rows,
 )
 from ._kernels_block cimport forward_loss, block_backward, chunk_loss_grad
 from ._kernels_update cimport update_layers, clip_gradient
@@ -69,6 +70,8 @@ from ._kernels_common import MODES, STRATEGIES, WEIGHTINGS, Plan  # no-cython-li
 from ._kernels_terms import Dropout  # no-cython-lint
 from ._kernels_parallel import ParallelTrainer, average_replicas  # no-cython-lint
 from ._kernels_passes import forward, loss_grad  # no-cython-lint
+from ._kernels_objective import FullBatch  # no-cython-lint
+from ._kernels_sparse import SparseRows  # no-cython-lint
 from ._kernels_passes import _check_weights
 
 cnp.import_array()
@@ -179,8 +182,9 @@ cdef class SyncTrainer:
         The network's shape.
     theta : ndarray of shape (plan.n_params,), float32 or float64
         The parameters, trained in place (INOUT).
-    X : ndarray of shape (N, sizes[0]), theta's dtype
-        Training inputs (IN), C-contiguous.
+    X : ndarray of shape (N, sizes[0]), theta's dtype, or SparseRows
+        Training inputs (IN), C-contiguous; sparse rows are densified a batch
+        at a time (``_kernels_sparse.pxd``).
     Y : ndarray of shape (N, sizes[-1]), theta's dtype
         Targets (IN).
     labels : ndarray of shape (N,), int64, or None
@@ -263,10 +267,9 @@ cdef class SyncTrainer:
         w.terms.drop = NULL
         w.terms.clip_norm = 0
         w.terms.norm_parts = NULL
-        w.X = cnp.PyArray_DATA(X)
+        set_worker_inputs(w, X)
         w.Y = cnp.PyArray_DATA(Y)
         w.labels = <const cnp.int64_t*>cnp.PyArray_DATA(labels) if labels is not None else NULL
-        w.n_examples = X.shape[0]
         w.cap = self.cap
         w.scratch = cnp.PyArray_DATA(self.scratch)
         w.drop_buf = NULL

@@ -21,13 +21,15 @@ cimport numpy as cnp
 
 from ._blas cimport floating, gemm
 from ._kernels_common cimport (
-    Shape, Block, Worker, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX, IDENTITY, QUADRATIC,
-    _exp_nonpos, _log, _log1p, _tanh, _fabs, act_ptr, zout_ptr, delta_ptr, worker_block,
+    Shape, Block, Worker, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX, IDENTITY, EXP, QUADRATIC,
+    POISSON, _exp, _exp_nonpos, _log, _log1p, _tanh, _fabs, act_ptr, zout_ptr, delta_ptr,
+    worker_block,
 )
 from ._kernels_terms cimport (
     Drop, drop_rows, relu_drop_deriv, weight_rows, mask_ptr, dropped_ptr,
 )
 from ._kernels_update cimport col_sum_range, layer_update
+from ._kernels_sparse cimport gather_csr_rows
 
 cnp.import_array()
 
@@ -94,6 +96,11 @@ cdef void bias_act_rows(floating* Z,           # INOUT (r1, m) z without, then w
                 z = zr[j] + b[j]
                 zr[j] = z
                 ar[j] = z
+        elif act == EXP:
+            for j in range(m):
+                z = zr[j] + b[j]
+                zr[j] = z
+                ar[j] = _exp(z)
         else:  # softmax, shifted by the row maximum
             mx = zr[0] + b[0]
             for j in range(m):
@@ -197,12 +204,20 @@ cdef void loss_delta_rows(const Shape* s,  # IN
             elif s.output == SIGMOID:
                 for j in range(k):
                     d[j] = (a[j] - y[j]) * (a[j] * (1 - a[j]))
+            elif s.output == EXP:       # (e^z)' = e^z = a
+                for j in range(k):
+                    d[j] = (a[j] - y[j]) * a[j]
             else:  # softmax: δ_k = a_k (r_k − Σ_j r_j a_j)
                 dot = 0
                 for j in range(k):
                     dot = dot + (a[j] - y[j]) * a[j]
                 for j in range(k):
                     d[j] = a[j] * ((a[j] - y[j]) - dot)
+        elif s.loss == POISSON:
+            # y log(y/a) − y + a with log a = z (EXP outputs) and 0 log 0 = 0; δ = a − y
+            for j in range(k):
+                d[j] = a[j] - y[j]
+                acc += <double>((y[j] * _log(y[j]) if y[j] > 0 else 0) - y[j] * z[j] + d[j])
         else:
             for j in range(k):
                 d[j] = a[j] - y[j]
@@ -362,12 +377,16 @@ cdef void forward_loss(const Worker* w,       # IN its data and sample weights
                        const Block* b,         # INOUT its scratch, row tallies
                        Py_ssize_t r0, Py_ssize_t r1,
                        floating* D) noexcept nogil:   # OUT (r1, k) δ^L, rows r0..r1-1
-    """Rows r0..r1-1 of a block of w's data: gather their examples, forward, loss and
-    output error δ^L (BP1), both weighted by the sample weights if any."""
+    """Rows r0..r1-1 of a block of w's data: gather their examples (densified when the
+    data is sparse), forward, loss and output error δ^L (BP1), both weighted by the
+    sample weights if any."""
     cdef const Shape* s = w.s
     cdef Py_ssize_t k = s.sizes[s.n_layers]
-    gather_rows(<const floating*>w.X, b.rows, r0, r1, s.sizes[0],
-                act_ptr(s, <floating*>b.scr, b.cap, 0))
+    if w.Xs != NULL:
+        gather_csr_rows(w.Xs, b.rows, r0, r1, s.sizes[0], act_ptr(s, <floating*>b.scr, b.cap, 0))
+    else:
+        gather_rows(<const floating*>w.X, b.rows, r0, r1, s.sizes[0],
+                    act_ptr(s, <floating*>b.scr, b.cap, 0))
     block_forward(s, theta, b, r0, r1)
     loss_delta_rows(s, b, <const floating*>w.Y, w.labels, r0, r1, D)
     if w.terms.weight != NULL:

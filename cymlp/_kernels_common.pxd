@@ -22,12 +22,13 @@ written), as scikit-learn tags its kernels; scalars are passed by value (IN).
 """
 
 cimport numpy as cnp
-from libc.math cimport log, logf, log1p, log1pf, tanh, tanhf, sqrt, sqrtf
+from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, sqrt, sqrtf
 from libc.math cimport fabs, fabsf
 
 from ._blas cimport floating
 from ._vmath cimport exp_nonpos_f32, exp_nonpos_f64
 from ._kernels_terms cimport Drop, Terms
+from ._kernels_sparse cimport CSR
 
 
 # --------------------------------------------------------------------------
@@ -42,10 +43,12 @@ cpdef enum Activation:
     LEAKY_RELU
     SOFTMAX
     IDENTITY
+    EXP                     # output only: a = e^z, the log link of the Poisson loss
 
 cpdef enum Loss:
     QUADRATIC
     CROSS_ENTROPY
+    POISSON                 # half the Poisson deviance, with EXP outputs
 
 cpdef enum Optimizer:
     SGD
@@ -134,7 +137,8 @@ cdef struct Worker:
     const Shape* s                # the network
     Opt opt                       # its optimizer settings (Adam's corrections: its own steps)
     Terms terms                   # sample weights, dropout, clipping (all 0/NULL: none)
-    const void* X                 # (N, sizes[0]) training inputs
+    const void* X                 # (N, sizes[0]) training inputs (dense), or NULL
+    const CSR* Xs                 # the training inputs as sparse rows, or NULL (dense X)
     const void* Y                 # (N, sizes[L]) targets
     const cnp.int64_t* labels     # (N,) class labels for accuracy, or NULL
     Py_ssize_t n_examples         # N
@@ -165,6 +169,7 @@ cdef void check_trainer_arrays(Plan plan, theta, X, Y, labels, Py_ssize_t batch_
 cdef void check_order(const cnp.intp_t[::1] order, Py_ssize_t n_rows, Py_ssize_t first,
                       Py_ssize_t stop, Py_ssize_t batch_size) except *
 cdef void check_state(str name, buf, theta) except *
+cdef void set_worker_inputs(Worker* w, X) except *
 
 
 # --------------------------------------------------------------------------
@@ -174,6 +179,11 @@ cdef void check_state(str name, buf, theta) except *
 cdef inline floating _exp_nonpos(floating x) noexcept nogil:
     """e^x for x <= 0, vectorisable (cymlp/_vmath.pxd)."""
     return exp_nonpos_f32(x) if floating is float else exp_nonpos_f64(x)
+
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    """e^x for any x (overflows to inf past the dtype's range, which training reports)."""
+    return expf(x) if floating is float else exp(x)
 
 
 cdef inline floating _log(floating x) noexcept nogil:

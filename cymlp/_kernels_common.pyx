@@ -19,6 +19,8 @@ from libc.math cimport pow, isfinite
 import numpy as np
 cimport numpy as cnp
 
+from ._kernels_sparse cimport SparseRows
+
 cnp.import_array()
 
 
@@ -174,7 +176,8 @@ cdef void check_trainer_arrays(Plan plan, theta, X, Y, labels, Py_ssize_t batch_
     """What a trainer's constructor checks before it keeps the arrays for ``run``.
 
     theta (n_params,) float32 or float64, writable; X (N, sizes[0]) and
-    Y (N, sizes[-1]) of theta's dtype, N >= 1; labels None or int64 (N,).
+    Y (N, sizes[-1]) of theta's dtype, N >= 1 (X dense, or a ``SparseRows``);
+    labels None or int64 (N,).
     """
     where = "trainer"
     cdef const Shape* s = &plan.s
@@ -182,7 +185,12 @@ cdef void check_trainer_arrays(Plan plan, theta, X, Y, labels, Py_ssize_t batch_
         raise ValueError(f"{where}: theta must be a float32 or float64 ndarray; "
                          f"got {getattr(theta, 'dtype', type(theta).__name__)}")
     _check_array(where, "theta", theta, 1, theta.dtype, (s.n_params,), True)
-    _check_array(where, "X", X, 2, theta.dtype, (None, s.sizes[0]))
+    if isinstance(X, SparseRows):
+        if X.dtype != theta.dtype or X.n_cols != s.sizes[0]:
+            raise ValueError(f"{where}: sparse X is {X.dtype} with {X.n_cols} columns; expected "
+                             f"{theta.dtype} with {s.sizes[0]}")
+    else:
+        _check_array(where, "X", X, 2, theta.dtype, (None, s.sizes[0]))
     if X.shape[0] < 1:
         raise ValueError(f"{where}: X has no rows")
     _check_array(where, "Y", Y, 2, theta.dtype, (X.shape[0], s.sizes[s.n_layers]))
@@ -191,6 +199,19 @@ cdef void check_trainer_arrays(Plan plan, theta, X, Y, labels, Py_ssize_t batch_
     if batch_size < 1:
         raise ValueError(f"{where}: batch_size must be >= 1; got {batch_size}")
     lookup(OPTIMIZERS, "optimizer", optimizer)
+
+
+cdef void set_worker_inputs(Worker* w,    # OUT its X, Xs, n_examples
+                            X) except *:
+    """Point ``w`` at its training inputs: a dense ndarray or a ``SparseRows``, checked
+    by ``check_trainer_arrays`` and kept alive by the trainer."""
+    if isinstance(X, SparseRows):
+        w.X = NULL
+        w.Xs = &(<SparseRows>X).c
+    else:
+        w.X = cnp.PyArray_DATA(X)
+        w.Xs = NULL
+    w.n_examples = X.shape[0]
 
 
 cdef void check_state(str name, buf, theta) except *:

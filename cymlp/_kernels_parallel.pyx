@@ -38,7 +38,7 @@ from ._blas cimport floating
 from ._fpu cimport flush_subnormals, restore_fpu
 from ._kernels_common cimport (
     Plan, Worker, StepOut, Strategy, Weighting, ADAM, AVERAGE, EXAMPLES, ELEM_BLOCK, lookup,
-    make_opt, adam_corrections, check_trainer_arrays, check_order, sum_rows,
+    make_opt, adam_corrections, check_trainer_arrays, check_order, set_worker_inputs, sum_rows,
 )
 from ._kernels_block cimport chunk_loss_grad
 from ._kernels_update cimport update_layers
@@ -361,10 +361,9 @@ cdef class ParallelTrainer:
             w.s = &plan.s
             w.opt = make_opt(optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps)
             w.terms.weight_scale = 1
-            w.X = cnp.PyArray_DATA(X)
+            set_worker_inputs(w, X)
             w.Y = cnp.PyArray_DATA(Y)
             w.labels = <const cnp.int64_t*>cnp.PyArray_DATA(labels) if labels is not None else NULL
-            w.n_examples = X.shape[0]
             w.cap = batch_size
             w.scratch = <char*>cnp.PyArray_DATA(self.scratch) + k * batch_size * plan.s.row_width * itemsize
             w.grads = <char*>cnp.PyArray_DATA(self.grads) + k * P * itemsize

@@ -71,7 +71,7 @@ class NetworkFit:
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             Training inputs, one example per row.
         y : array-like
             1-D integer class labels, or 2-D targets (n, sizes[-1]).
@@ -208,7 +208,7 @@ class NetworkFit:
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             The rows of this call.
         y : array-like
             1-D integer class labels, or 2-D targets (n, sizes[-1]).

@@ -10,6 +10,7 @@ first).  It is the test oracle of the compiled path.
 import numpy as np
 
 from . import reference
+from ._sparse import block_rows, dense
 from ._spec import layer_views
 from .training_state import TrainingState, dropout_seed
 
@@ -36,8 +37,41 @@ class NumpyBackend:
         loss = reference.loss_value(spec.loss, spec.output, z_out, activations[-1], Y, sample_weight)
         return float(loss), activations[-1]
 
+    def full_batch(self, spec, X, Y, n_threads, *, sample_weight=None):
+        return NumpyFullBatch(spec, X, Y, sample_weight)
+
     def trainer(self, spec, theta, X, Y, labels, options, *, state=None, should_stop=None):
         return NumpyTrainer(spec, theta, X, Y, labels, options, state=state, should_stop=should_stop)
+
+
+class NumpyFullBatch:
+    """The reference backprop over every row, a block of rows at a time (sums of block means)."""
+
+    BLOCK_ROWS = 8192
+
+    def __init__(self, spec, X, Y, sample_weight):
+        self.spec, self.X, self.Y, self.sample_weight = spec, X, Y, sample_weight
+        self.block = block_rows(X, self.BLOCK_ROWS)
+
+    def evaluate(self, theta, grad):
+        spec, n = self.spec, self.X.shape[0]
+        weights, biases = layer_views(spec.sizes, theta)
+        sum_w, sum_b = layer_views(spec.sizes, grad)
+        grad[...] = 0
+        total = 0.0
+        for start in range(0, n, self.block):
+            rows = slice(start, start + self.block)
+            w = None if self.sample_weight is None else self.sample_weight[rows]
+            count = self.Y[rows].shape[0] if w is None else float(np.sum(w))
+            if not count > 0:
+                continue                # a block of weight 0 adds nothing
+            grads_w, grads_b, loss, _ = reference.backprop(
+                weights, biases, spec.activation, spec.output, spec.loss, dense(self.X[rows]),
+                self.Y[rows], w)
+            total += float(loss) * count             # the block's mean times its weight
+            for target, g in zip([*sum_w, *sum_b], [*grads_w, *grads_b]):
+                target += g * g.dtype.type(count)
+        return total
 
 
 class NumpyTrainer:
@@ -74,7 +108,7 @@ class NumpyTrainer:
             if self.should_stop():
                 break
             rows = order[i * self.batch_size:(i + 1) * self.batch_size]
-            X, Y = self.X[rows], self.Y[rows]
+            X, Y = dense(self.X[rows]), self.Y[rows]       # a sparse batch densified
             w, masks, clip_norm = self._step_extras(rows)
             if w is not None and not w.sum() > 0:
                 steps += 1                 # a batch of weight 0: no update, no examples

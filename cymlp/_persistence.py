@@ -409,8 +409,8 @@ def _check_config(value):
         v.check_choice("activation", config["activation"], reference.HIDDEN_ACTIVATIONS)
         v.check_choice("output", config["output"], reference.OUTPUT_ACTIVATIONS)
         v.check_choice("loss", config["loss"], reference.LOSSES)
-        if config["loss"] == "cross_entropy" and config["output"] == "identity":
-            raise ValueError("loss='cross_entropy' with output='identity'")
+        if config["output"] not in reference.OUTPUTS_OF_LOSS[config["loss"]]:
+            raise ValueError(f"loss={config['loss']!r} with output={config['output']!r}")
         v.check_choice("dtype", config["dtype"], ("float32", "float64"))
         config["seed"] = v.check_seed(config.get("seed"))
         if "dropout" in config:

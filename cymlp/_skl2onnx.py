@@ -11,7 +11,8 @@ converts scikit-learn's own:
   (integer, boolean or integral float classes) or strings, as skl2onnx makes
   them; multilabel classifiers give int64 indicators (N, n_labels).
 - the regressor's output ``variable`` is (N, n_outputs), (N, 1) for one
-  output (skl2onnx's shape for every regressor).
+  output (skl2onnx's shape for every regressor); ``loss="poisson"`` ends in
+  an ``Exp`` node, as its ``predict`` does.
 
 The graph reproduces ``predict`` and ``predict_proba``: the input is cast to
 the network's dtype, the forward pass (:func:`cymlp.onnx_export.add_forward_pass`)

@@ -26,9 +26,9 @@ FloatArray: TypeAlias = npt.NDArray[np.floating[Any]]
 LabelArray: TypeAlias = npt.NDArray[np.intp]
 """Class labels 0..k-1, as ``argmax`` returns them."""
 
-Activation: TypeAlias = Literal["relu", "sigmoid", "tanh", "leaky_relu"]
-OutputActivation: TypeAlias = Literal["softmax", "sigmoid", "identity"]
-LossName: TypeAlias = Literal["cross_entropy", "quadratic"]
+Activation: TypeAlias = Literal["relu", "sigmoid", "tanh", "leaky_relu", "identity"]
+OutputActivation: TypeAlias = Literal["softmax", "sigmoid", "identity", "exp"]
+LossName: TypeAlias = Literal["cross_entropy", "quadratic", "poisson"]
 BackendName: TypeAlias = Literal["cython", "numpy"]
 
 FloatDType: TypeAlias = (Literal["float32", "float64"] | type[np.float32] | type[np.float64]

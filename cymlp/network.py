@@ -32,8 +32,10 @@ from ._backends import COMPILED_MODES, available_backends, get_backend
 from ._network_attributes import Fixed, LayerParams
 from ._network_fit import NetworkFit
 from ._network_io import NetworkIO
+from ._sparse import block_rows, dense, is_sparse
 from ._spec import ModelSpec, layer_views, spec_of
 from ._typing import Activation, BackendName, FloatArray, FloatDType, LabelArray, LossName, OutputActivation, PathLike
+from .objective import make_objective
 from .training_state import TrainingState, resolve_seed
 
 if TYPE_CHECKING:
@@ -51,6 +53,14 @@ def _init_scale(activation: str, n_in: int, n_out: int) -> float:
     return math.sqrt(2.0 / (n_in + n_out))
 
 
+def _pair_message(loss, output):
+    """Why ``loss`` cannot be paired with ``output``, and what to use instead."""
+    wanted = " or ".join(repr(o) for o in reference.OUTPUTS_OF_LOSS[loss])
+    advice = {"cross_entropy": "use loss='quadratic' with output='identity' for regression",
+              "poisson": "the Poisson deviance needs positive predictions, a = e^z"}[loss]
+    return f"loss={loss!r} needs output={wanted}; got output={output!r} ({advice})"
+
+
 class Network(NetworkFit, NetworkIO):
     """A fully connected feed-forward network trained by mini-batch SGD.
 
@@ -59,14 +69,18 @@ class Network(NetworkFit, NetworkIO):
     sizes : sequence of int
         Units per layer, inputs first: ``[784, 100, 10]`` has 784 inputs, one
         hidden layer of 100 units and 10 outputs.
-    activation : {"relu", "sigmoid", "tanh", "leaky_relu"}
-        Activation of the hidden layers.
-    output : {"softmax", "sigmoid", "identity"}
-        Activation of the output layer.
-    loss : {"cross_entropy", "quadratic"}
-        ``quadratic``: C = (1/n) Σ_x ½‖a(x) − y(x)‖².  ``cross_entropy``:
-        −(1/n) Σ_x Σ_k y_k log a_k with softmax, the binary form summed over
-        outputs with sigmoid (not defined for identity outputs).
+    activation : {"relu", "sigmoid", "tanh", "leaky_relu", "identity"}
+        Activation of the hidden layers (``identity``: linear layers, a
+        bottleneck).
+    output : {"softmax", "sigmoid", "identity", "exp"}
+        Activation of the output layer (``exp``: a = e^z, positive outputs,
+        the log link of the Poisson loss).
+    loss : {"cross_entropy", "quadratic", "poisson"}
+        ``quadratic``: C = (1/n) Σ_x ½‖a(x) − y(x)‖² (any output).
+        ``cross_entropy``: −(1/n) Σ_x Σ_k y_k log a_k with softmax, the
+        binary form summed over outputs with sigmoid.  ``poisson``: half the
+        Poisson deviance (1/n) Σ_x Σ_k [y_k log(y_k/a_k) − y_k + a_k] with
+        ``output="exp"``, for counts y >= 0 (scikit-learn's ``loss="poisson"``).
     dtype : {"float32", "float64"}
         Precision of the parameters and of all computation.
     backend : {"cython", "numpy"} or None
@@ -149,10 +163,10 @@ class Network(NetworkFit, NetworkIO):
         self._activation = v.check_choice("activation", activation, reference.HIDDEN_ACTIVATIONS)
         self._output = v.check_choice("output", output, reference.OUTPUT_ACTIVATIONS)
         self._loss_name = v.check_choice("loss", loss, reference.LOSSES)
-        if self._loss_name == "cross_entropy" and self._output == "identity":
-            raise ValueError("loss='cross_entropy' needs output='softmax' or 'sigmoid'; "
-                             "use loss='quadratic' with output='identity' for regression")
+        if self._output not in reference.OUTPUTS_OF_LOSS[self._loss_name]:
+            raise ValueError(_pair_message(self._loss_name, self._output))
         self._dtype = v.check_dtype(dtype)
+        self.__dict__.pop("_spec_made", None)
 
     def _allocate(self, theta: FloatArray | None = None) -> None:
         """Create the flat parameter buffer and the per-layer views into it."""
@@ -164,8 +178,11 @@ class Network(NetworkFit, NetworkIO):
 
     @property
     def _spec(self) -> ModelSpec:
-        """The architecture as the backends see it (immutable)."""
-        return spec_of(self)
+        """The architecture as the backends see it (immutable, so made once)."""
+        spec = self.__dict__.get("_spec_made")
+        if spec is None:
+            spec = self.__dict__["_spec_made"] = spec_of(self)
+        return spec
 
     def _training_view(self) -> _training.NetworkView:
         """The :class:`~cymlp._training.NetworkView` handed to the training loop."""
@@ -342,11 +359,12 @@ class Network(NetworkFit, NetworkIO):
     def feedforward(self, X: npt.ArrayLike) -> FloatArray:
         """Output activations for the rows of ``X``.
 
-        Large inputs are processed in chunks of rows, so memory stays bounded.
+        Large inputs are processed in chunks of rows, so memory stays bounded
+        (a sparse ``X`` is densified one chunk at a time, see :mod:`cymlp._sparse`).
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             Inputs, one example per row.
 
         Returns
@@ -359,14 +377,15 @@ class Network(NetworkFit, NetworkIO):
 
     def _feedforward(self, X: FloatArray) -> FloatArray:
         spec, n_threads = self._spec, self.effective_n_threads
+        rows = block_rows(X, PREDICT_CHUNK_ROWS)
         with np.errstate(over="ignore", invalid="ignore"):   # overflow is reported below
-            if X.shape[0] <= PREDICT_CHUNK_ROWS:
+            if X.shape[0] <= rows:
                 return v.check_finite_result(
-                    "outputs", self._backend.feedforward(spec, self._theta, X, n_threads))
+                    "outputs", self._backend.feedforward(spec, self._theta, dense(X), n_threads))
             out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-            for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
-                out[start:start + PREDICT_CHUNK_ROWS] = self._backend.feedforward(
-                    spec, self._theta, X[start:start + PREDICT_CHUNK_ROWS], n_threads)
+            for start in range(0, X.shape[0], rows):
+                out[start:start + rows] = self._backend.feedforward(
+                    spec, self._theta, dense(X[start:start + rows]), n_threads)
         return v.check_finite_result("outputs", out)
 
     def predict_proba(self, X: npt.ArrayLike) -> FloatArray:
@@ -374,7 +393,7 @@ class Network(NetworkFit, NetworkIO):
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             Inputs, one example per row.
 
         Returns
@@ -389,7 +408,7 @@ class Network(NetworkFit, NetworkIO):
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             Inputs, one example per row.
 
         Returns
@@ -406,7 +425,7 @@ class Network(NetworkFit, NetworkIO):
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             Inputs, one example per row.
         y : array-like
             1-D integer class labels, or 2-D targets (n, sizes[-1]).
@@ -431,7 +450,7 @@ class Network(NetworkFit, NetworkIO):
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             Inputs, one example per row.
         y : array-like
             1-D integer class labels, or 2-D targets (n, sizes[-1]).
@@ -463,7 +482,7 @@ class Network(NetworkFit, NetworkIO):
 
         Parameters
         ----------
-        X : array-like (n, sizes[0])
+        X : array-like or scipy.sparse matrix (n, sizes[0])
             Inputs, one example per row.
         y : array-like
             1-D integer class labels, or 2-D targets (n, sizes[-1]).
@@ -477,11 +496,45 @@ class Network(NetworkFit, NetworkIO):
         """
         X, Y, _ = v.check_Xy(self._spec, X, y)
         w = v.check_sample_weight(sample_weight, X.shape[0])
-        with np.errstate(over="ignore", invalid="ignore"):
-            grads_w, grads_b, _ = self._backend.backprop(self._spec, self._theta, X, Y,
-                                                         self.effective_n_threads, sample_weight=w)
+        if is_sparse(X):        # through the full-batch pass: one block densified at a time
+            grad = self.objective(X, Y, sample_weight=w)(self._theta)[1].astype(self.dtype)
+            grads_w, grads_b = layer_views(self.sizes, grad)
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                grads_w, grads_b, _ = self._backend.backprop(
+                    self._spec, self._theta, X, Y, self.effective_n_threads, sample_weight=w)
         v.check_finite_result("gradient", grads_w + grads_b)
         return grads_w, grads_b
+
+    def objective(self, X, y, *, alpha=0.0, sample_weight=None):
+        """The full-batch loss as a function of the flat parameters, for scipy's optimizers.
+
+        ``f = net.objective(X, y)``; ``f(theta)`` returns ``(loss, grad)``:
+        the (weighted) mean loss over every row plus ``alpha / (2 n)`` times
+        the squared weights (scikit-learn's L2 term; n is the sum of the
+        sample weights), and its gradient.  ``scipy.optimize.minimize(f,
+        net.get_flat_params(), jac=True, method="L-BFGS-B")`` then
+        ``net.set_flat_params(result.x)`` trains by L-BFGS.  See
+        :mod:`cymlp.objective`.
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix (n, sizes[0])
+            Inputs, one example per row (checked once, here).
+        y : array-like
+            1-D integer class labels, or 2-D targets (n, sizes[-1]).
+        alpha : float >= 0
+            L2 strength.
+        sample_weight : array-like (n,) or None
+            Row weights >= 0 with a positive sum.
+
+        Returns
+        -------
+        Objective
+            The callable; its buffers are made here, once.
+        """
+        return make_objective(self._backend, self._spec, X, y, self.effective_n_threads,
+                              alpha=alpha, sample_weight=sample_weight)
 
     # -- export ----------------------------------------------------------------
 

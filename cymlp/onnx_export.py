@@ -10,7 +10,8 @@ of standard ONNX operators::
 
 ``W^l`` is stored as cymlp keeps it, (n_out, n_in), so z = a W^T + b is one
 ``Gemm`` with ``transB=1``; each activation is the entry of :data:`ACTIVATIONS`
-for its name.  Everything is computed in the network's dtype (float32 or
+for its name (``identity`` adds no node, ``exp``, the Poisson loss's output,
+is ``Exp``).  Everything is computed in the network's dtype (float32 or
 float64): onnxruntime's CPU provider runs every operator used here in both.
 
 Choices made on purpose:
@@ -56,6 +57,7 @@ ACTIVATIONS = {
                                                 g.node("Mul", [z, g.const("slope", reference.LEAKY_RELU_SLOPE)])]),
     "softmax": lambda g, z: g.node("Softmax", [z], axis=-1),
     "identity": lambda g, z: z,
+    "exp": lambda g, z: g.node("Exp", [z]),
 }
 
 

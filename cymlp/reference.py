@@ -30,9 +30,13 @@ import numpy as np
 
 LEAKY_RELU_SLOPE = 0.01
 
-HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
-OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "identity")
-LOSSES = ("quadratic", "cross_entropy")
+HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
+OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "identity", "exp")
+LOSSES = ("quadratic", "cross_entropy", "poisson")
+# The output activations each loss is defined with: the cross-entropy needs
+# probabilities, the Poisson deviance a positive mean (the log link: a = e^z).
+OUTPUTS_OF_LOSS = {"quadratic": OUTPUT_ACTIVATIONS, "cross_entropy": ("sigmoid", "softmax"),
+                   "poisson": ("exp",)}
 
 
 # --------------------------------------------------------------------------
@@ -101,6 +105,8 @@ def activate(name, z):
         return softmax(z)
     if name == "identity":
         return z
+    if name == "exp":
+        return np.exp(z)
     raise ValueError(f"unknown activation {name!r}")
 
 
@@ -110,7 +116,7 @@ def derivative(name, a):
     Parameters
     ----------
     name : str
-        A hidden activation, or ``"sigmoid"``/``"identity"`` (softmax is not elementwise).
+        A hidden activation, or an output activation but softmax (not elementwise).
     a : ndarray
         Activations a = σ(z).
 
@@ -129,6 +135,8 @@ def derivative(name, a):
         return np.where(a > 0, a.dtype.type(1), a.dtype.type(LEAKY_RELU_SLOPE))
     if name == "identity":
         return np.ones_like(a)
+    if name == "exp":
+        return a                        # (e^z)' = e^z
     raise ValueError(f"{name!r} has no elementwise derivative")
 
 
@@ -141,16 +149,17 @@ def loss_value(loss, output, z_out, a_out, Y, sample_weight=None):
 
     Parameters
     ----------
-    loss : {"quadratic", "cross_entropy"}
+    loss : {"quadratic", "cross_entropy", "poisson"}
         The cost function C.
-    output : {"sigmoid", "softmax", "identity"}
-        Activation of the output layer.
+    output : {"sigmoid", "softmax", "identity", "exp"}
+        Activation of the output layer (see :data:`OUTPUTS_OF_LOSS`).
     z_out, a_out : ndarray (n, k)
         Weighted input and activation of the output layer.  The
         cross-entropy is computed from ``z_out`` (log-sum-exp, softplus), which
-        stays finite when an activation rounds to exactly 0 or 1.
+        stays finite when an activation rounds to exactly 0 or 1; the Poisson
+        deviance uses log a = z.
     Y : ndarray (n, k)
-        Targets (one-hot rows for classification).
+        Targets (one-hot rows for classification, counts >= 0 for Poisson).
     sample_weight : ndarray (n,) or None
         Non-negative row weights with a positive sum: the loss is then
         Σ_x w_x C_x / Σ_x w_x.  ``None`` is the plain mean.
@@ -167,6 +176,9 @@ def loss_value(loss, output, z_out, a_out, Y, sample_weight=None):
     if loss == "quadratic":
         # C = (1/n) Σ_x ½‖a(x) − y(x)‖²
         return 0.5 * np.sum((a_out - Y) ** 2) / n
+    if loss == "poisson":
+        # C = (1/n) Σ_x Σ_k [y_k log(y_k / a_k) − y_k + a_k]
+        return np.sum(poisson_terms(z_out, a_out, Y)) / n
     if output == "softmax":
         # C = −(1/n) Σ_x Σ_k y_k log a_k, with log a_k = z_k − logsumexp(z)
         shifted = z_out - z_out.max(axis=1, keepdims=True)
@@ -175,6 +187,28 @@ def loss_value(loss, output, z_out, a_out, Y, sample_weight=None):
     # sigmoid outputs: binary cross-entropy summed over the outputs,
     # −[y log σ(z) + (1−y) log(1−σ(z))] = max(z, 0) − z·y + log(1 + e^−|z|)
     return np.sum(np.maximum(z_out, 0) - z_out * Y + np.log1p(np.exp(-np.abs(z_out)))) / n
+
+
+def poisson_terms(z_out, a_out, Y):
+    """Half the Poisson deviance of each output, y log(y/a) − y + a (scikit-learn's).
+
+    With the log link a = e^z, so log(y/a) = log y − z; a count of 0 costs
+    a alone (0 · log 0 = 0, as ``scipy.special.xlogy``).
+
+    Parameters
+    ----------
+    z_out, a_out : ndarray (n, k)
+        Weighted input and activation (a = e^z) of the output layer.
+    Y : ndarray (n, k)
+        Counts or rates, each >= 0.
+
+    Returns
+    -------
+    ndarray (n, k)
+        The terms; each is >= 0, and 0 where a = y.
+    """
+    y_log_y = Y * np.log(np.where(Y > 0, Y, 1))
+    return y_log_y - Y * z_out - Y + a_out
 
 
 def row_losses(loss, output, z_out, a_out, Y):
@@ -192,6 +226,8 @@ def row_losses(loss, output, z_out, a_out, Y):
     """
     if loss == "quadratic":
         return 0.5 * np.sum((a_out - Y) ** 2, axis=1)
+    if loss == "poisson":
+        return np.sum(poisson_terms(z_out, a_out, Y), axis=1)
     if output == "softmax":
         shifted = z_out - z_out.max(axis=1, keepdims=True)
         log_a = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -204,7 +240,8 @@ def output_error(loss, output, a_out, Y):
 
     Cross-entropy paired with its natural output (softmax or sigmoid) gives the
     famous cancellation δ = a − y: the σ' factor that slows learning with the
-    quadratic cost disappears.
+    quadratic cost disappears.  The Poisson deviance with its log link (a = e^z)
+    cancels the same way: ∂/∂z (a − y log a) = a − y.
 
     Parameters
     ----------
@@ -221,7 +258,7 @@ def output_error(loss, output, a_out, Y):
         δ^L, one row per example.
     """
     residual = a_out - Y
-    if loss == "cross_entropy":
+    if loss in ("cross_entropy", "poisson"):
         return residual
     if output == "softmax":
         # The softmax Jacobian couples the outputs: δ_k = a_k (r_k − Σ_j r_j a_j).
@@ -277,7 +314,7 @@ def backprop(weights, biases, hidden, output, loss, X, Y, sample_weight=None, ma
     ----------
     weights, biases, hidden, output
         As for :func:`feedforward`.
-    loss : {"quadratic", "cross_entropy"}
+    loss : {"quadratic", "cross_entropy", "poisson"}
         The cost function C.
     X : ndarray (n, sizes[0])
         The batch, one example per row.

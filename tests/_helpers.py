@@ -38,11 +38,13 @@ def random_data(n, n_features, n_outputs, *, targets="labels", seed=0):
     """``(X, y)``: standard-normal inputs (n, n_features) and targets for them.
 
     ``targets``: ``"labels"`` (integers 0..n_outputs-1), ``"multilabel"``
-    (2-D 0/1 floats), ``"regression"`` (2-D standard normal), or the name
+    (2-D 0/1 floats), ``"regression"`` (2-D standard normal), ``"counts"``
+    (2-D Poisson draws of mean 1.5, zeros included, as floats), or the name
     of an output activation (softmax: labels, sigmoid: multilabel,
-    identity: regression).
+    identity: regression, exp: counts).
     """
-    targets = {"softmax": "labels", "sigmoid": "multilabel", "identity": "regression"}.get(targets, targets)
+    targets = {"softmax": "labels", "sigmoid": "multilabel", "identity": "regression",
+               "exp": "counts"}.get(targets, targets)
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, n_features))
     if targets == "regression":
@@ -51,9 +53,16 @@ def random_data(n, n_features, n_outputs, *, targets="labels", seed=0):
         y = (rng.random((n, n_outputs)) > 0.5).astype(float)
     elif targets == "labels":
         y = rng.integers(0, n_outputs, n)
+    elif targets == "counts":
+        y = rng.poisson(1.5, (n, n_outputs)).astype(float)
     else:
         raise ValueError(targets)
     return X, y
+
+
+# every (hidden activation, output, loss) the networks accept: the parity and gradient tests' grid
+COMBOS = [(act, out, loss) for act in cymlp.reference.HIDDEN_ACTIVATIONS
+          for loss, outputs in cymlp.reference.OUTPUTS_OF_LOSS.items() for out in outputs]
 
 
 def split_step_threads(net, batch_size):

@@ -204,3 +204,37 @@ def test_a_batch_size_below_one_is_a_usage_error(batch, capsys):
     from cymlp import cli
     assert cli.main(["bench", "--sizes", "4,4,2", "--batch-size", batch]) == 2
     assert "--batch-size" in capsys.readouterr().err
+
+
+def _benchmark_script(name):
+    import os
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", name)
+
+
+@pytest.mark.slow
+def test_partial_fit_overhead_times_both_libraries(tmp_path):
+    """benchmarks/partial_fit_overhead.py runs each library in its own process and reports both."""
+    pytest.importorskip("sklearn")
+    proc = subprocess.run([sys.executable, _benchmark_script("partial_fit_overhead.py"), "--rounds", "1",
+                           "--calls", "5"], env=subprocess_env(), capture_output=True, text=True,
+                          timeout=300, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| cymlp") or
+            line.startswith("| sklearn")]
+    assert len(rows) == 2 and all(float(row.split("|")[2]) > 0 for row in rows)
+    assert "CPU:" in proc.stdout and "threadpoolctl:" in proc.stdout
+
+
+@pytest.mark.slow
+def test_sparse_benchmark_builds_a_tfidf_and_times_both_libraries(tmp_path):
+    """benchmarks/sparse_vs_sklearn.py on a small TF-IDF (20 files a package), one epoch."""
+    pytest.importorskip("sklearn")
+    proc = subprocess.run([sys.executable, _benchmark_script("sparse_vs_sklearn.py"), "--rounds", "1",
+                           "--epochs", "1", "--files-per-package", "20", "--cache",
+                           str(tmp_path / "tfidf.npz")], env=subprocess_env(), capture_output=True,
+                          text=True, timeout=300, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| cymlp") or
+            line.startswith("| sklearn")]
+    assert len(rows) == 2 and all(float(row.split("|")[2]) > 0 for row in rows)
+    assert "stored values" in proc.stdout and (tmp_path / "tfidf.npz").is_file()

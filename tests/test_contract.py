@@ -14,8 +14,8 @@ from _helpers import BACKENDS, HAS_COMPILED, random_data
 
 import cymlp
 from cymlp import _backends
-from cymlp._backends import Backend, Trainer, TrainerOptions
-from cymlp._numpy_backend import NumpyBackend, NumpyTrainer
+from cymlp._backends import Backend, FullBatch, Trainer, TrainerOptions
+from cymlp._numpy_backend import NumpyBackend, NumpyFullBatch, NumpyTrainer
 
 
 def protocol_methods(protocol):
@@ -32,19 +32,23 @@ def shape_of(function):
 def implementations():
     backends = [NumpyBackend]
     trainers = [NumpyTrainer]
+    passes = [NumpyFullBatch]
     if HAS_COMPILED:
-        from cymlp._cython_backend import CythonBackend, CythonTrainer, ParallelTrainer
+        from cymlp._cython_backend import CythonBackend, CythonFullBatch, CythonTrainer, ParallelTrainer
         backends.append(CythonBackend)
         trainers += [CythonTrainer, ParallelTrainer]
-    return backends, trainers
+        passes.append(CythonFullBatch)
+    return backends, trainers, passes
 
 
-BACKEND_CLASSES, TRAINER_CLASSES = implementations()
+BACKEND_CLASSES, TRAINER_CLASSES, PASS_CLASSES = implementations()
 
 
 def test_the_protocols_declare_the_methods_callers_use():
-    assert protocol_methods(Backend) == ["backprop", "feedforward", "loss_and_output", "trainer"]
+    assert protocol_methods(Backend) == ["backprop", "feedforward", "full_batch", "loss_and_output",
+                                         "trainer"]
     assert protocol_methods(Trainer) == ["close", "run"]
+    assert protocol_methods(FullBatch) == ["evaluate"]
 
 
 @pytest.mark.parametrize("cls", BACKEND_CLASSES, ids=lambda c: c.__name__)
@@ -59,9 +63,16 @@ def test_every_trainer_method_has_the_protocol_signature(cls, method):
     assert shape_of(getattr(cls, method)) == shape_of(getattr(Trainer, method))
 
 
-@pytest.mark.parametrize("cls", BACKEND_CLASSES + TRAINER_CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", PASS_CLASSES, ids=lambda c: c.__name__)
+def test_every_full_batch_pass_has_the_protocol_signature(cls):
+    assert shape_of(cls.evaluate) == shape_of(FullBatch.evaluate)
+
+
+@pytest.mark.parametrize("cls", BACKEND_CLASSES + TRAINER_CLASSES + PASS_CLASSES,
+                         ids=lambda c: c.__name__)
 def test_implementations_have_no_public_methods_outside_the_contract(cls):
-    protocol = Backend if cls in BACKEND_CLASSES else Trainer
+    protocol = (Backend if cls in BACKEND_CLASSES else Trainer if cls in TRAINER_CLASSES
+                else FullBatch)
     public = {name for name, value in vars(cls).items()
               if callable(value) and not name.startswith("_")}
     inherited = {name for base in cls.__mro__[1:-1] for name, value in vars(base).items()
@@ -106,13 +117,17 @@ class ContractSpy:
                 assert isinstance(args[5] if len(args) > 5 else kwargs["options"], TrainerOptions)
                 for name in protocol_methods(Trainer):
                     assert callable(getattr(result, name))
+            if method == "full_batch":
+                for name in protocol_methods(FullBatch):
+                    assert callable(getattr(result, name))
             return result
         return call
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_caller_passes_what_the_protocol_declares(monkeypatch, backend):
-    """fit (weights, dropout, clipping, validation), loss, score, backprop and gradcheck (masks)."""
+    """fit (weights, dropout, clipping, validation), loss, score, backprop, objective and
+    gradcheck (masks)."""
     calls = set()
     real_get = _backends.get_backend
     for module in ("cymlp.network", "cymlp.gradcheck"):     # (cymlp.gradcheck is also a function)
@@ -126,6 +141,7 @@ def test_every_caller_passes_what_the_protocol_declares(monkeypatch, backend):
     net.score(X, y)
     net.predict(X)
     net.backprop(X, y, sample_weight=w)
+    net.objective(X, y, alpha=0.1, sample_weight=w)(net.get_flat_params())
     masks = [np.full((5, 6), 1.25)]
     assert cymlp.gradcheck(net, X[:5], y[:5], masks=masks, sample_weight=w[:5]) < 1e-6
     used = {c[0] for c in calls}
@@ -133,6 +149,7 @@ def test_every_caller_passes_what_the_protocol_declares(monkeypatch, backend):
     assert ("backprop", "masks", "sample_weight") in calls
     assert ("loss_and_output", "sample_weight") in calls
     assert ("trainer", "should_stop", "state") in calls
+    assert ("full_batch", "sample_weight") in calls
 
 
 @pytest.mark.skipif(not HAS_COMPILED, reason="the compiled path is not built")

@@ -84,6 +84,41 @@ def _loss_grad(n_theta=None, n_grad=None, n_scratch=None, Y_shape=None):
     return _kernels.loss_grad(plan, theta, X, Y, grad, scratch)
 
 
+def _sparse(indices=None, indptr=None, data=None, n_cols=SIZES[0], index=np.int32):
+    """SparseRows of a 4 x n_cols matrix with two values a row, some part replaced."""
+    from cymlp import _kernels
+    indices = np.array([0, 1, 2, 3, 4, 5, 6, 7], index) if indices is None else indices
+    indptr = np.array([0, 2, 4, 6, 8], index) if indptr is None else indptr
+    data = np.ones(8) if data is None else data
+    return _kernels.SparseRows(data, indices, indptr, n_cols)
+
+
+def _sync_sparse(rows):
+    """A sync trainer on sparse X (64 rows expected by Y) of ``rows`` rows."""
+    from cymlp import _kernels
+    indptr = np.zeros(rows + 1, np.int32)
+    X = _kernels.SparseRows(np.zeros(0), np.zeros(0, np.int32), indptr, SIZES[0])
+    return _sync(X=X)
+
+
+def _full_batch(X=None, Y_shape=None, n_theta=None, n_grad=None, block_rows=5, dtype=np.float64):
+    from cymlp import _kernels
+    plan = _plan()
+    n = 10
+    X = np.zeros((n, SIZES[0]), dtype) if X is None else X
+    Y = np.zeros(Y_shape or (n, SIZES[-1]), dtype)
+    fb = _kernels.FullBatch(plan, X, Y, None, block_rows)
+    fb.evaluate(np.zeros(plan.n_params if n_theta is None else n_theta, dtype),
+                np.zeros(plan.n_params if n_grad is None else n_grad, dtype))
+
+
+def _kernels_full_batch_mixed():
+    from cymlp import _kernels
+    plan = _plan()
+    fb = _kernels.FullBatch(plan, np.zeros((4, SIZES[0])), np.zeros((4, SIZES[-1])), None, 2)
+    fb.evaluate(np.zeros(plan.n_params, np.float32), np.zeros(plan.n_params))
+
+
 def _run_sync(order, first=0, stop=4):
     return _sync().run(order, first, stop, 0.1)
 
@@ -167,6 +202,27 @@ CASES = {
     "loss_grad: grad short": lambda: _loss_grad(n_grad=P - 1),
     "loss_grad: scratch short": lambda: _loss_grad(n_scratch=1),
     "loss_grad: Y wrong shape": lambda: _loss_grad(Y_shape=(9, 3)),
+    "sparse: column index past the end": lambda: _sparse(indices=np.array([0, 1, 2, 3, 4, 5, 6, 8],
+                                                                           np.int32)),
+    "sparse: negative column index": lambda: _sparse(indices=np.array([0, -1, 2, 3, 4, 5, 6, 7],
+                                                                       np.int32)),
+    "sparse: indptr decreasing": lambda: _sparse(indptr=np.array([0, 4, 2, 6, 8], np.int32)),
+    "sparse: indptr past the values": lambda: _sparse(indptr=np.array([0, 2, 4, 6, 9], np.int32)),
+    "sparse: indptr not from 0": lambda: _sparse(indptr=np.array([1, 2, 4, 6, 8], np.int32)),
+    "sparse: mixed index types": lambda: _sparse(indptr=np.array([0, 2, 4, 6, 8], np.int64)),
+    "sparse: int16 indices": lambda: _sparse(index=np.int16),
+    "sparse: values short": lambda: _sparse(data=np.ones(7)),
+    "sparse: integer values": lambda: _sparse(data=np.ones(8, np.int64)),
+    "sync: sparse X of other rows than Y": lambda: _sync_sparse(63),
+    "sync: sparse X float64, theta float32": lambda: _sync(X=_sparse(), theta=np.zeros(P, np.float32)),
+    "sync: sparse X too narrow": lambda: _sync(X=_sparse(n_cols=7)),
+    "full batch: theta short": lambda: _full_batch(n_theta=P - 1),
+    "full batch: grad short": lambda: _full_batch(n_grad=P - 1),
+    "full batch: Y wrong shape": lambda: _full_batch(Y_shape=(9, 3)),
+    "full batch: X too wide": lambda: _full_batch(X=np.zeros((10, 9))),
+    "full batch: sparse X too narrow": lambda: _full_batch(X=_sparse(n_cols=7)),
+    "full batch: 0 block rows": lambda: _full_batch(block_rows=0),
+    "full batch: theta float32 for float64 data": lambda: _kernels_full_batch_mixed(),
     "average_replicas: out too short": lambda: _average(n_out=4),
     "average_replicas: examples wrong length": lambda: _average(n_examples=2),
     "average_replicas: unknown weighting": lambda: _average(weighting="median"),

@@ -9,8 +9,7 @@ import cymlp
 from cymlp import reference
 from cymlp.datasets import load_digits
 
-COMBOS = [(out, loss) for out in ("softmax", "sigmoid", "identity") for loss in ("quadratic", "cross_entropy")
-          if not (out == "identity" and loss == "cross_entropy")]
+COMBOS = [(out, loss) for loss, outputs in reference.OUTPUTS_OF_LOSS.items() for out in outputs]
 
 
 def _data(sizes, n=7, output="softmax", seed=0):
@@ -67,6 +66,55 @@ def test_loss_definitions_match_the_formulas():
                       -np.sum(Y * np.log(a) + (1 - Y) * np.log(1 - a)) / 5)
     assert np.isclose(reference.loss_value("quadratic", "sigmoid", z, a, Y),
                       np.sum(0.5 * np.sum((a - Y) ** 2, axis=1)) / 5)
+
+
+def test_poisson_loss_is_half_the_deviance_as_scikit_learn_defines_it():
+    # scikit-learn's MLPRegressor(loss="poisson"): mean over rows, summed over outputs, of
+    # xlogy(y, y / a) - y + a with a = e^z; a zero count costs a alone (0 log 0 = 0)
+    xlogy = pytest.importorskip("scipy.special").xlogy
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((6, 2))
+    Y = np.array([[0, 3], [1, 0], [2, 2], [0, 0], [5, 1], [0.5, 7]])
+    a = reference.activate("exp", z)
+    want = np.mean(np.sum(xlogy(Y, Y / a) - Y + a, axis=1))
+    assert np.isclose(reference.loss_value("poisson", "exp", z, a, Y), want, rtol=1e-14)
+    assert np.isclose(reference.loss_value("poisson", "exp", z[3:4], a[3:4], Y[3:4]), a[3].sum())
+    w = rng.uniform(0.5, 2, 6)
+    assert np.isclose(reference.loss_value("poisson", "exp", z, a, Y, w),
+                      np.average(np.sum(xlogy(Y, Y / a) - Y + a, axis=1), weights=w))
+    # its gradient with respect to z is a - y (the log link cancels, like softmax's)
+    np.testing.assert_array_equal(reference.output_error("poisson", "exp", a, Y), a - Y)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_poisson_loss_needs_exp_outputs_and_targets_of_zero_or_more(backend):
+    for output in ("identity", "softmax", "sigmoid"):
+        with pytest.raises(ValueError, match="loss='poisson' needs output='exp'"):
+            cymlp.Network([3, 2], output=output, loss="poisson")
+    with pytest.raises(ValueError, match="loss='cross_entropy' needs output='sigmoid' or 'softmax'"):
+        cymlp.Network([3, 2], output="exp", loss="cross_entropy")
+    net = cymlp.Network([3, 2], output="exp", loss="poisson", dtype="float64", backend=backend)
+    before = net.get_flat_params()
+    with pytest.raises(ValueError, match="loss='poisson' needs targets >= 0.*holds -1"):
+        net.fit(np.ones((2, 3)), np.array([[1.0, 2.0], [-1.0, 0.0]]))
+    assert np.array_equal(net.get_flat_params(), before)
+    assert net.loss(np.ones((2, 3)), np.array([[0.0, 2.0], [1.0, 0.0]])) > 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_identity_hidden_layers_make_a_linear_model(backend):
+    # every hidden layer linear: the network is z = X A + c, whatever its depth
+    X, _ = _data([4, 1], n=30, seed=3)
+    y = X @ np.array([[1.0], [-2.0], [0.5], [3.0]]) + 0.25
+    net = cymlp.Network([4, 5, 3, 1], "identity", "identity", "quadratic", dtype="float64",
+                        backend=backend, seed=0)
+    W0, W1, W2 = net.weights
+    b0, b1, b2 = net.biases
+    A = W0.T @ W1.T @ W2.T
+    c = (b0 @ W1.T + b1) @ W2.T + b2
+    np.testing.assert_allclose(net.feedforward(X), X @ A + c, rtol=1e-12)
+    net.fit(X, y, epochs=300, batch_size=30, lr=0.02, momentum=0.9)
+    assert net.score(X, y) > 0.999
 
 
 def test_stable_forms_stay_finite_at_extreme_inputs():

@@ -204,8 +204,8 @@ def test_messages_say_what_to_do():
     with pytest.raises(ValueError, match="NaN or infinity"):
         net.predict(_with(np.nan))
     scipy_sparse = pytest.importorskip("scipy.sparse")
-    with pytest.raises(TypeError, match="toarray"):
-        net.predict(scipy_sparse.csr_matrix(X_GOOD))
+    with pytest.raises(TypeError, match="inputs X only; pass y.toarray()"):
+        net.fit(X_GOOD, scipy_sparse.csr_matrix(np.eye(3)[Y_GOOD]))
 
 
 # ---- what is accepted: conversions and layouts give the same answer --------------------

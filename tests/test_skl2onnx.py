@@ -27,7 +27,7 @@ from cymlp.sklearn import MLPClassifier, MLPRegressor
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
-ACTIVATIONS = ["relu", "logistic", "tanh", "leaky_relu"]
+ACTIVATIONS = ["relu", "logistic", "tanh", "leaky_relu", "identity"]
 HIDDEN = {"no hidden layer": (), "one hidden layer": (8,), "two hidden layers": (8, 6)}
 
 rng = np.random.default_rng(0)
@@ -100,6 +100,20 @@ def test_multi_output_regressor_keeps_its_outputs(dtype):
     (out,) = run(skl2onnx.to_onnx(reg, Xd[:1]), Xd)
     assert out.shape == (80, 3)
     close(out, reg.predict(Xd), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+def test_poisson_regressor_exports_its_exponential_outputs(solver, dtype):
+    Xd = X.astype(dtype)
+    counts = np.random.default_rng(1).poisson(np.exp(0.5 * X[:, :2]))      # one and two outputs
+    for y in (counts[:, 0], counts):
+        reg = MLPRegressor(hidden_layer_sizes=(8,), loss="poisson", solver=solver, max_iter=30,
+                           random_state=0)
+        reg.fit(Xd, y)
+        (out,) = run(skl2onnx.to_onnx(reg, Xd[:1]), Xd)
+        assert (out > 0).all()
+        close(out[:, 0] if y.ndim == 1 else out, reg.predict(Xd), dtype)
 
 
 @pytest.mark.parametrize("target", ["binary", "multiclass", "strings", "multilabel"])

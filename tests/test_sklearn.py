@@ -240,22 +240,253 @@ def test_pandas_feature_names(digits_400):
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"solver": "lbfgs"}, "solver='adam'.*solver='sgd'"),
-    ({"activation": "identity"}, "not available in cymlp"),
+    ({"solver": "newton"}, "solver must be one of"),
+    ({"activation": "swish"}, "activation must be one of"),
     ({"hidden_layer_sizes": (10, 0)}, "positive integers"),
     ({"momentum": 1.5}, "momentum"),
     ({"batch_size": 0}, "batch_size"),
+    ({"n_iter_no_change": 0.5}, "n_iter_no_change"),
     ({"parallel": "magic"}, "parallel"),
 ])
-def test_unsupported_or_invalid_parameters_say_what_to_use(digits_400, params, message):
+def test_invalid_parameters_say_what_to_use(digits_400, params, message):
     X, y = digits_400
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         MLPClassifier(**params).fit(X, y)
 
 
-def test_regressor_poisson_loss_is_refused_clearly():
-    with pytest.raises(ValueError, match="squared_error"):
-        MLPRegressor(loss="poisson").fit(np.ones((4, 2)), np.ones(4))
+def test_regressor_loss_is_checked():
+    with pytest.raises(ValueError, match="loss must be one of"):
+        MLPRegressor(loss="huber").fit(np.ones((4, 2)), np.ones(4))
+
+
+# ---------------------------------------------------------------- lbfgs, identity, poisson
+
+LBFGS = {"solver": "lbfgs", "hidden_layer_sizes": (20,), "random_state": 1, "max_iter": 30}
+
+
+@pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
+def test_lbfgs_classifier_follows_sklearn(digits_400, activation):
+    # no shuffles, the same initial draws: the same L-BFGS path, to rounding
+    X, y = digits_400
+    for target in (y, y % 2, np.c_[y > 4, y % 2 == 0, y == 3].astype(int)):
+        ours = MLPClassifier(**LBFGS, activation=activation, alpha=1e-3).fit(X, target)
+        theirs = SkMLPClassifier(**LBFGS, activation=activation, alpha=1e-3).fit(X, target)
+        assert ours.n_iter_ == theirs.n_iter_
+        assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
+        assert max_param_diff(ours, theirs) < 1e-8
+        np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "poisson"])
+def test_lbfgs_regressor_follows_sklearn_with_one_and_several_outputs(digits_400, loss):
+    X, _ = digits_400
+    targets = np.c_[X[:, :8].sum(1), X[:, 8:12].mean(1)] if loss == "squared_error" else \
+        np.random.default_rng(0).poisson(np.exp(X[:, 9:11] / 8)).astype(float)
+    weights = np.random.default_rng(1).uniform(0.5, 2, len(X))
+    for y in (targets[:, 0], targets):     # several outputs: scikit-learn's mean-over-outputs value
+        for w in (None, weights):
+            ours = MLPRegressor(**LBFGS, loss=loss, alpha=1e-2).fit(X, y, sample_weight=w)
+            theirs = SkMLPRegressor(**LBFGS, loss=loss, alpha=1e-2).fit(X, y, sample_weight=w)
+            assert ours.n_iter_ == theirs.n_iter_ and ours.out_activation_ == theirs.out_activation_
+            assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-8)
+            assert max_param_diff(ours, theirs) < 1e-7
+            np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-7, atol=1e-9)
+
+
+def test_lbfgs_sets_the_attributes_sklearn_sets_and_warns_as_it_does(digits_400):
+    X, y = digits_400
+    ours = MLPClassifier(**{**LBFGS, "max_iter": 3})
+    theirs = SkMLPClassifier(**{**LBFGS, "max_iter": 3})
+    with pytest.warns(ConvergenceWarning) as ours_warned:
+        ours.fit(X, y)
+    with pytest.warns(ConvergenceWarning) as theirs_warned:
+        theirs.fit(X, y)
+    assert str(ours_warned[0].message) == str(theirs_warned[0].message)
+    assert "max_iter=3" in str(ours_warned[0].message)
+    for name in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"):
+        assert hasattr(ours, name) == hasattr(theirs, name) is False
+    assert ours.t_ == theirs.t_ == 0 and ours.n_iter_ == theirs.n_iter_ == 3
+    # max_fun limits the evaluations (the message names the reason, not max_iter)
+    with pytest.warns(ConvergenceWarning, match="status=1") as ours_warned:
+        MLPClassifier(**{**LBFGS, "max_fun": 5}).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="status=1") as theirs_warned:
+        SkMLPClassifier(**{**LBFGS, "max_fun": 5}).fit(X, y)
+    assert str(ours_warned[0].message) == str(theirs_warned[0].message)
+
+
+def test_lbfgs_has_no_partial_fit_as_in_sklearn():
+    for est in (MLPClassifier(solver="lbfgs"), MLPRegressor(solver="lbfgs")):
+        assert not hasattr(est, "partial_fit")
+        with pytest.raises(AttributeError, match="has no attribute 'partial_fit'") as info:
+            est.partial_fit(np.ones((2, 2)), [0, 1])
+        assert "only available for stochastic optimizers" in str(info.value.__cause__)
+        assert hasattr(est.set_params(solver="adam"), "partial_fit")
+    assert not hasattr(SkMLPClassifier(solver="lbfgs"), "partial_fit")
+
+
+def test_lbfgs_warm_start_continues_and_uses_every_thread_setting(digits_400):
+    X, y = digits_400
+    est = MLPClassifier(**{**LBFGS, "max_iter": 5}, warm_start=True)
+    est.fit(X, y)
+    first = est.loss_
+    est.fit(X, y)
+    assert est.loss_ < first and est.n_iter_ == 5
+    theirs = SkMLPClassifier(**{**LBFGS, "max_iter": 5}, warm_start=True).fit(X, y).fit(X, y)
+    assert max_param_diff(est, theirs) < 1e-8
+
+
+@pytest.mark.parametrize("params", [
+    {"solver": "sgd", "max_iter": 5, "learning_rate_init": 0.1, "activation": "identity"},
+    {"solver": "sgd", "max_iter": 5, "learning_rate_init": 0.01, "momentum": 0},
+], ids=["identity", "poisson"])
+def test_identity_and_poisson_follow_sklearn_step_by_step(digits_400, params):
+    X, y = digits_400
+    if params.get("activation") == "identity":
+        est, ref, target = MLPClassifier, SkMLPClassifier, y
+    else:
+        est, ref = MLPRegressor, SkMLPRegressor
+        target = np.random.default_rng(0).poisson(np.exp(X[:, 10] / 8)).astype(float)
+        params = {**params, "loss": "poisson"}
+    ours = est(**{**EXACT, **params}).fit(X, target)
+    theirs = ref(**{**EXACT, **params}).fit(X, target)
+    assert ours.out_activation_ == theirs.out_activation_
+    assert max_param_diff(ours, theirs) < 1e-10
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-10)
+
+
+def test_poisson_regressor_refuses_negative_targets_and_predicts_positive_means():
+    X = np.random.default_rng(0).uniform(0, 1, (200, 2))
+    counts = np.random.default_rng(1).poisson(np.exp(1 + X[:, 0]))
+    est = MLPRegressor(loss="poisson", hidden_layer_sizes=(4,), solver="lbfgs", random_state=0)
+    with pytest.raises(ValueError, match="loss='poisson' needs targets y >= 0"):
+        est.fit(X, counts - 3.0)
+    assert not hasattr(est, "coefs_")
+    est.fit(X, counts)
+    assert est.out_activation_ == "exp" and est.network_.loss_name == "poisson"
+    assert (est.predict(X) > 0).all()
+    np.testing.assert_allclose(est.predict(X).mean(), counts.mean(), rtol=0.05)
+
+
+# ---------------------------------------------------------------- scikit-learn's corner cases
+
+def test_n_iter_no_change_inf_never_stops_early(digits_400):
+    X, y = digits_400
+    est = MLPClassifier((8,), solver="sgd", tol=1e9, max_iter=30, n_iter_no_change=np.inf,
+                        random_state=0).fit(X, y)
+    assert est.n_iter_ == 30 and est._no_improvement_count == 29
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_non_finite_weights_raise_sklearns_error(solver):
+    X = np.finfo(np.float64).max * np.random.default_rng(0).uniform(size=(10, 2))
+    y = np.random.default_rng(1).standard_normal(10)
+    message = ("Solver produced non-finite parameter weights. The input data may contain large "
+               "values and need to be preprocessed.")
+    for est in (MLPRegressor(solver=solver, max_iter=5), SkMLPRegressor(solver=solver, max_iter=5)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(ValueError, match=message):
+                est.fit(X, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(ValueError, match=message):
+                est.partial_fit(X, y)
+
+
+def test_lbfgs_on_overflowing_inputs_stops_where_sklearn_stops():
+    # the loss is NaN at the start: L-BFGS-B stops at once, weights untouched, in both
+    X = np.finfo(np.float64).max * np.random.default_rng(0).uniform(size=(10, 2))
+    y = np.random.default_rng(1).standard_normal(10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = MLPRegressor(solver="lbfgs", max_iter=5, random_state=0).fit(X, y)
+        theirs = SkMLPRegressor(solver="lbfgs", max_iter=5, random_state=0).fit(X, y)
+    assert np.isnan(ours.loss_) and np.isnan(theirs.loss_) and ours.n_iter_ == theirs.n_iter_ == 0
+    assert max_param_diff(ours, theirs) < 1e-15
+
+
+def test_a_diverging_loss_with_early_stopping_finishes_the_fit_as_sklearn_does():
+    from sklearn.datasets import load_iris
+    X, y = load_iris(return_X_y=True)
+    params = dict(hidden_layer_sizes=100, activation="identity", solver="sgd", learning_rate_init=1,
+                  max_iter=20, early_stopping=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = MLPRegressor(**params).fit(X, y)
+        theirs = SkMLPRegressor(**params).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 20
+    assert len(ours.validation_scores_) == len(theirs.validation_scores_) == 20
+    assert np.isnan(ours.validation_scores_[-1]) and isinstance(ours.validation_scores_[-1], float)
+    assert np.isnan(ours.loss_curve_[-1])
+    # the best epoch's (finite) weights are kept, as there
+    assert np.isfinite(ours.network_.get_flat_params()).all()
+    assert ours.best_validation_score_ == np.nanmax(ours.validation_scores_)
+
+
+def test_coefs_and_intercepts_can_be_assigned_as_in_sklearn(digits_400):
+    X, y = digits_400
+    est = MLPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
+    est.coefs_ = [np.full((64, 3), 0.01), np.ones((3, 10))]     # other shapes: a new network
+    est.intercepts_ = [np.zeros(3), np.arange(10.0)]
+    np.testing.assert_allclose(est.predict_proba(X[:2]), np.tile(_softmax(np.arange(10.0)), (2, 1)))
+    assert est.network_.sizes == (64, 3, 10)
+    est.coefs_[1] = np.zeros((3, 10))                           # an element replaced
+    np.testing.assert_allclose(est.predict_proba(X[:1]), [_softmax(np.arange(10.0))])
+    est.intercepts_[1][...] = 0                                 # in place: a view
+    np.testing.assert_allclose(est.predict_proba(X[:1]), 0.1)
+    est.partial_fit(X, y)                                       # trains from what was assigned
+    assert not np.allclose(est.coefs_[1], 0) and est.coefs_[1].shape == (3, 10)
+    # pickling keeps the lists live views of the network
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
+    again.partial_fit(X, y)
+    assert np.array_equal(again.coefs_[0], again.network_.weights[0].T)
+    assert not np.array_equal(again.coefs_[0], est.coefs_[0])
+
+
+def _softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def test_multilabel_partial_fit_from_the_first_call():
+    from sklearn.datasets import make_multilabel_classification
+    X, Y = make_multilabel_classification(n_samples=50, random_state=0, return_indicator=True)
+    ours = MLPClassifier((16,), solver="sgd", random_state=0)
+    theirs = SkMLPClassifier((16,), solver="sgd", random_state=0)
+    for _ in range(3):
+        ours.partial_fit(X, Y, classes=[0, 1, 2, 3, 4])
+        theirs.partial_fit(X, Y, classes=[0, 1, 2, 3, 4])
+    assert ours.out_activation_ == theirs.out_activation_ == "logistic"
+    assert ours.predict(X).shape == Y.shape and list(ours.classes_) == list(theirs.classes_)
+
+
+def test_stratified_early_stopping_error_names_the_class_as_sklearn_does():
+    X, y = [[1, 2], [2, 3], [3, 4], [4, 5]], [0, 0, 0, 1]
+    with pytest.raises(ValueError, match=r"too few members are: \['True'\]"):
+        MLPClassifier(early_stopping=True).fit(X, y)
+
+
+# ---------------------------------------------------------------- sparse inputs
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_sparse_inputs_train_as_dense_ones(digits_400, solver):
+    sp = pytest.importorskip("scipy.sparse")
+    X, y = digits_400
+    params = dict(hidden_layer_sizes=(16,), solver=solver, max_iter=5, random_state=0,
+                  early_stopping=solver != "lbfgs")
+    dense = MLPClassifier(**params).fit(X, y)
+    for matrix in (sp.csr_matrix, sp.csc_array):
+        sparse = MLPClassifier(**params).fit(matrix(X), y)
+        if solver == "lbfgs":         # the pass's blocks: equal to rounding
+            assert max_param_diff(sparse, dense) < 1e-10
+        else:                         # the dense fit's arithmetic, bit for bit
+            assert max_param_diff(sparse, dense) == 0
+        np.testing.assert_allclose(sparse.predict_proba(matrix(X)), dense.predict_proba(X),
+                                   rtol=1e-9)
+        assert sparse.score(matrix(X), y) == dense.score(X, y)
+    assert MLPClassifier().__sklearn_tags__().input_tags.sparse
 
 
 def test_regressor_learns_one_and_two_outputs():
@@ -430,6 +661,55 @@ def test_invalid_dropout_or_clip_norm_say_what_to_use(digits_400, params, messag
     with pytest.raises(ValueError, match=message):
         est.fit(X, y)
     assert not hasattr(est, "classes_")
+
+
+@pytest.mark.parametrize("labels", [np.array([3, 7]), np.array([3, 7, 11]), np.array(["b", "a", "c"]),
+                                    np.array([True, False]), np.array([0.0, 2.0, 5.0])],
+                         ids=["binary", "multiclass", "strings", "bools", "integral floats"])
+def test_partial_fit_after_the_first_call_trains_on_the_same_targets(labels):
+    # later calls encode their labels without scikit-learn's binarizer: the same targets
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4))
+    y = labels[rng.integers(0, len(labels), 60)]
+    fast = MLPClassifier((6,), solver="sgd", shuffle=False, random_state=0)
+    slow = MLPClassifier((6,), solver="sgd", shuffle=False, random_state=0)
+    fast.partial_fit(X, y, classes=labels)
+    slow.partial_fit(X, y, classes=labels)
+    Y = slow._label_binarizer.transform(y[:30]).astype(X.dtype)
+    np.testing.assert_array_equal(fast._encode_known_labels(y[:30], X.dtype), Y)
+    for _ in range(3):
+        fast.partial_fit(X, y)
+        slow._fit(X, y, None, incremental=True)      # through the binarizer as before
+    assert max_param_diff(fast, slow) == 0
+    for known in (np.full(60, labels[0]).astype(object), y.astype(object)):
+        fast.partial_fit(X, known)                   # object arrays of known labels are fine
+    unseen = np.concatenate([y[:-1].astype(object),
+                             np.array(["zz" if labels.dtype.kind == "U" else 99], dtype=object)])
+    for bad, message in ((unseen, "not in `self.classes_`"),
+                         (np.full(60, 0.5), "not in `self.classes_`"),
+                         (np.full(60, np.nan), "contains NaN")):
+        if labels.dtype.kind == "U" and bad.dtype.kind == "f":
+            continue                                 # (floats against text classes: a TypeError)
+        with pytest.raises(ValueError, match=message):
+            fast.partial_fit(X, bad)
+
+
+def test_what_still_differs_is_as_the_module_docstring_says(digits_400):
+    X, y = digits_400
+    # float32 stays float32 with lbfgs too
+    est = MLPClassifier(**LBFGS).fit(X.astype(np.float32), y)
+    assert est.coefs_[0].dtype == np.float32 and est.network_.dtype == np.float32
+    # predict on inputs that overflow the network: a ValueError, not infinities
+    with pytest.raises(ValueError, match="overflowed"):
+        est.predict(np.full((2, 64), 1e38, dtype=np.float32))
+    # a diverged fit without early stopping raises at once and keeps finite weights
+    big = np.finfo(np.float64).max * np.random.default_rng(0).uniform(size=(10, 2))
+    reg = MLPRegressor(max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="non-finite parameter weights"):
+            reg.fit(big, np.arange(10.0))
+    assert np.isfinite(reg.network_.get_flat_params()).all()
 
 
 # ---------------------------------------------------------------- issue 21, item 15

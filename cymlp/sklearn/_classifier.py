@@ -11,11 +11,12 @@ from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from .._typing import FloatArray, FloatDType, SklearnActivation, SklearnLearningRate, SklearnSolver
-from ._base import BaseMLP
+from ._base import SPARSE_FORMATS, BaseMLP, has_stochastic_solver
 from ._params import COMMON_PARAMETERS, estimator_doc
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         """Multi-layer perceptron classifier trained by cymlp's compiled path.
 
     The parameters, fitted attributes and methods of
-    ``sklearn.neural_network.MLPClassifier`` for ``solver`` in {"adam", "sgd"}
-    (see :mod:`cymlp.sklearn` for the exact correspondence), plus ``dtype``,
+    ``sklearn.neural_network.MLPClassifier`` (see :mod:`cymlp.sklearn` for the
+    exact correspondence), plus ``dtype``,
     ``n_threads``, ``parallel``, ``dropout``, ``clip_norm`` and ``class_weight``.""",
         (*COMMON_PARAMETERS, "class_weight"), """
     Attributes
@@ -89,9 +90,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool,
                         dtype: Any) -> tuple[FloatArray, FloatArray]:
-        X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, order="C", reset=reset)
+        X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, order="C", reset=reset,
+                             accept_sparse=SPARSE_FORMATS)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if incremental and hasattr(self, "classes_") and y.ndim == 1 and \
+                not self._label_binarizer.y_type_.startswith("multilabel"):
+            return X, self._encode_known_labels(y, X.dtype)
         check_classification_targets(y)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer()
@@ -108,6 +113,29 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
                                  f"{self.classes_}. 'y' has {classes}.")
         return X, self._label_binarizer.transform(y).astype(X.dtype)
+
+    def _encode_known_labels(self, y: Any, dtype: Any) -> FloatArray:
+        """``partial_fit``'s 1-D labels after the first call, binarized as the binarizer does.
+
+        The label checks of a first call (``check_classification_targets``,
+        ``LabelBinarizer``) cost ~1 ms a call in scikit-learn's utilities;
+        here every label must be one of ``classes_`` (checked once, on the
+        first call): exactly the labels they accept, so nothing weaker.
+        """
+        classes = self.classes_
+        try:
+            seen = np.unique(y)
+        except TypeError:           # mixed label types: scikit-learn's own message
+            seen = unique_labels(y)
+        if len(np.setdiff1d(seen, classes, assume_unique=True)):
+            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                             f"{classes}. 'y' has {seen}.")
+        index = np.searchsorted(classes, y)
+        if len(classes) <= 2:                   # one column: the positive (second) class
+            return (index == 1).astype(dtype).reshape(-1, 1)
+        Y = np.zeros((y.shape[0], len(classes)), dtype=dtype)
+        Y[np.arange(y.shape[0]), index] = 1
+        return Y
 
     def _out_activation(self) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
@@ -126,19 +154,20 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     _score_function = staticmethod(accuracy_score)
 
+    @available_if(has_stochastic_solver)
     def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None,
                     classes: npt.ArrayLike | None = None) -> Self:
-        """One epoch of training over the given rows.
+        """One epoch of training over the given rows (``solver`` "sgd" or "adam").
 
         The optimizer state (momentum, Adam's moments) carries over from call
         to call, as in scikit-learn.
 
         Parameters
         ----------
-        X : array-like (n_samples, n_features)
+        X : array-like or scipy.sparse matrix (n_samples, n_features)
             Inputs, one example per row.
         y : array-like (n_samples,) or (n_samples, n_classes)
-            Class labels of these rows.
+            Class labels of these rows (2-D: a multilabel indicator matrix).
         sample_weight : array-like (n_samples,) or None
             Weights >= 0 of these rows.
         classes : array-like or None
@@ -150,16 +179,18 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         self
             The estimator.
         """
-        first_call = not hasattr(self, "classes_")
-        if first_call:
+        if not hasattr(self, "classes_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
+            self.classes_ = unique_labels(classes)
             self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(np.asarray(classes))
-            self.classes_ = self._label_binarizer.classes_
+            if type_of_target(y).startswith("multilabel"):   # as scikit-learn: y's own columns
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
         elif classes is not None and not np.array_equal(self.classes_, unique_labels(classes)):
-            raise ValueError(f"`classes={classes!r}` is not the same as on the first call to "
-                             f"partial_fit, which was {self.classes_!r}")
+            raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
+                             f"partial_fit, was: {self.classes_!r}")
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X: npt.ArrayLike) -> npt.NDArray[Any]:
@@ -167,7 +198,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
         Parameters
         ----------
-        X : array-like (n_samples, n_features)
+        X : array-like or scipy.sparse matrix (n_samples, n_features)
             Inputs, one example per row.
 
         Returns
@@ -182,7 +213,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
         Parameters
         ----------
-        X : array-like (n_samples, n_features)
+        X : array-like or scipy.sparse matrix (n_samples, n_features)
             Inputs, one example per row.
 
         Returns
@@ -201,7 +232,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
         Parameters
         ----------
-        X : array-like (n_samples, n_features)
+        X : array-like or scipy.sparse matrix (n_samples, n_features)
             Inputs, one example per row.
 
         Returns

@@ -19,11 +19,11 @@ from .._typing import Activation, OutputActivation
 from .._validation import check_clip_norm, check_dropout
 
 # scikit-learn's activation names -> cymlp's ("leaky_relu" is a cymlp extra)
-ACTIVATIONS: dict[str, Activation] = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh",
+ACTIVATIONS: dict[str, Activation] = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
                                       "leaky_relu": "leaky_relu"}
-OUT_ACTIVATIONS: dict[str, OutputActivation] = {"softmax": "softmax", "logistic": "sigmoid",
-                                                "identity": "identity"}
-SOLVERS = ("sgd", "adam")
+OUT_ACTIVATIONS: dict[str, OutputActivation] = {"softmax": "softmax", "logistic": "sigmoid", "identity": "identity",
+                                                "exp": "exp"}
+SOLVERS = ("lbfgs", "sgd", "adam")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -51,17 +51,8 @@ def _check_number(name: str, value: Any, *, low: float | None = None, high: floa
 
 def check_params(est):
     """Validate an estimator's constructor parameters (scikit-learn's ranges); return the hidden sizes."""
-    if est.solver == "lbfgs":
-        raise ValueError(
-            "solver='lbfgs' is not available in cymlp, which trains by mini-batch gradient "
-            "descent; use solver='adam' (the default) or solver='sgd', or "
-            "sklearn.neural_network for L-BFGS")
     if est.solver not in SOLVERS:
-        raise ValueError(f"solver must be 'adam' or 'sgd'; got {est.solver!r}")
-    if est.activation == "identity":
-        raise ValueError(
-            "activation='identity' (linear hidden layers) is not available in cymlp; use "
-            "'relu', 'tanh' or 'logistic', or hidden_layer_sizes=() for a linear model")
+        raise ValueError(f"solver must be one of {SOLVERS}; got {est.solver!r}")
     if est.activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}; "
                          f"got {est.activation!r}")
@@ -87,7 +78,8 @@ def check_params(est):
     _check_number("beta_1", est.beta_1, low=0, high=1, high_open=True)
     _check_number("beta_2", est.beta_2, low=0, high=1, high_open=True)
     _check_number("epsilon", est.epsilon, low=0, low_open=True)
-    _check_number("n_iter_no_change", est.n_iter_no_change, low=1, integer=True)
+    if not (isinstance(est.n_iter_no_change, numbers.Real) and est.n_iter_no_change == np.inf):
+        _check_number("n_iter_no_change", est.n_iter_no_change, low=1, integer=True)
     _check_number("max_fun", est.max_fun, low=1, integer=True)
     for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping", "verbose"):
         _check_bool(name, getattr(est, name))
@@ -118,27 +110,33 @@ COMMON_PARAMETERS = (
 # ---- the parameters' documentation, shared by both estimators (numpydoc, checked by the API docs)
 
 PARAMETER_DOCS = {
-    "loss": ('{"squared_error"}, default "squared_error"',
-             'The loss: squared error, as scikit-learn\'s ``MLPRegressor``.  "poisson" is refused.'),
+    "loss": ('{"squared_error", "poisson"}, default "squared_error"',
+             'Half the squared error (identity outputs), or half the Poisson deviance with exponential '
+             'outputs (a log link; targets must be >= 0), as scikit-learn\'s ``MLPRegressor``.'),
     "hidden_layer_sizes": ("tuple of int, default (100,)",
                            "Units of each hidden layer; ``()`` for none (a linear model)."),
-    "activation": ('{"relu", "logistic", "tanh", "leaky_relu"}, default "relu"',
-                   'Activation of the hidden layers ("leaky_relu" is a cymlp extra; "identity" is refused).'),
-    "solver": ('{"adam", "sgd"}, default "adam"', 'The optimizer ("lbfgs" is refused).'),
+    "activation": ('{"identity", "logistic", "tanh", "relu", "leaky_relu"}, default "relu"',
+                   'Activation of the hidden layers ("leaky_relu" is a cymlp extra).'),
+    "solver": ('{"lbfgs", "sgd", "adam"}, default "adam"',
+               'The optimizer: "lbfgs" is scipy\'s L-BFGS-B over the whole training set (each '
+               "loss-and-gradient evaluation one pass of the compiled path), the others "
+               "mini-batch SGD and Adam."),
     "alpha": ("float >= 0, default 0.0001",
-              "L2 penalty, applied as ``weight_decay = alpha / (batch_size * mean sample weight)``."),
+              "L2 penalty: ``alpha / (2 n)`` times the squared weights for lbfgs (as scikit-learn); "
+              "for sgd and adam applied as ``weight_decay = alpha / (batch_size * mean sample weight)``."),
     "batch_size": ('int or "auto", default "auto"',
                    'Rows per mini-batch; "auto" is ``min(200, n_samples)``; clipped to the rows, with a warning.'),
     "learning_rate": ('{"constant", "invscaling", "adaptive"}, default "constant"',
                       'The rate schedule between epochs (``solver="sgd"`` only, as in scikit-learn).'),
     "learning_rate_init": ("float > 0, default 0.001", "The initial learning rate."),
     "power_t": ("float >= 0, default 0.5", 'The exponent of "invscaling": ``lr = init / (t + 1) ** power_t``.'),
-    "max_iter": ("int >= 1, default 200", "Epochs at most (``fit``)."),
+    "max_iter": ("int >= 1, default 200", 'Epochs at most (``fit``); iterations for "lbfgs".'),
     "shuffle": ("bool, default True", "Reshuffle the rows every epoch."),
     "random_state": ("int, RandomState or None, default None",
                      "Draws the initial weights (as scikit-learn does), the early-stopping split and "
                      "the seed of the epoch shuffles."),
-    "tol": ("float >= 0, default 1e-4", "The improvement of the loss (or validation score) that counts."),
+    "tol": ("float >= 0, default 1e-4", "The improvement of the loss (or validation score) that counts; "
+            'for "lbfgs" the projected-gradient tolerance (``gtol``).'),
     "verbose": ("bool, default False", "Print the loss of every epoch."),
     "warm_start": ("bool, default False",
                    "``fit`` continues from the fitted weights (with a fresh optimizer, as scikit-learn)."),
@@ -151,8 +149,9 @@ PARAMETER_DOCS = {
     "beta_1": ("float in [0, 1), default 0.9", "Adam's first-moment decay."),
     "beta_2": ("float in [0, 1), default 0.999", "Adam's second-moment decay."),
     "epsilon": ("float > 0, default 1e-8", "Adam's epsilon."),
-    "n_iter_no_change": ("int >= 1, default 10", "Epochs without an improvement of ``tol`` before stopping."),
-    "max_fun": ("int >= 1, default 15000", "Checked and kept for scikit-learn compatibility (lbfgs only)."),
+    "n_iter_no_change": ("int >= 1 or numpy.inf, default 10",
+                         "Epochs without an improvement of ``tol`` before stopping (inf: never)."),
+    "max_fun": ("int >= 1, default 15000", 'Most loss-and-gradient evaluations of "lbfgs".'),
     "dtype": ('{None, "float32", "float64"}, default None',
               "Precision of the network.  None follows ``X`` as scikit-learn does: float32 stays "
               "float32, anything else becomes float64.  float32 is about twice as fast."),

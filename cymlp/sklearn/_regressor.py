@@ -1,4 +1,4 @@
-"""scikit-learn's ``MLPRegressor`` (squared error), trained by cymlp."""
+"""scikit-learn's ``MLPRegressor`` (squared error or Poisson), trained by cymlp."""
 
 from __future__ import annotations
 
@@ -9,30 +9,36 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from .._typing import (
     FloatArray,
     FloatDType,
+    LossName,
+    OutputActivation,
     SklearnActivation,
     SklearnLearningRate,
     SklearnRegressionLoss,
     SklearnSolver,
 )
-from ._base import BaseMLP
+from ._base import SPARSE_FORMATS, BaseMLP, has_stochastic_solver
 from ._params import COMMON_PARAMETERS, estimator_doc
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+LOSSES: dict[str, tuple[LossName, OutputActivation]] = {"squared_error": ("quadratic", "identity"),
+                                                      "poisson": ("poisson", "exp")}
+
 
 class MLPRegressor(RegressorMixin, BaseMLP):
     __doc__ = estimator_doc(
-        """Multi-layer perceptron regressor (squared error) trained by cymlp's compiled path.
+        """Multi-layer perceptron regressor trained by cymlp's compiled path.
 
     The parameters, fitted attributes and methods of
-    ``sklearn.neural_network.MLPRegressor`` for ``solver`` in {"adam", "sgd"}
-    and ``loss="squared_error"``, plus ``dtype``, ``n_threads``, ``parallel``,
+    ``sklearn.neural_network.MLPRegressor`` (see :mod:`cymlp.sklearn` for the
+    exact correspondence), plus ``dtype``, ``n_threads``, ``parallel``,
     ``dropout`` and ``clip_norm``.  Single- and multi-output targets.""",
         ("loss", *COMMON_PARAMETERS), """
     Attributes
@@ -69,27 +75,27 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         self.loss = loss
 
     def _check_params(self) -> list[int]:
-        if self.loss == "poisson":
-            raise ValueError("loss='poisson' is not available in cymlp; use loss='squared_error' "
-                             "(e.g. on log-transformed targets)")
-        if self.loss != "squared_error":
-            raise ValueError(f"loss must be 'squared_error'; got {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {tuple(LOSSES)}; got {self.loss!r}")
         return super()._check_params()
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool,
                         dtype: Any) -> tuple[FloatArray, FloatArray]:
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype,
-                             order="C", reset=reset)
+                             order="C", reset=reset, accept_sparse=SPARSE_FORMATS)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        if self.loss == "poisson" and np.min(Y) < 0:
+            raise ValueError(f"loss='poisson' needs targets y >= 0 (counts or rates); y holds "
+                             f"{np.min(Y):g}. Use loss='squared_error' for targets of either sign")
         return X, np.ascontiguousarray(Y, dtype=X.dtype)
 
-    def _out_activation(self) -> str:
-        return "identity"
+    def _out_activation(self) -> OutputActivation:
+        return LOSSES[self.loss][1]
 
-    def _network_loss(self) -> Literal["quadratic"]:
-        return "quadratic"
+    def _network_loss(self) -> LossName:
+        return LOSSES[self.loss][0]
 
     def _stratify_split(self) -> bool:
         return False
@@ -99,15 +105,16 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     _score_function = staticmethod(r2_score)
 
+    @available_if(has_stochastic_solver)
     def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None) -> Self:
-        """One epoch of training over the given rows.
+        """One epoch of training over the given rows (``solver`` "sgd" or "adam").
 
         The optimizer state (momentum, Adam's moments) carries over from call
         to call, as in scikit-learn.
 
         Parameters
         ----------
-        X : array-like (n_samples, n_features)
+        X : array-like or scipy.sparse matrix (n_samples, n_features)
             Inputs, one example per row.
         y : array-like (n_samples,) or (n_samples, n_outputs)
             Targets of these rows.
@@ -126,7 +133,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
         Parameters
         ----------
-        X : array-like (n_samples, n_features)
+        X : array-like or scipy.sparse matrix (n_samples, n_features)
             Inputs, one example per row.
 
         Returns

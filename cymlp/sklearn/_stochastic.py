@@ -17,11 +17,15 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
+from ..exceptions import TrainingDiverged
 from ..training_state import OptimizerConfig
 
 if TYPE_CHECKING:
     from .._typing import FloatArray
     from ..network import Network
+
+NON_FINITE_MESSAGE = ("Solver produced non-finite parameter weights. The input data may contain "
+                      "large values and need to be preprocessed.")       # scikit-learn's words
 
 
 class StochasticSolver:
@@ -44,12 +48,13 @@ class StochasticSolver:
         # the estimator's parameters and BaseMLP's methods: Any to the type checker here
         def __getattr__(self, name: str) -> Any: ...
 
-    def _fit_stochastic(self, X, Y, sample_weight, incremental, init):
+    def _fit_stochastic(self, X, Y, sample_weight, incremental, first_pass):
         early_stopping = self.early_stopping
         w_val = None
         if early_stopping:
-            # the same split as scikit-learn's (stratified for binary classification only)
-            stratify = Y if self._stratify_split() else None
+            # the same split as scikit-learn's (stratified for binary classification only, on
+            # the binarized labels as booleans: its error names the class 'True')
+            stratify = Y.astype(bool) if self._stratify_split() else None
             arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
             parts = train_test_split(*arrays, random_state=self._random_state,
                                      test_size=self.validation_fraction, stratify=stratify)
@@ -62,14 +67,14 @@ class StochasticSolver:
             y_val = self._decode(Y_val)
         else:
             X_val = y_val = None
-        if init is not None:
-            sizes, params = init
-            seed = int(self._random_state.randint(np.iinfo(np.int32).max))
-            self._net = self._build_network(sizes, params, X.dtype, seed)
-            self._best_params = None
-        self._net.n_threads = self.n_threads        # set_params between warm-started fits
-        self._net.dropout = self.dropout
-        if not incremental:
+        net = self._network()
+        if early_stopping and getattr(self, "_best_params", None) is None:
+            self._best_params = net.get_flat_params()     # (a warm start from a fit without it)
+        if first_pass:          # the epoch shuffles, from random_state after the weights and split
+            net.reseed(int(self._random_state.randint(np.iinfo(np.int32).max)))
+        net.n_threads = self.n_threads        # set_params between warm-started fits
+        net.dropout = self.dropout
+        if not incremental or not hasattr(self, "_learning_rate"):
             self._learning_rate = self.learning_rate_init   # a fresh optimizer, as scikit-learn
         n_samples = X.shape[0]
         if self.batch_size == "auto":
@@ -91,7 +96,7 @@ class StochasticSolver:
 
         def end_of_epoch(history):
             nonlocal stopped
-            penalty = sum(float(np.dot(W.ravel(), W.ravel())) for W in self._net.weights)
+            penalty = sum(float(np.dot(W.ravel(), W.ravel())) for W in net.weights)
             loss = (history.loss[-1] / loss_scale
                     + n_batches * 0.5 * self.alpha * penalty / (n_samples * mean_weight))
             self.n_iter_ += 1
@@ -122,11 +127,17 @@ class StochasticSolver:
             return True
 
         n_iter_before, self.n_iter_ = getattr(self, "n_iter_", 0), 0
+        epochs = 1 if incremental else self.max_iter
         try:
-            self._run_epochs(X, Y, sample_weight, 1 if incremental else self.max_iter, batch_size,
-                             self.alpha / (batch_size * mean_weight), end_of_epoch, incremental)
+            history = self._run_epochs(X, Y, sample_weight, epochs, batch_size,
+                                       self.alpha / (batch_size * mean_weight), end_of_epoch,
+                                       incremental)
+            if history.diverged:        # early stopping only: the others raise
+                self._record_diverged_epochs(epochs, n_samples, early_stopping)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
+        except TrainingDiverged:
+            raise ValueError(NON_FINITE_MESSAGE) from None
         except (ValueError, TypeError):
             if self.n_iter_ == 0:           # refused before its first epoch: as it was
                 self.n_iter_ = n_iter_before
@@ -134,9 +145,26 @@ class StochasticSolver:
         if not stopped and not incremental and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning)
-        if early_stopping and self._best_params is not None:
-            for target, best in zip(self._net.weights + self._net.biases, self._best_params):
-                target[...] = best
+        if early_stopping:
+            net.set_flat_params(self._best_params)
+
+    def _record_diverged_epochs(self, epochs, n_samples, early_stopping):
+        """The epochs scikit-learn goes on running once its weights are NaN or infinite.
+
+        With early stopping its fit does not fail: every epoch from the one
+        that diverged on has a NaN loss and validation score (which never
+        counts as "no improvement", so it runs to ``max_iter``), and the best
+        epoch's weights are restored at the end.  cymlp stops the network at
+        the divergence (restoring its last finite weights, with a
+        RuntimeWarning) and records those epochs as scikit-learn would.
+        """
+        while self.n_iter_ < epochs:
+            self.n_iter_ += 1
+            self.t_ += n_samples
+            self.loss_ = np.nan
+            self.loss_curve_.append(np.nan)
+            self.validation_scores_.append(np.nan)
+            self._no_improvement_count = 0
 
     def _run_epochs(self, X, Y, sample_weight, epochs, batch_size, weight_decay, end_of_epoch,
                     incremental):
@@ -152,13 +180,15 @@ class StochasticSolver:
         kept = None if state is None else (state.optimizer, state.step)
         resume = incremental and self._can_resume(momentum, weight_decay)
         try:
-            self._net.fit(X, Y, epochs=epochs, batch_size=batch_size, lr=self.learning_rate_init,
-                          momentum=momentum, nesterov=bool(self.nesterovs_momentum),
-                          weight_decay=weight_decay, shuffle=bool(self.shuffle), optimizer=self.solver,
-                          lr_schedule=lambda epoch, epochs, lr: self._learning_rate,
-                          beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon,
-                          callbacks=[end_of_epoch], parallel=self.parallel, resume=resume,
-                          sample_weight=sample_weight, clip_norm=self.clip_norm)
+            return self._net.fit(
+                X, Y, epochs=epochs, batch_size=batch_size, lr=self.learning_rate_init,
+                momentum=momentum, nesterov=bool(self.nesterovs_momentum),
+                weight_decay=weight_decay, shuffle=bool(self.shuffle), optimizer=self.solver,
+                lr_schedule=lambda epoch, epochs, lr: self._learning_rate,
+                beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon,
+                callbacks=[end_of_epoch], parallel=self.parallel, resume=resume,
+                sample_weight=sample_weight, clip_norm=self.clip_norm,
+                on_divergence="warn" if self.early_stopping else "raise")
         except BaseException:
             if kept is not None and state is not None and state.step == kept[1]:   # refused before a step
                 state.optimizer = kept[0]
@@ -188,8 +218,11 @@ class StochasticSolver:
 
     def _update_no_improvement_count(self, early_stopping, X_val, y_val, w_val):
         if early_stopping:
-            score = self._score_function(y_val, self._decode(self._net.feedforward(X_val)),
-                                         sample_weight=w_val)
+            try:
+                score = self._score_function(y_val, self._decode(self._net.feedforward(X_val)),
+                                             sample_weight=w_val)
+            except ValueError:          # outputs overflowed: scikit-learn scores them NaN
+                score = np.nan
             self.validation_scores_.append(score)
             if self.verbose:
                 print(f"Validation score: {score:f}")
@@ -199,7 +232,7 @@ class StochasticSolver:
                 self._no_improvement_count = 0
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
-                self._best_params = [p.copy() for p in self._net.weights + self._net.biases]
+                self._best_params = self._net.get_flat_params()
         else:
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1
