@@ -231,7 +231,7 @@ def check_X(X: Any, n_features: int, dtype: npt.DTypeLike, name: str = "X") -> A
     return out
 
 
-def _check_width(name, shape, n_features):
+def _check_width(name: str, shape: tuple[int, ...], n_features: int) -> None:
     if shape[0] == 0:
         raise ValueError(f"{name} has 0 rows; pass at least one example")
     if shape[1] != n_features:
@@ -240,7 +240,7 @@ def _check_width(name, shape, n_features):
             f"{n_features}; pass data with {n_features} columns")
 
 
-def is_sparse(X):
+def is_sparse(X: Any) -> bool:
     """True for a ``scipy.sparse`` matrix or array (checked without importing scipy first)."""
     if not (hasattr(X, "nnz") and hasattr(X, "tocsr")):
         return False
@@ -248,7 +248,7 @@ def is_sparse(X):
     return scipy.sparse.issparse(X)
 
 
-def check_sparse_X(X, n_features, dtype, name="X"):
+def check_sparse_X(X: Any, n_features: int, dtype: npt.DTypeLike, name: str = "X") -> Any:
     """A ``scipy.sparse`` input as a CSR matrix of ``dtype`` whose arrays the kernels can trust.
 
     Any format is accepted; all but CSR are converted once (CSC to CSR is a

@@ -35,7 +35,7 @@ from ._network_io import NetworkIO
 from ._sparse import block_rows, dense, is_sparse
 from ._spec import ModelSpec, layer_views, spec_of
 from ._typing import Activation, BackendName, FloatArray, FloatDType, LabelArray, LossName, OutputActivation, PathLike
-from .objective import make_objective
+from .objective import Objective, make_objective
 from .training_state import TrainingState, resolve_seed
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def _init_scale(activation: str, n_in: int, n_out: int) -> float:
     return math.sqrt(2.0 / (n_in + n_out))
 
 
-def _pair_message(loss, output):
+def _pair_message(loss: str, output: str) -> str:
     """Why ``loss`` cannot be paired with ``output``, and what to use instead."""
     wanted = " or ".join(repr(o) for o in reference.OUTPUTS_OF_LOSS[loss])
     advice = {"cross_entropy": "use loss='quadratic' with output='identity' for regression",
@@ -506,7 +506,8 @@ class Network(NetworkFit, NetworkIO):
         v.check_finite_result("gradient", grads_w + grads_b)
         return grads_w, grads_b
 
-    def objective(self, X, y, *, alpha=0.0, sample_weight=None):
+    def objective(self, X: Any, y: npt.ArrayLike, *, alpha: float = 0.0,
+                  sample_weight: npt.ArrayLike | None = None) -> Objective:
         """The full-batch loss as a function of the flat parameters, for scipy's optimizers.
 
         ``f = net.objective(X, y)``; ``f(theta)`` returns ``(loss, grad)``:

@@ -176,7 +176,7 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         self._best_params = self._net.get_flat_params() if self.early_stopping else None
 
     def _build_network(self, sizes: list[int], params: list[tuple[FloatArray, FloatArray]],
-                       dtype: np.dtype[Any]) -> None:
+                       dtype: Any) -> Network:
         """The one place a Network is constructed (``params``: scikit-learn's (coef, intercept) pairs).
 
         The stochastic solvers reseed it from ``random_state`` before its
@@ -192,13 +192,13 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
 
     # -- the fitted parameters: views into the network, assignable ---------------------
 
-    def _set_network(self, net):
+    def _set_network(self, net: Network) -> None:
         """Make ``net`` the fitted network; ``coefs_``/``intercepts_`` become views into it."""
         self._net = net
         self._views = ([W.T for W in net.weights], list(net.biases))
         self.coefs_, self.intercepts_ = list(self._views[0]), list(self._views[1])
 
-    def _network(self):
+    def _network(self) -> Network:
         """The fitted network, with whatever was assigned to ``coefs_``/``intercepts_`` in it.
 
         scikit-learn's estimators keep plain lists that users (and its own
@@ -206,7 +206,7 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         assigned list or array is copied into it (a new network when the
         shapes changed) the next time the network is used.
         """
-        net = getattr(self, "_net", None)
+        net: Network | None = getattr(self, "_net", None)
         coefs, intercepts = self.coefs_, self.intercepts_
         if net is not None and _same_arrays(coefs, self._views[0]) and \
                 _same_arrays(intercepts, self._views[1]):
@@ -218,7 +218,7 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
                 W[...] = coef.T
                 b[...] = intercept
         else:
-            dtype = net.dtype if net is not None else np.result_type(*(p for pair in params
+            dtype: Any = net.dtype if net is not None else np.result_type(*(p for pair in params
                                                                         for p in pair))
             dtype = np.float32 if dtype == np.float32 else np.float64
             net = self._build_network(sizes, params, dtype)
@@ -266,7 +266,7 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         return tags
 
 
-def has_stochastic_solver(estimator):
+def has_stochastic_solver(estimator: Any) -> bool:
     """``available_if``'s test for ``partial_fit``: the stochastic solvers only (scikit-learn's
     rule and message)."""
     if estimator.solver not in ("sgd", "adam"):
@@ -275,6 +275,6 @@ def has_stochastic_solver(estimator):
     return True
 
 
-def _same_arrays(given, views):
+def _same_arrays(given: list[Any], views: list[Any]) -> bool:
     """True when ``given`` is the list of ``views`` themselves (nothing was assigned)."""
     return len(given) == len(views) and all(a is b for a, b in zip(given, views))

@@ -41,6 +41,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     network_ : cymlp.Network
         The trained network.""")
 
+    _label_binarizer: LabelBinarizer
+
     def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,), activation: SklearnActivation = "relu", *,
                  solver: SklearnSolver = "adam", alpha: float = 0.0001, batch_size: int | Literal["auto"] = "auto",
                  learning_rate: SklearnLearningRate = "constant", learning_rate_init: float = 0.001,

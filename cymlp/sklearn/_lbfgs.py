@@ -12,6 +12,7 @@ the outputs while its gradient is that of their sum, and L-BFGS sees both.
 """
 
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy
@@ -21,11 +22,16 @@ from sklearn.exceptions import ConvergenceWarning
 from ._stochastic import NON_FINITE_MESSAGE
 
 # scipy 1.15 deprecated L-BFGS-B's iprint (scikit-learn passes it to older versions only)
+_minimize: Any = scipy.optimize.minimize      # (scipy's overloads do not cover jac=True's pair)
 _PASS_IPRINT = tuple(int(p) for p in scipy.__version__.split(".")[:2]) < (1, 15)
 
 
 class LbfgsSolver:
     """The ``"lbfgs"`` training of :class:`~cymlp.sklearn._base.BaseMLP` (a mixin)."""
+
+    if TYPE_CHECKING:
+        # the estimator's parameters and BaseMLP's methods: Any to the type checker here
+        def __getattr__(self, name: str) -> Any: ...
 
     def _fit_lbfgs(self, X, Y, sample_weight):
         net = self._network()
@@ -34,18 +40,18 @@ class LbfgsSolver:
         n_outputs = Y.shape[1]
         mean_over_outputs = self._network_loss() == "quadratic" and n_outputs > 1
 
-        def loss_and_grad(theta):
+        def loss_and_grad(theta: Any) -> Any:
             loss, grad = objective(theta)
             if mean_over_outputs:          # scikit-learn's value; its gradient is the sum's
                 loss -= objective.data_loss * (1 - 1 / n_outputs)
             return loss, grad
 
-        options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
+        options: dict[str, Any] = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
         if _PASS_IPRINT:
             options["iprint"] = 1 if self.verbose else -1
         with np.errstate(over="ignore", invalid="ignore"):
-            result = scipy.optimize.minimize(loss_and_grad, net.get_flat_params().astype(np.float64),
-                                             method="L-BFGS-B", jac=True, options=options)
+            result = _minimize(loss_and_grad, net.get_flat_params().astype(np.float64),
+                               method="L-BFGS-B", jac=True, options=options)
         self.n_iter_ = min(result.nit, self.max_iter)
         if result.status != 0:
             _warn_not_converged(result, self.n_iter_, self.max_iter)

@@ -43,7 +43,7 @@ class StochasticSolver:
         best_loss_: Any                # float without early_stopping, else None
         _no_improvement_count: int
         _learning_rate: float
-        _best_params: list[FloatArray] | None
+        _best_params: FloatArray | None
 
         # the estimator's parameters and BaseMLP's methods: Any to the type checker here
         def __getattr__(self, name: str) -> Any: ...
