@@ -16,6 +16,7 @@ package (no ``setup.py`` beside it: its build is the one that was installed).
 
 import glob
 import os
+import re
 import warnings
 
 PACKAGE = os.path.dirname(os.path.realpath(__file__))
@@ -41,20 +42,20 @@ def source_tree_problem(package=PACKAGE):
 
     Returns None for an installed package (no ``setup.py`` beside it) and
     for a source tree whose every ``.pyx`` has a built extension newer than
-    it and than every ``.pxd`` header.
+    it and than the package's ``.pxd`` headers it cimports (directly or
+    through another header), as Cython's own rebuild check reads them.
     """
     root = os.path.dirname(package)
     if not os.path.isfile(os.path.join(root, "setup.py")):
         return None
     sources = sorted(glob.glob(os.path.join(package, "*.pyx")))
-    headers = max((os.stat(p).st_mtime for p in glob.glob(os.path.join(package, "*.pxd"))), default=0.0)
     missing, stale = [], []
     for pyx in sources:
         stem = os.path.splitext(pyx)[0]
         built = [p for p in glob.glob(glob.escape(stem) + ".*") if p.endswith(_EXTENSION_SUFFIXES)]
         if not built:
             missing.append(os.path.basename(pyx))
-        elif max(os.stat(p).st_mtime for p in built) < max(os.stat(pyx).st_mtime, headers):
+        elif max(os.stat(p).st_mtime for p in built) < max(os.stat(p).st_mtime for p in _with_headers(pyx)):
             stale.append(os.path.basename(pyx))
     if missing:
         return f"its compiled extension is not built ({len(missing)} of {len(sources)} .pyx files have none)"
@@ -62,6 +63,24 @@ def source_tree_problem(package=PACKAGE):
         return f"its compiled extension is older than its sources ({', '.join(stale[:4])}" \
                + (", ..." if len(stale) > 4 else "") + " changed since the build)"
     return None
+
+
+_CIMPORT = re.compile(r"^\s*(?:from\s+(?:cymlp)?\.(\w+)\s+cimport|cimport\s+cymlp\.(\w+))", re.M)
+
+
+def _with_headers(pyx):
+    """``pyx`` and the package's ``.pxd`` files it depends on (its own and what it cimports, transitively)."""
+    folder = os.path.dirname(pyx)
+    found, todo = {pyx}, [pyx, os.path.splitext(pyx)[0] + ".pxd"]
+    while todo:
+        path = todo.pop()
+        if path in found and path != pyx or not os.path.isfile(path):
+            continue
+        found.add(path)
+        with open(path, encoding="utf-8", errors="replace") as source:
+            names = [a or b for a, b in _CIMPORT.findall(source.read())]
+        todo += [os.path.join(folder, name + ".pxd") for name in names]
+    return found
 
 
 def warn_if_unbuilt(stacklevel=3):

@@ -140,7 +140,7 @@ def copy_tree(folder, *, with_extensions, with_setup_py):
     source = Path(cymlp.__file__).resolve().parent
     ignore = ["__pycache__", "*.c"] + ([] if with_extensions else ["*.so", "*.pyd"])
     shutil.copytree(source, folder / "src" / "cymlp", ignore=shutil.ignore_patterns(*ignore))
-    if SOURCES != source:                              # an installed wheel: add the sources it lacks
+    if source != SOURCES:                              # an installed wheel: add the sources it lacks
         for pyx in SOURCES.glob("*.p[yx][xd]"):
             shutil.copy(pyx, folder / "src" / "cymlp")
     if with_setup_py:
@@ -187,3 +187,25 @@ def test_a_stale_build_warns_and_a_fresh_one_does_not(tmp_path):
 def test_the_tested_cymlp_is_built_from_its_sources():
     """The suite's own cymlp: an installed wheel (never a problem) or a fresh in-place build."""
     assert _build_check.source_tree_problem() is None or not HAS_COMPILED
+
+
+def test_a_header_counts_only_for_the_extensions_that_cimport_it(tmp_path):
+    """Cython rebuilds what cimports a changed .pxd, and only that: the check reads the same graph."""
+    package = tmp_path / "cymlp"
+    package.mkdir()
+    (tmp_path / "setup.py").write_text("")
+    (package / "_a.pyx").write_text("from ._shared cimport f\n")
+    (package / "_b.pyx").write_text("from libc.math cimport exp\n")
+    (package / "_shared.pxd").write_text("from cymlp._deep cimport g\n")
+    (package / "_deep.pxd").write_text("")
+    suffix = _build_check._EXTENSION_SUFFIXES[0]
+    now = time.time()
+    for name in ("_a.pyx", "_b.pyx", "_shared.pxd", "_deep.pxd"):
+        os.utime(package / name, (now - 60, now - 60))
+    for stem in ("_a", "_b"):
+        (package / (stem + suffix)).write_text("")
+        os.utime(package / (stem + suffix), (now, now))
+    assert _build_check.source_tree_problem(str(package)) is None
+    os.utime(package / "_deep.pxd", (now + 60, now + 60))           # two cimports away from _a only
+    problem = _build_check.source_tree_problem(str(package))
+    assert problem is not None and "(_a.pyx changed" in problem and "_b.pyx" not in problem
