@@ -54,60 +54,105 @@ cdef void gather_rows(const floating* X,         # IN (N, width)
         memcpy(out + r * width, X + rows[r] * width, width * sizeof(floating))
 
 
-cdef void bias_act_rows(floating* Z,           # INOUT (r1, m) z without, then with, the bias
-                        floating* A,           # OUT (r1, m) σ(z), rows r0..r1-1 (may be Z)
-                        const floating* b,     # IN (m,) the bias
-                        Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m, int act) noexcept nogil:
-    """Z[r] += b; A[r] = σ(Z[r]) for rows r0..r1-1 of (·, m) arrays."""
+cdef inline void bias_act_loop(floating* Z,          # INOUT (r1, m) z, then with the bias (unless Z is A)
+                               floating* A,          # OUT (r1, m) σ(z), rows r0..r1-1 (may be Z)
+                               const floating* b,    # IN (m,) the bias
+                               Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m, int act,
+                               bint keep_z) noexcept nogil:
+    # inlined with ``act`` and ``keep_z`` constants: one vectorisable loop per case (with
+    # A == Z the hidden layers' z is not kept: σ' is computed from a)
     cdef Py_ssize_t r, j
-    cdef floating z, e, mx, total
+    cdef floating z, e
     cdef floating slope = <floating>LEAKY_SLOPE
     cdef floating* zr
     cdef floating* ar
     for r in range(r0, r1):
         zr = Z + r * m
         ar = A + r * m
-        if act == SIGMOID:
-            for j in range(m):
-                z = zr[j] + b[j]
+        for j in range(m):
+            z = zr[j] + b[j]
+            if keep_z:
                 zr[j] = z
+            if act == SIGMOID:
                 e = _exp_nonpos(-_fabs(z))
                 # one division after a select: no control flow, so the loop vectorises
                 ar[j] = (<floating>1 if z >= 0 else e) / (<floating>1 + e)
-        elif act == TANH:
-            for j in range(m):
-                z = zr[j] + b[j]
-                zr[j] = z
+            elif act == TANH:
                 ar[j] = _tanh(z)
-        elif act == RELU:
-            for j in range(m):
-                z = zr[j] + b[j]
-                zr[j] = z
+            elif act == RELU:
                 ar[j] = z if z > 0 else 0
-        elif act == LEAKY_RELU:
-            for j in range(m):
-                z = zr[j] + b[j]
-                zr[j] = z
+            elif act == LEAKY_RELU:
                 ar[j] = z if z > 0 else z * slope
-        elif act == IDENTITY:
-            for j in range(m):
-                z = zr[j] + b[j]
-                zr[j] = z
+            else:
                 ar[j] = z
-        else:  # softmax, shifted by the row maximum
-            mx = zr[0] + b[0]
-            for j in range(m):
-                z = zr[j] + b[j]
-                zr[j] = z
-                if z > mx:
-                    mx = z
-            total = 0
-            for j in range(m):
-                e = _exp_nonpos(zr[j] - mx)
-                ar[j] = e
-                total = total + e
-            for j in range(m):
-                ar[j] = ar[j] / total
+
+
+cdef inline void bias_act_case(floating* Z,          # INOUT as bias_act_rows
+                               floating* A,          # OUT
+                               const floating* b,    # IN
+                               Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m, int act) noexcept nogil:
+    if Z == A:
+        bias_act_loop(Z, A, b, r0, r1, m, act, False)
+    else:
+        bias_act_loop(Z, A, b, r0, r1, m, act, True)
+
+
+cdef void softmax_rows(floating* Z,           # INOUT (r1, m) z without, then with, the bias
+                       floating* A,           # OUT (r1, m) softmax(z), rows r0..r1-1 (not Z)
+                       const floating* b,     # IN (m,) the bias
+                       Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m) noexcept nogil:
+    """Z[r] += b; A[r] = softmax(Z[r]) for rows r0..r1-1, shifted by each row's maximum.
+
+    The exponentials are one pass over the whole block (z - max written first),
+    so that it vectorises across rows: a row of 10 outputs is too short for SIMD.
+    """
+    cdef Py_ssize_t r, j
+    cdef floating z, mx, total
+    cdef floating* zr
+    cdef floating* ar
+    for r in range(r0, r1):
+        zr = Z + r * m
+        ar = A + r * m
+        mx = zr[0] + b[0]
+        for j in range(m):
+            z = zr[j] + b[j]
+            zr[j] = z
+            if z > mx:
+                mx = z
+        for j in range(m):
+            ar[j] = zr[j] - mx
+    ar = A + r0 * m
+    for j in range((r1 - r0) * m):
+        ar[j] = _exp_nonpos(ar[j])
+    for r in range(r0, r1):
+        ar = A + r * m
+        total = 0
+        for j in range(m):
+            total = total + ar[j]
+        for j in range(m):
+            ar[j] = ar[j] / total
+
+
+cdef void bias_act_rows(floating* Z,           # INOUT (r1, m) z without, then with, the bias
+                        floating* A,           # OUT (r1, m) σ(z), rows r0..r1-1 (may be Z)
+                        const floating* b,     # IN (m,) the bias
+                        Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m, int act) noexcept nogil:
+    """Z[r] += b; A[r] = σ(Z[r]) for rows r0..r1-1 of (·, m) arrays.
+
+    When A is Z (the hidden layers) only σ(z) is kept; the output layer keeps
+    its z (the loss needs it)."""
+    if act == SIGMOID:
+        bias_act_case(Z, A, b, r0, r1, m, SIGMOID)
+    elif act == TANH:
+        bias_act_case(Z, A, b, r0, r1, m, TANH)
+    elif act == RELU:
+        bias_act_case(Z, A, b, r0, r1, m, RELU)
+    elif act == LEAKY_RELU:
+        bias_act_case(Z, A, b, r0, r1, m, LEAKY_RELU)
+    elif act == IDENTITY:
+        bias_act_case(Z, A, b, r0, r1, m, IDENTITY)
+    else:
+        softmax_rows(Z, A, b, r0, r1, m)
 
 
 cdef inline floating times_deriv(floating d, floating a, floating m, bint masked,
@@ -177,7 +222,8 @@ cdef void loss_delta_rows(const Shape* s,  # IN
     cdef const floating* z
     cdef const floating* y
     cdef floating* d
-    cdef floating res, dot, mx, t
+    cdef floating res, dot, mx, t, top
+    cdef bint above
     cdef double acc
     for r in range(r0, r1):
         idx = b.rows[r] if b.rows != NULL else r
@@ -186,6 +232,12 @@ cdef void loss_delta_rows(const Shape* s,  # IN
         y = Y + idx * k
         d = D + r * k
         acc = 0
+        best = 0                    # argmax a: the prediction, and the softmax's log pivot
+        top = a[0]
+        for j in range(1, k):       # selects, not branches: the argmax moves from row to row
+            above = a[j] > top
+            best = j if above else best
+            top = a[j] if above else top
         if s.loss == QUADRATIC:
             for j in range(k):
                 res = a[j] - y[j]
@@ -209,10 +261,6 @@ cdef void loss_delta_rows(const Shape* s,  # IN
             if s.output == SOFTMAX:
                 # log a_j = (z_j − z_b) + log a_b for any b (a = softmax(z), computed in
                 # the forward pass); with b = argmax a, a_b >= 1/k: no second exp pass
-                best = 0
-                for j in range(1, k):
-                    if a[j] > a[best]:
-                        best = j
                 t = _log(a[best])
                 mx = z[best]
                 for j in range(k):
@@ -223,10 +271,6 @@ cdef void loss_delta_rows(const Shape* s,  # IN
                                     + _log1p(_exp_nonpos(-_fabs(z[j]))))
         b.row_loss[r] = acc
         if labels != NULL:
-            best = 0
-            for j in range(1, k):
-                if a[j] > a[best]:
-                    best = j
             b.row_correct[r] = best == labels[idx]
         else:
             b.row_correct[r] = 0
