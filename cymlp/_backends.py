@@ -49,8 +49,8 @@ class TrainerOptions:
         The multi-threaded strategy (compiled path only; docs/parallel-sgd.md).
     ``n_threads``, ``adaptive``
         Threads for the compiled path; ``adaptive``: ``n_threads`` was the
-        default, so the trainer may run on fewer when that is faster
-        (:class:`cymlp._threads.AdaptiveThreads`).
+        default, so the trainer may run on fewer when the process does not
+        get its cores (:class:`cymlp._threads.TeamPolicy`).
     ``mode``
         The compiled sync trainer's step mode (one of :data:`COMPILED_MODES`),
         or None to choose by size (``Network.compiled_mode``).

@@ -12,17 +12,18 @@ step (rows for the forward pass and the δ's, units for the gradients and the
 update); at ``n_threads`` in ``batch`` mode, where one BLAS-threaded GEMM
 covers the whole batch and the elementwise passes stay on the calling thread.
 ``n_threads=1`` is strictly serial (no OpenMP team, BLAS on one thread).
-With the default ``n_threads=None``, a fit times its steps on all threads
-and on one thread and runs on the faster (:class:`cymlp._threads.AdaptiveThreads`):
-the OpenMP team's size in chunked and split mode, the BLAS pool's in batch mode.
+With the default ``n_threads=None``, a fit runs on every usable core, as an
+explicit count would, and backs off to fewer threads only when the process
+does not get its cores (:class:`cymlp._threads.TeamPolicy`): the OpenMP
+team's size in chunked and split mode, the BLAS pool's in batch mode.
 
 Determinism.  ``chunked``: bitwise-identical weights for any ``n_threads``
-(fixed chunks, fixed-order reduction), so the adaptive thread count changes
-only the speed.  ``split`` and ``batch``: another thread count computes each
-element in another BLAS call (split) or lets the BLAS sum in another order
-(batch): equal to rounding (tested to rtol 1e-12 in float64), bitwise for a
-fixed, explicit ``n_threads``; with ``n_threads=None`` the adaptive choice
-depends on timing, so repeated fits agree to rounding.  On one thread split
+(fixed chunks, fixed-order reduction), so backing off changes only the
+speed.  ``split`` and ``batch``: another thread count computes each element
+in another BLAS call (split) or lets the BLAS sum in another order (batch):
+equal to rounding (tested to rtol 1e-12 in float64), bitwise for a fixed
+thread count; with ``n_threads=None`` a fit that backed off under contention
+depends on timing, so it agrees with another to rounding.  On one thread split
 mode is batch mode, bit for bit.
 
 Strategies.  ``parallel="sync"`` uses the modes below; ``"hogwild"`` and
@@ -38,7 +39,6 @@ results do not depend on ``n_threads``.
 
 import contextlib
 import functools
-import time
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,7 @@ import numpy as np
 from . import _kernels  # type: ignore[attr-defined]  # compiled, no stub: see [tool.mypy]
 from ._sparse import is_sparse
 from ._spec import layer_views, n_params
-from ._threads import AdaptiveThreads, BlasHold, blas_limit
+from ._threads import TEAM_DEMAND, BlasHold, TeamPolicy, blas_limit, process_clock
 from .training_state import TrainingState, dropout_seed
 
 MODES = tuple(_kernels.MODES)          # the kernels' own names: "chunked", "batch", "split"
@@ -194,10 +194,11 @@ class CythonTrainer(_CompiledTrainer):
 
     Buffers are allocated here, once per ``fit``; the BLAS pool is held here
     and released by :meth:`close`.  With ``options.adaptive`` (the default
-    thread count, a team of 2+), ``run`` splits its batches into kernel calls
-    whose thread count :class:`~cymlp._threads.AdaptiveThreads` picks by
-    measurement (the OpenMP team's size in chunked and split mode, the BLAS
-    pool's in batch mode), checking ``should_stop`` between them.
+    thread count, a team of 2+), every kernel call is timed and
+    :class:`~cymlp._threads.TeamPolicy` picks the next call's thread count
+    (the OpenMP team's size in chunked and split mode, the BLAS pool's in
+    batch mode): all of them unless the process does not get its cores, with
+    ``should_stop`` checked between calls.
     """
 
     def __init__(self, spec, theta, X, Y, labels, options, *, state=None, should_stop=None):
@@ -218,8 +219,8 @@ class CythonTrainer(_CompiledTrainer):
         self._kernel.set_terms(options.sample_weight, options.dropout if options.has_dropout else None,
                                options.clip_norm or 0.0, dropout_seed(state.seed))
         self._keyed = options.has_dropout
-        # chunked: the OpenMP team's size; batch: the BLAS pool's (see _run)
-        self.adaptive = AdaptiveThreads(n_threads) if options.adaptive and n_threads > 1 else None
+        # chunked, split: the OpenMP team's size; batch: the BLAS pool's (see _run)
+        self.policy = TeamPolicy(n_threads) if options.adaptive and n_threads > 1 else None
         self._blas = BlasHold(n_threads if mode == "batch" else 1)
 
     def _kernel_run(self, order, first, stop, lr):
@@ -235,22 +236,27 @@ class CythonTrainer(_CompiledTrainer):
             self.state.step = self._kernel.step
 
     def _run(self, order, first, stop, lr):
-        if self.adaptive is None:
+        if self.policy is None:
             return self._kernel_run(order, first, stop, lr)
         loss_sum, n_correct, n_seen, steps = 0.0, 0, 0, 0
         i = first
         while i < stop and not self._should_stop():
-            threads, wanted = self.adaptive.next(stop - i)
-            serial_blas: contextlib.AbstractContextManager[Any]
+            threads, wanted = self.policy.next(stop - i)
+            blas: contextlib.AbstractContextManager[Any]
             if self.mode != "batch":     # chunked, split: the OpenMP team
                 self._kernel.nthreads = threads
-                serial_blas = contextlib.nullcontext()
+                blas = contextlib.nullcontext()
             else:           # batch mode: only the GEMMs are threaded, by BLAS
-                serial_blas = BlasHold(1) if threads == 1 else contextlib.nullcontext()
-            t0 = time.perf_counter()
-            with serial_blas:
-                l_sum, n_corr, n_rows, done = self._kernel_run(order, i, i + wanted, lr)
-            self.adaptive.record(threads, done, time.perf_counter() - t0)
+                blas = BlasHold(threads) if threads < self.n_threads else contextlib.nullcontext()
+            demand = TEAM_DEMAND.enter(threads)
+            try:
+                wall, cpu = process_clock()
+                with blas:
+                    l_sum, n_corr, n_rows, done = self._kernel_run(order, i, i + wanted, lr)
+                wall1, cpu1 = process_clock()
+            finally:
+                demand = max(demand, TEAM_DEMAND.leave(threads))
+            self.policy.record(threads, done, wall1 - wall, cpu1 - cpu, demand)
             loss_sum += l_sum
             n_correct += n_corr
             n_seen += n_rows

@@ -56,65 +56,110 @@ cdef void gather_rows(const floating* X,         # IN (N, width)
         memcpy(out + r * width, X + rows[r] * width, width * sizeof(floating))
 
 
-cdef void bias_act_rows(floating* Z,           # INOUT (r1, m) z without, then with, the bias
-                        floating* A,           # OUT (r1, m) σ(z), rows r0..r1-1 (may be Z)
-                        const floating* b,     # IN (m,) the bias
-                        Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m, int act) noexcept nogil:
-    """Z[r] += b; A[r] = σ(Z[r]) for rows r0..r1-1 of (·, m) arrays."""
+cdef inline void bias_act_loop(floating* Z,          # INOUT (r1, ld) z, then with the bias (unless Z is A)
+                               floating* A,          # OUT (r1, ld) σ(z), rows r0..r1-1, m columns (may be Z)
+                               const floating* b,    # IN (m,) the bias
+                               Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m, Py_ssize_t ld, int act,
+                               bint keep_z) noexcept nogil:
+    # inlined with ``act`` and ``keep_z`` constants: one vectorisable loop per case (with
+    # A == Z the hidden layers' z is not kept: σ' is computed from a)
     cdef Py_ssize_t r, j
-    cdef floating z, e, mx, total
+    cdef floating z, e
     cdef floating slope = <floating>LEAKY_SLOPE
+    cdef floating* zr
+    cdef floating* ar
+    for r in range(r0, r1):
+        zr = Z + r * ld
+        ar = A + r * ld
+        for j in range(m):
+            z = zr[j] + b[j]
+            if keep_z:
+                zr[j] = z
+            if act == SIGMOID:
+                e = _exp_nonpos(-_fabs(z))
+                # one division after a select: no control flow, so the loop vectorises
+                ar[j] = (<floating>1 if z >= 0 else e) / (<floating>1 + e)
+            elif act == TANH:
+                ar[j] = _tanh(z)
+            elif act == RELU:
+                ar[j] = z if z > 0 else 0
+            elif act == LEAKY_RELU:
+                ar[j] = z if z > 0 else z * slope
+            elif act == EXP:
+                ar[j] = _exp(z)
+            else:
+                ar[j] = z
+
+
+cdef inline void bias_act_case(floating* Z,          # INOUT as bias_act_cols
+                               floating* A,          # OUT
+                               const floating* b,    # IN
+                               Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m, Py_ssize_t ld,
+                               int act) noexcept nogil:
+    if Z == A:
+        bias_act_loop(Z, A, b, r0, r1, m, ld, act, False)
+    else:
+        bias_act_loop(Z, A, b, r0, r1, m, ld, act, True)
+
+
+cdef void softmax_rows(floating* Z,           # INOUT (r1, m) z without, then with, the bias
+                       floating* A,           # OUT (r1, m) softmax(z), rows r0..r1-1 (not Z)
+                       const floating* b,     # IN (m,) the bias
+                       Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m) noexcept nogil:
+    """Z[r] += b; A[r] = softmax(Z[r]) for rows r0..r1-1, shifted by each row's maximum.
+
+    The exponentials are one pass over the whole block (z - max written first),
+    so that it vectorises across rows: a row of 10 outputs is too short for SIMD.
+    """
+    cdef Py_ssize_t r, j
+    cdef floating z, mx, total
     cdef floating* zr
     cdef floating* ar
     for r in range(r0, r1):
         zr = Z + r * m
         ar = A + r * m
-        if act == SIGMOID:
-            for j in range(m):
-                z = zr[j] + b[j]
-                zr[j] = z
-                e = _exp_nonpos(-_fabs(z))
-                # one division after a select: no control flow, so the loop vectorises
-                ar[j] = (<floating>1 if z >= 0 else e) / (<floating>1 + e)
-        elif act == TANH:
-            for j in range(m):
-                z = zr[j] + b[j]
-                zr[j] = z
-                ar[j] = _tanh(z)
-        elif act == RELU:
-            for j in range(m):
-                z = zr[j] + b[j]
-                zr[j] = z
-                ar[j] = z if z > 0 else 0
-        elif act == LEAKY_RELU:
-            for j in range(m):
-                z = zr[j] + b[j]
-                zr[j] = z
-                ar[j] = z if z > 0 else z * slope
-        elif act == IDENTITY:
-            for j in range(m):
-                z = zr[j] + b[j]
-                zr[j] = z
-                ar[j] = z
-        elif act == EXP:
-            for j in range(m):
-                z = zr[j] + b[j]
-                zr[j] = z
-                ar[j] = _exp(z)
-        else:  # softmax, shifted by the row maximum
-            mx = zr[0] + b[0]
-            for j in range(m):
-                z = zr[j] + b[j]
-                zr[j] = z
-                if z > mx:
-                    mx = z
-            total = 0
-            for j in range(m):
-                e = _exp_nonpos(zr[j] - mx)
-                ar[j] = e
-                total = total + e
-            for j in range(m):
-                ar[j] = ar[j] / total
+        mx = zr[0] + b[0]
+        for j in range(m):
+            z = zr[j] + b[j]
+            zr[j] = z
+            if z > mx:
+                mx = z
+        for j in range(m):
+            ar[j] = zr[j] - mx
+    ar = A + r0 * m
+    for j in range((r1 - r0) * m):
+        ar[j] = _exp_nonpos(ar[j])
+    for r in range(r0, r1):
+        ar = A + r * m
+        total = 0
+        for j in range(m):
+            total = total + ar[j]
+        for j in range(m):
+            ar[j] = ar[j] / total
+
+
+cdef void bias_act_cols(floating* Z,           # INOUT (r1, ld) z without, then with, the bias
+                        floating* A,           # OUT (r1, ld) σ(z), rows r0..r1-1, m columns (may be Z)
+                        const floating* b,     # IN (m,) the bias
+                        Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m, Py_ssize_t ld,
+                        int act) noexcept nogil:
+    """Z[r, :m] += b; A[r, :m] = σ(Z[r, :m]) for rows r0..r1-1 of arrays with row stride ``ld``
+    (a block of columns when m < ld: pass Z, A, b at the first column); not for softmax.
+
+    When A is Z (the hidden layers) only σ(z) is kept; the output layer keeps
+    its z (the loss needs it)."""
+    if act == SIGMOID:
+        bias_act_case(Z, A, b, r0, r1, m, ld, SIGMOID)
+    elif act == TANH:
+        bias_act_case(Z, A, b, r0, r1, m, ld, TANH)
+    elif act == RELU:
+        bias_act_case(Z, A, b, r0, r1, m, ld, RELU)
+    elif act == LEAKY_RELU:
+        bias_act_case(Z, A, b, r0, r1, m, ld, LEAKY_RELU)
+    elif act == EXP:
+        bias_act_case(Z, A, b, r0, r1, m, ld, EXP)
+    else:
+        bias_act_case(Z, A, b, r0, r1, m, ld, IDENTITY)
 
 
 cdef inline floating times_deriv(floating d, floating a, floating m, bint masked,
@@ -184,7 +229,8 @@ cdef void loss_delta_rows(const Shape* s,  # IN
     cdef const floating* z
     cdef const floating* y
     cdef floating* d
-    cdef floating res, dot, mx, t
+    cdef floating res, dot, mx, t, top
+    cdef bint above
     cdef double acc
     for r in range(r0, r1):
         idx = b.rows[r] if b.rows != NULL else r
@@ -193,6 +239,12 @@ cdef void loss_delta_rows(const Shape* s,  # IN
         y = Y + idx * k
         d = D + r * k
         acc = 0
+        best = 0                    # argmax a: the prediction, and the softmax's log pivot
+        top = a[0]
+        for j in range(1, k):       # selects, not branches: the argmax moves from row to row
+            above = a[j] > top
+            best = j if above else best
+            top = a[j] if above else top
         if s.loss == QUADRATIC:
             for j in range(k):
                 res = a[j] - y[j]
@@ -224,10 +276,6 @@ cdef void loss_delta_rows(const Shape* s,  # IN
             if s.output == SOFTMAX:
                 # log a_j = (z_j − z_b) + log a_b for any b (a = softmax(z), computed in
                 # the forward pass); with b = argmax a, a_b >= 1/k: no second exp pass
-                best = 0
-                for j in range(1, k):
-                    if a[j] > a[best]:
-                        best = j
                 t = _log(a[best])
                 mx = z[best]
                 for j in range(k):
@@ -238,10 +286,6 @@ cdef void loss_delta_rows(const Shape* s,  # IN
                                     + _log1p(_exp_nonpos(-_fabs(z[j]))))
         b.row_loss[r] = acc
         if labels != NULL:
-            best = 0
-            for j in range(1, k):
-                if a[j] > a[best]:
-                    best = j
             b.row_correct[r] = best == labels[idx]
         else:
             b.row_correct[r] = 0
@@ -250,6 +294,43 @@ cdef void loss_delta_rows(const Shape* s,  # IN
 # --------------------------------------------------------------------------
 # Forward and backward on a block
 # --------------------------------------------------------------------------
+
+cdef inline const floating* layer_input(const Shape* s,   # IN
+                                        const Block* b,   # IN
+                                        floating* scr,    # IN b's scratch (its address)
+                                        int l) noexcept nogil:
+    """What layer l's weights multiplied in the forward pass: A_0, or A_l, or with dropout Ã_l."""
+    cdef const Drop* d = b.drop
+    if l == 0:
+        return <const floating*>b.A0
+    if d != NULL and d.active[l - 1] and not d.in_place:
+        return dropped_ptr(d, <floating*>b.dbuf, b.cap, l - 1)
+    return act_ptr(s, scr, b.cap, l)      # (masked in place, it is Ã already)
+
+
+cdef void layer_forward(const Shape* s,  # IN
+                        const floating* theta,    # IN (n_params,)
+                        const Block* b,           # INOUT its scratch
+                        int l, Py_ssize_t r0, Py_ssize_t r1,
+                        Py_ssize_t u0, Py_ssize_t u1) noexcept nogil:
+    """Layer l's forward pass for rows r0..r1-1 and units u0..u1-1 (BP0): z^l = a^{l-1} W^lᵀ
+    (a GEMM on this thread's BLAS), then + b^l and σ in one pass.  A softmax output needs
+    every unit of its rows (u0 = 0, u1 = sizes[l+1]); dropout is block_forward's."""
+    cdef int L = s.n_layers
+    cdef Py_ssize_t n_in = s.sizes[l], n_out = s.sizes[l + 1]
+    cdef floating* scr = <floating*>b.scr
+    cdef const floating* A_in = layer_input(s, b, scr, l)
+    cdef floating* A = act_ptr(s, scr, b.cap, l + 1)
+    cdef floating* Z = zout_ptr(s, scr, b.cap) if l == L - 1 else A
+    cdef int act = s.output if l == L - 1 else s.hidden
+    cdef const floating* bias = theta + s.b_off[l]
+    gemm(False, True, r1 - r0, u1 - u0, n_in, <floating>1, A_in + r0 * n_in, n_in,
+         theta + s.w_off[l] + u0 * n_in, n_in, <floating>0, Z + r0 * n_out + u0, n_out)
+    if act == SOFTMAX:
+        softmax_rows(Z, A, bias, r0, r1, n_out)
+    else:
+        bias_act_cols(Z + u0, A + u0, bias + u0, r0, r1, u1 - u0, n_out, act)
+
 
 cdef void block_forward(const Shape* s,  # IN
                         const floating* theta,    # IN (n_params,)
@@ -264,28 +345,19 @@ cdef void block_forward(const Shape* s,  # IN
     The masks are drawn here (keyed by batch row), or, when ``b.drop`` does not
     generate them, taken from the buffer.
     """
-    cdef int L = s.n_layers, l, act
-    cdef Py_ssize_t n = r1 - r0, cap = b.cap, n_in, n_out, i
+    cdef int L = s.n_layers, l
+    cdef Py_ssize_t n = r1 - r0, cap = b.cap, n_out, i
     cdef const Drop* d = b.drop
     cdef floating* scr = <floating*>b.scr
-    cdef const floating* A_prev = <const floating*>b.A0
-    cdef floating* Z
     cdef floating* A
     cdef floating* M
     cdef floating* At
     for l in range(L):
-        n_in = s.sizes[l]
         n_out = s.sizes[l + 1]
-        A = act_ptr(s, scr, cap, l + 1)
-        Z = zout_ptr(s, scr, cap) if l == L - 1 else A
-        act = s.output if l == L - 1 else s.hidden
-        # z^l = a^{l-1} W^lᵀ (+ b^l and σ in one pass below)
-        gemm(False, True, n, n_out, n_in, <floating>1, A_prev + r0 * n_in, n_in,
-             theta + s.w_off[l], n_in, <floating>0, Z + r0 * n_out, n_out)
-        bias_act_rows(Z, A, theta + s.b_off[l], r0, r1, n_out, act)
-        A_prev = A
+        layer_forward(s, theta, b, l, r0, r1, 0, n_out)
         if d == NULL or l == L - 1 or not d.active[l]:
             continue
+        A = act_ptr(s, scr, cap, l + 1)
         if d.in_place:          # ReLU: A ← A ⊙ M, M never stored
             drop_rows(d, l, A + r0 * n_out, NULL, A + r0 * n_out, b.row0 + r0, n, n_out)
             continue
@@ -296,20 +368,6 @@ cdef void block_forward(const Shape* s,  # IN
         else:
             for i in range(r0 * n_out, r1 * n_out):
                 At[i] = A[i] * M[i]
-        A_prev = At
-
-
-cdef inline const floating* layer_input(const Shape* s,   # IN
-                                        const Block* b,   # IN
-                                        floating* scr,    # IN b's scratch (its address)
-                                        int l) noexcept nogil:
-    """What layer l's weights multiplied in the forward pass: A_0, or A_l, or with dropout Ã_l."""
-    cdef const Drop* d = b.drop
-    if l == 0:
-        return <const floating*>b.A0
-    if d != NULL and d.active[l - 1] and not d.in_place:
-        return dropped_ptr(d, <floating*>b.dbuf, b.cap, l - 1)
-    return act_ptr(s, scr, b.cap, l)      # (masked in place, it is Ã already)
 
 
 cdef void backprop_delta(const Shape* s,  # IN
@@ -331,6 +389,23 @@ cdef void backprop_delta(const Shape* s,  # IN
                     s.hidden)
     else:
         deriv_range(P, A, <const floating*>NULL, r0 * n_in, r1 * n_in, s.hidden)
+
+
+cdef void backprop_delta_cols(const Shape* s,  # IN
+                              const floating* theta,   # IN (n_params,)
+                              const Block* b,          # IN its activations (no dropout)
+                              int l, Py_ssize_t n, Py_ssize_t i0, Py_ssize_t i1,
+                              const floating* D,       # IN (n, sizes[l+1]) δ^l, every row
+                              floating* P) noexcept nogil:  # OUT (n, sizes[l]) δ^{l-1}, columns i0..i1-1
+    """BP2 for units i0..i1-1 of layer l-1, every row: δ^{l-1}[:, i0:i1] = (δ^l W^l[:, i0:i1]) ⊙
+    σ'(a^{l-1}[:, i0:i1]).  Each thread multiplies its columns of W^l with the whole δ^l,
+    instead of the whole W^l with its rows of δ^l (split mode, when W^l is the bigger)."""
+    cdef Py_ssize_t n_in = s.sizes[l], n_out = s.sizes[l + 1], r
+    cdef const floating* A = act_ptr(s, <floating*>b.scr, b.cap, l)
+    gemm(False, False, n, i1 - i0, n_out, <floating>1, D, n_out, theta + s.w_off[l] + i0, n_in,
+         <floating>0, P + i0, n_in)
+    for r in range(n):
+        deriv_range(P + r * n_in, A + r * n_in, <const floating*>NULL, i0, i1, s.hidden)
 
 
 cdef void block_backward(const Shape* s,  # IN
@@ -372,6 +447,20 @@ cdef void block_backward(const Shape* s,  # IN
 # A worker's step, in pieces
 # --------------------------------------------------------------------------
 
+cdef void rows_loss(const Worker* w,          # IN its targets and sample weights
+                    const Block* b,            # INOUT its row tallies
+                    Py_ssize_t r0, Py_ssize_t r1,
+                    floating* D) noexcept nogil:   # OUT (r1, k) δ^L, rows r0..r1-1
+    """Loss and output error δ^L (BP1) of rows r0..r1-1 of a block whose forward pass is done,
+    both weighted by the sample weights if any."""
+    cdef const Shape* s = w.s
+    cdef Py_ssize_t k = s.sizes[s.n_layers]
+    loss_delta_rows(s, b, <const floating*>w.Y, w.labels, r0, r1, D)
+    if w.terms.weight != NULL:
+        weight_rows(D + r0 * k, b.row_loss + r0, w.terms.weight, b.rows + r0, r1 - r0, k,
+                    w.terms.weight_scale)
+
+
 cdef void forward_loss(const Worker* w,       # IN its data and sample weights
                        const floating* theta,  # IN (n_params,)
                        const Block* b,         # INOUT its scratch, row tallies
@@ -381,17 +470,13 @@ cdef void forward_loss(const Worker* w,       # IN its data and sample weights
     data is sparse), forward, loss and output error δ^L (BP1), both weighted by the
     sample weights if any."""
     cdef const Shape* s = w.s
-    cdef Py_ssize_t k = s.sizes[s.n_layers]
     if w.Xs != NULL:
         gather_csr_rows(w.Xs, b.rows, r0, r1, s.sizes[0], act_ptr(s, <floating*>b.scr, b.cap, 0))
     else:
         gather_rows(<const floating*>w.X, b.rows, r0, r1, s.sizes[0],
                     act_ptr(s, <floating*>b.scr, b.cap, 0))
     block_forward(s, theta, b, r0, r1)
-    loss_delta_rows(s, b, <const floating*>w.Y, w.labels, r0, r1, D)
-    if w.terms.weight != NULL:
-        weight_rows(D + r0 * k, b.row_loss + r0, w.terms.weight, b.rows + r0, r1 - r0, k,
-                    w.terms.weight_scale)
+    rows_loss(w, b, r0, r1, D)
 
 
 cdef void chunk_loss_grad(const Worker* w,       # IN; OUT chunk c's buffers, row tallies

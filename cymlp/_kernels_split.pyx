@@ -38,16 +38,35 @@ count depends on the network and the batch size only, so results stay
 repeatable for a given ``n_threads``.
 """
 
-from cython.parallel cimport prange
+from cython.parallel cimport prange, parallel
 cimport numpy as cnp
 
 from ._blas cimport floating
 from ._fpu cimport flush_subnormals, restore_fpu
+from ._openmp cimport omp_get_thread_num, omp_get_num_threads, barrier
 from ._kernels_common cimport Plan, Shape, Block, Worker, StepOut, act_ptr, worker_block, sum_rows
-from ._kernels_block cimport forward_loss, backprop_delta
+from ._kernels_block cimport (
+    forward_loss, backprop_delta, backprop_delta_cols, gather_rows, layer_forward, rows_loss,
+)
 from ._kernels_update cimport layer_update
 
 cdef Py_ssize_t SPLIT_MIN_FLOPS = 2500000     # floating-point operations per thread and step
+# A layer's product is shared by units (each thread multiplies its slice of W with every row)
+# instead of rows (each thread multiplies all of W with its rows) when W is bigger than the
+# other operand by more than this many elements: the BLAS packs its operands per call, so a
+# thread packs all of W in a row split and all of the other operand in a unit split; the
+# unit split costs a barrier (a few microseconds, ~this many elements of packing).  Negative:
+# every hidden product by units (tests).
+cdef Py_ssize_t SPLIT_UNITS_MARGIN = 8192
+
+
+def _set_split_units_margin(Py_ssize_t elements):
+    """Set the margin by which W must outweigh the other operand for a unit split (negative: always,
+    for tests); returns the old value."""
+    global SPLIT_UNITS_MARGIN
+    old = SPLIT_UNITS_MARGIN
+    SPLIT_UNITS_MARGIN = elements
+    return old
 
 
 def _set_split_min_flops(Py_ssize_t flops):
@@ -84,6 +103,88 @@ cdef void rows_pass(const Worker* w,        # IN; OUT its δ buffer, row tallies
     for l in range(s.n_layers - 1, 0, -1):     # BP2: δ^l = (δ^{l+1} W^{l+1}) ⊙ σ'(a^l)
         backprop_delta(s, theta, b, l, r0, r1, layer_delta(s, deltas, w.cap, l + 1),
                        layer_delta(s, deltas, w.cap, l))
+
+
+cdef inline bint units_forward(const Shape* s,    # IN
+                               Py_ssize_t n, int l) noexcept nogil:
+    """Whether a step of n rows shares layer l's forward product by units: a hidden layer
+    whose W (n_out × n_in) outweighs its input (n × n_in) by SPLIT_UNITS_MARGIN elements."""
+    if l == s.n_layers - 1:
+        return False            # the output layer: its loss needs whole rows (softmax)
+    if SPLIT_UNITS_MARGIN < 0:
+        return True
+    return (s.sizes[l + 1] - n) * s.sizes[l] > SPLIT_UNITS_MARGIN
+
+
+cdef inline bint units_backprop(const Shape* s,    # IN
+                                Py_ssize_t n, int l) noexcept nogil:
+    """Whether BP2 through layer l (δ^{l-1} from δ^l and W^l) is shared by units of layer
+    l-1: W^l (n_out × n_in) outweighs δ^l (n × n_out) by SPLIT_UNITS_MARGIN elements."""
+    if SPLIT_UNITS_MARGIN < 0:
+        return True
+    return (s.sizes[l] - n) * s.sizes[l + 1] > SPLIT_UNITS_MARGIN
+
+
+cdef bint any_units(const Shape* s,    # IN
+                    Py_ssize_t n) noexcept nogil:
+    cdef int l
+    for l in range(s.n_layers):
+        if units_forward(s, n, l) or (l > 0 and units_backprop(s, n, l)):
+            return True
+    return False
+
+
+def units_for_step(Plan plan not None, Py_ssize_t n):
+    """Which products of a threaded step of ``n`` rows split mode shares by units:
+    (forward, per layer), (BP2 through layers 1..L-1)."""
+    return (tuple(bool(units_forward(&plan.s, n, l)) for l in range(plan.s.n_layers)),
+            tuple(bool(units_backprop(&plan.s, n, l)) for l in range(1, plan.s.n_layers)))
+
+
+cdef void team_pass(const Worker* w,        # IN; OUT its δ buffer, row tallies
+                    floating* theta,        # IN (n_params,)
+                    const Block* b,         # INOUT the batch's block
+                    Py_ssize_t n, int p, int parts) noexcept nogil:
+    """Region 1 for thread p of a team of ``parts``, some products shared by units.
+
+    Like ``rows_pass`` on rows p·n/parts .. (p+1)·n/parts, except that a product
+    whose weight matrix is the bigger operand (``units_forward``, ``units_backprop``)
+    is shared by units: every thread multiplies its slice of W with every row,
+    after a barrier (the product needs every row of its input), and the next
+    row-shared product waits at a barrier for every unit of its rows.
+    """
+    cdef const Shape* s = w.s
+    cdef floating* deltas = <floating*>w.deltas
+    cdef Py_ssize_t r0 = p * n // parts, r1 = (p + 1) * n // parts, width
+    cdef int L = s.n_layers, l
+    cdef bint shared = False        # the last product was shared by units
+    gather_rows(<const floating*>w.X, b.rows, r0, r1, s.sizes[0],
+                act_ptr(s, <floating*>b.scr, b.cap, 0))
+    for l in range(L):
+        width = s.sizes[l + 1]
+        if units_forward(s, n, l):
+            barrier()                # every row of the layer's input
+            layer_forward(s, theta, b, l, 0, n, p * width // parts, (p + 1) * width // parts)
+            shared = True
+            continue
+        if shared:
+            barrier()                # every unit of this thread's rows
+        layer_forward(s, theta, b, l, r0, r1, 0, width)
+        shared = False
+    rows_loss(w, b, r0, r1, layer_delta(s, deltas, w.cap, L))      # (the output layer's rows)
+    for l in range(L - 1, 0, -1):     # BP2: δ^l = (δ^{l+1} W^{l+1}) ⊙ σ'(a^l)
+        width = s.sizes[l]
+        if units_backprop(s, n, l):
+            barrier()                # every row of δ^{l+1}
+            backprop_delta_cols(s, theta, b, l, n, p * width // parts, (p + 1) * width // parts,
+                                layer_delta(s, deltas, w.cap, l + 1), layer_delta(s, deltas, w.cap, l))
+            shared = True
+            continue
+        if shared:
+            barrier()
+        backprop_delta(s, theta, b, l, r0, r1, layer_delta(s, deltas, w.cap, l + 1),
+                       layer_delta(s, deltas, w.cap, l))
+        shared = False
 
 
 cdef void units_pass(const Worker* w,       # IN its δ and activations; INOUT its optimizer state
@@ -136,6 +237,11 @@ cdef StepOut step_split(Worker* w,                 # IN; OUT its buffers
     cdef StepOut out
     if parts <= 1:      # one thread: no OpenMP region at all (batch mode's arithmetic)
         rows_pass(w, theta, &b, 0, n)
+    elif any_units(w.s, n):
+        with parallel(num_threads=parts):
+            csr = flush_subnormals()      # each worker as the calling thread (cymlp/_fpu.pxd)
+            team_pass(w, theta, &b, n, omp_get_thread_num(), omp_get_num_threads())
+            restore_fpu(csr)
     else:
         for p in prange(parts, schedule='static', chunksize=1, num_threads=parts):
             csr = flush_subnormals()      # each worker as the calling thread (cymlp/_fpu.pxd)

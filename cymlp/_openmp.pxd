@@ -11,9 +11,16 @@ cdef extern from *:
     #ifdef _OPENMP
     #include <omp.h>
     #define CYMLP_OPENMP_ENABLED 1
+    /* an orphaned barrier: it binds to the parallel region the caller runs in */
+    static inline void cymlp_barrier(void) {
+    #pragma omp barrier
+    }
     #else
     #define CYMLP_OPENMP_ENABLED 0
     static int omp_get_max_threads(void) { return 1; }
+    static int omp_get_thread_num(void) { return 0; }
+    static int omp_get_num_threads(void) { return 1; }
+    static inline void cymlp_barrier(void) {}
     #endif
     #ifndef CYMLP_DEBUG
     #define CYMLP_DEBUG 0
@@ -26,3 +33,6 @@ cdef extern from *:
     bint CYMLP_DEBUG
     bint CYMLP_SANITIZE
     int omp_get_max_threads() noexcept nogil
+    int omp_get_thread_num() noexcept nogil
+    int omp_get_num_threads() noexcept nogil
+    void barrier "cymlp_barrier"() noexcept nogil

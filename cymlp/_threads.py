@@ -12,13 +12,15 @@
   during a fit) nest: the pool runs at the smallest limit any holder asked
   for, never above what it was when the first holder came, and is restored
   when the last holder leaves.
-- :class:`AdaptiveThreads`: with the default thread count, a sync fit (every
-  mode) follows measured step times, so a fit on a busy machine falls back to
-  one thread instead of spinning at OpenMP barriers against other processes.
+- :class:`TeamPolicy`: with the default thread count, a sync fit (every mode)
+  runs on every usable core unless the process does not get them (its CPU
+  time falls behind its team's wall time), so a fit on a busy machine backs
+  off to the cores it gets instead of spinning at OpenMP barriers against
+  other processes.
 
 This module decides how many threads there may be; the compiled trainers
 (:mod:`cymlp._cython_backend`) decide which of those a step uses (the OpenMP
-team, or the BLAS pool in batch mode, with :class:`AdaptiveThreads`), and the
+team, or the BLAS pool in batch mode, with :class:`TeamPolicy`), and the
 split-mode kernel runs fewer threads than asked when a step is too small to
 share (``cymlp/_kernels_split.pyx``).
 
@@ -28,6 +30,7 @@ Nothing here changes environment variables.
 import contextlib
 import os
 import threading
+import time
 from typing import Any
 
 from ._validation import operator_index
@@ -248,79 +251,141 @@ def blas_holders():
 
 
 # ---------------------------------------------------------------------------
-# The default thread count under contention
+# The default thread count: all cores, unless the process does not get them
 # ---------------------------------------------------------------------------
 
-class AdaptiveThreads:
-    """Choose between a team of ``n_threads`` and one thread by measured step time.
+def process_clock():
+    """(wall seconds, CPU seconds of this process, every thread included)."""
+    return time.perf_counter(), time.process_time()
 
-    On a busy machine (two fits at once, a CI runner) an OpenMP team loses a
-    scheduler time slice at every barrier whenever one of its threads is
-    descheduled, while libgomp's waiting threads spin on the cores the others
-    need: two [64, 32, 10] fits at once took 70x longer than one.  So the
-    trainer times short probes of a few steps on each count and runs on the
-    faster for a while, then probes again.  While one thread keeps winning,
-    the team is probed with a single step and ever less often (the interval
-    doubles up to :attr:`MAX_RUN_SECONDS`), so a busy machine pays little
-    for the probes.
 
-    Used by the sync trainer in every mode when ``n_threads`` was left at its
-    default: the OpenMP team's size in chunked and split mode, the BLAS pool's
-    in batch mode.  In chunked mode the choice changes the speed, never the
-    weights (fixed chunks, fixed-order reduction); in split and batch mode
-    another thread count sums in another order, so a fit's weights then
-    depend on the choices (equal to rounding; docs/guarantees.md).
+class _TeamDemand:
+    """How many threads the default-threaded fits of this process ask for right now.
+
+    Two fits in two Python threads share the process's CPU time: each judges
+    its share against the threads of both (:class:`TeamPolicy`).
     """
 
-    PROBE_SECONDS = 0.002      # each probe: at least this long ...
-    PROBE_PIECE = 4            # ... in kernel calls of this many steps
-    PROBE_MAX_STEPS = 64       # ... and at most this many steps
-    RUN_SECONDS = 0.25         # then run on the faster count this long,
-    MAX_RUN_SECONDS = 4.0      # doubling up to this while one thread keeps winning
-    TEAM_MARGIN = 0.9          # the team must be 10% faster to be chosen
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._threads = 0
+
+    def enter(self, threads):
+        with self._lock:
+            self._threads += threads
+            return self._threads
+
+    def leave(self, threads):
+        with self._lock:
+            total = self._threads
+            self._threads -= threads
+            return total
+
+
+TEAM_DEMAND = _TeamDemand()
+
+
+class TeamPolicy:
+    """The thread count of a fit with the default ``n_threads=None``.
+
+    The rule, in three parts:
+
+    1. **On a quiet machine, every usable core** (``n_threads``), exactly as
+       an explicit ``n_threads`` of that count: no probing.  Whether a step
+       is big enough to share is the kernels' model, the same for the
+       default and an explicit count (split mode gives a thread at least
+       ``SPLIT_MIN_FLOPS`` of the step's work, chunked mode at least a chunk),
+       so the default never loses to the explicit count.
+    2. **Back off when the process does not get its cores.**  Each kernel
+       call is timed in wall-clock seconds and in the process's CPU seconds.
+       Waiting OpenMP and OpenBLAS threads spin, so a team that has its cores
+       keeps them busy: ``share = cpu / (wall · demand)`` is about 1, where
+       ``demand`` is the threads this process's default-threaded fits ask
+       for.  When other processes hold cores, the team's threads are
+       descheduled and the share drops (two busy processes on two cores: 1/2
+       to 2/3).  A team whose share over at least :attr:`JUDGE_SECONDS` of
+       calls is below :attr:`SHARE_LOW` shrinks to the cores it got,
+       ``floor(share · team + 1/4)``, at least one thread: a team whose
+       threads wait at every barrier for one that is descheduled is slower
+       than a smaller one (two ``[64, 32, 10]`` fits at once took 70x longer
+       than one before any back-off).
+    3. **Look again.**  While shrunk, the full team runs one short probe
+       (:attr:`PROBE_SECONDS` of steps at the shrunk team's pace) after an
+       interval that starts at :attr:`RETRY_SECONDS` and doubles up to
+       :attr:`MAX_RETRY_SECONDS` while the machine stays busy; a probe whose
+       share reaches :attr:`SHARE_LOW` brings the full team back.
+
+    The policy only does arithmetic on the times it is given
+    (:meth:`record`), so tests drive it with a deterministic timing stub.
+    Used by the sync trainer in every mode: the OpenMP team's size in
+    chunked and split mode, the BLAS pool's in batch mode.  In chunked mode
+    the choice changes the speed, never the weights; in split and batch mode
+    another thread count sums in another order (equal to rounding;
+    docs/guarantees.md), so only fits that backed off depend on timing.
+    """
+
+    SHARE_LOW = 0.75           # below this share of its cores, the team shrinks
+    JUDGE_SECONDS = 0.01       # judge the share over at least this much wall time
+    PROBE_SECONDS = 0.005      # a probe of the full team: steps worth this at the shrunk pace
+    RETRY_SECONDS = 0.25       # first probe this long after shrinking ...
+    MAX_RETRY_SECONDS = 4.0    # ... then twice as long each time the machine is still busy
 
     def __init__(self, n_threads):
         self.n_threads = n_threads
-        self.per_step = {}              # threads -> seconds per step in the last probe
-        self.choice = n_threads
-        self._queue = [n_threads, 1]    # counts still to probe
-        self._probe = [0, 0.0]          # steps, seconds of the probe under way
-        self._interval = self.RUN_SECONDS
-        self._run_left = 0.0
-        self.probes = 0
+        self.team = n_threads           # the team the next calls run on
+        self.shrinks = 0                # how many times it backed off
+        self.probes = 0                 # probes of the full team while shrunk
+        self.share = None               # the last judged share
+        self._wall = self._cpu = self._demand = 0.0   # calls not yet judged
+        self._per_step = None           # seconds a step at the shrunk team
+        self._interval = self.RETRY_SECONDS
+        self._until_probe = 0.0
+        self._probing = False
 
     def next(self, remaining):
         """``(threads, steps)`` for the next kernel call, ``remaining`` steps left."""
-        if not self._queue and self._run_left <= 0:
-            self._queue = [self.n_threads, 1]
-        if self._queue:
-            threads = self._queue[0]
-            piece = 1 if threads > 1 and self.choice == 1 else self.PROBE_PIECE
-            return threads, min(remaining, piece)
-        per_step = self.per_step.get(self.choice) or 1e-6
-        return self.choice, max(1, min(remaining, int(self._run_left / per_step) + 1))
+        if self.team < self.n_threads and self._until_probe <= 0:
+            steps = int(self.PROBE_SECONDS / self._per_step) if self._per_step else 1
+            self._probing = True
+            return self.n_threads, max(1, min(remaining, steps))
+        return self.team, remaining
 
-    def record(self, threads, steps, seconds):
-        """Report a kernel call made as :meth:`next` said."""
-        if not self._queue:
-            self._run_left -= seconds
+    def record(self, threads, steps, wall, cpu, demand=None):
+        """Report a kernel call made as :meth:`next` said: its ``steps``, ``wall`` and
+        process ``cpu`` seconds, and the threads this process's fits asked for during it
+        (``demand``, default ``threads``)."""
+        demand = threads if demand is None else demand
+        if self._probing:
+            self._probing = False
+            self._end_probe(cpu / (wall * demand) if wall > 0 else 1.0)
             return
-        probe = self._probe
-        probe[0] += steps
-        probe[1] += seconds
-        if steps and probe[1] < self.PROBE_SECONDS and probe[0] < self.PROBE_MAX_STEPS:
+        if threads < self.n_threads:
+            self._until_probe -= wall
+            if steps:
+                self._per_step = wall / steps
+        if threads == 1 and demand <= 1:
+            return                       # nothing to shrink
+        self._wall += wall
+        self._cpu += cpu
+        self._demand += wall * demand
+        if self._wall < self.JUDGE_SECONDS:
             return
-        if probe[0]:
-            self.per_step[threads] = probe[1] / probe[0]
-        self._probe = [0, 0.0]
-        self._queue.pop(0)
-        if not self._queue:
-            self.probes += 1
-            team = self.per_step.get(self.n_threads, float("inf"))
-            alone = self.per_step.get(1, float("inf"))
-            previous, self.choice = self.choice, (self.n_threads if team < self.TEAM_MARGIN * alone else 1)
-            if self.choice == 1 and previous == 1:
-                self._interval = min(2 * self._interval, self.MAX_RUN_SECONDS)
-            else:
-                self._interval = self.RUN_SECONDS
-            self._run_left = self._interval
+        self.share = self._cpu / self._demand
+        self._wall = self._cpu = self._demand = 0.0
+        if self.share < self.SHARE_LOW:
+            team = max(1, min(self.team - 1, int(self.share * self.team + 0.25)))
+            if team < self.team:
+                self.team = team
+                self.shrinks += 1
+                self._until_probe = self._interval
+
+    def _end_probe(self, share):
+        self.probes += 1
+        self.share = share
+        if share >= self.SHARE_LOW:
+            self.team = self.n_threads
+            self._interval = self.RETRY_SECONDS
+        else:
+            self.team = max(1, min(self.team, int(share * self.n_threads + 0.25)))
+            self._interval = min(2 * self._interval, self.MAX_RETRY_SECONDS)
+            self._until_probe = self._interval

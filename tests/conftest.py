@@ -84,3 +84,20 @@ def split_on_every_thread():
         yield
     finally:
         _kernels_split._set_split_min_flops(old)
+
+
+@pytest.fixture
+def split_units_everywhere(split_on_every_thread):
+    """Split mode shares every hidden layer's products by units (each thread its slice of W,
+    every row, barriers between) instead of rows: a real fit does so only where W is the bigger
+    operand (``SPLIT_UNITS_MARGIN`` in cymlp/_kernels_split.pyx), which the tests' tiny networks
+    never are."""
+    if not HAS_COMPILED:
+        yield
+        return
+    from cymlp import _kernels_split
+    old = _kernels_split._set_split_units_margin(-1)
+    try:
+        yield
+    finally:
+        _kernels_split._set_split_units_margin(old)

@@ -3,8 +3,11 @@
 No timing thresholds: only that each figure is there, positive and finite.
 """
 
+import argparse
 import json
 import math
+import os
+import re
 import subprocess
 import sys
 
@@ -114,8 +117,8 @@ def test_harness_warms_up_then_interleaves_and_drops_a_failing_runner():
 
 
 def _fit_installed():
-    from cymlp.bench import fit
-    return {name for name, why in fit._UNAVAILABLE.items() if why() is None}
+    from cymlp.bench import fit_cases
+    return {name for name in fit_cases.FIT_IMPLEMENTATIONS if fit_cases.unavailable(name) is None} - {"default"}
 
 
 @pytest.fixture(scope="module")
@@ -143,22 +146,59 @@ def test_fit_smoke_times_every_installed_implementation_against_the_floor(fit_sm
             for key in ("epoch_seconds", "step_seconds", "floor_ratio"):
                 assert isinstance(r[key], float) and math.isfinite(r[key]) and r[key] > 0, (case, r["impl"], key)
             assert r["dtype"] == "float32" and r["threads"] == 1 and r["repeats"] == 1
+        # each implementation in a process of its own, none of them the orchestrator
+        pids = [r["pid"] for r in rows]
+        assert len(set(pids)) == len(pids) and payload["machine"] and os.getpid() not in pids
+        assert all(isinstance(r["threadpools"], list) for r in rows)
+        assert all(r["min_seconds"] <= r["epoch_seconds"] <= r["max_seconds"] for r in rows)
     digits = {r["impl"]: r for r in payload["results"] if r["case"] == "digits"}
     assert 0.0 <= digits["numpy"]["test_accuracy"] <= 1.0
     assert digits["floor"]["steps_per_epoch"] == 13             # 200 rows in batches of 16: 12 full + 1
     assert payload["machine"]["threadpools"] and payload["epochs"] == 1
 
 
+def test_bench_help_says_each_default_once():
+    from cymlp.bench import command
+    parser = argparse.ArgumentParser(formatter_class=command.HelpFormatter)
+    command.add_arguments(parser)
+    help_text = parser.format_help()
+    entries = re.split(r"\n  (?=-)", help_text.split("options:", 1)[1])     # one per option
+    assert len(entries) > 20
+    for entry in entries:
+        assert ") (default:" not in " ".join(entry.split()), entry       # was "(default: all) (default: None)"
+    assert "(default: None)" not in help_text and "(default: False)" not in help_text
+    assert "(default: relu)" in help_text           # added where the help did not say it
+
+
+def _cell(seconds, floor_ratio=1.0, steps=100):
+    return {"epoch_seconds": seconds, "floor_ratio": floor_ratio, "step_seconds": seconds / steps}
+
+
+def test_fit_goal_names_every_miss_and_met_when_none():
+    from cymlp.bench.fit_cases import FIT_CASES
+    from cymlp.bench.fit_report import goal
+    case = FIT_CASES["fmnist-100-adam"]         # 1.15x the floor, 2.5x scikit-learn
+    good = {"floor": _cell(1.0), "cython": _cell(1.1, 1.1), "numpy": _cell(2.0), "sklearn": _cell(3.0),
+            "torch": _cell(1.5), "default": _cell(1.12)}
+    assert goal(case, good, best_explicit=1.1) == "met"
+    bad = dict(good, cython=_cell(1.3, 1.3), torch=_cell(1.2), default=_cell(1.5))
+    text = goal(case, bad, best_explicit=1.3)
+    assert "1.30× floor > 1.15" in text and "not faster than torch" in text
+    assert "2.31× scikit-learn < 2.5×" in text and "default 1.15× best explicit" in text
+    digits = FIT_CASES["digits"]                 # a goal per step
+    assert goal(digits, {"cython": _cell(7e-4, steps=100)}) == "7 µs/step > 6"
+
+
 def test_fit_skips_fashion_mnist_cleanly_when_absent(monkeypatch, capsys):
     import argparse
 
     from cymlp import datasets
-    from cymlp.bench import fit
+    from cymlp.bench import fit, fit_cases
 
     def missing(*args, **kwargs):
         raise FileNotFoundError("no Fashion-MNIST here")
     monkeypatch.setattr(datasets, "load_fashion_mnist", missing)
-    fit._fashion_mnist.cache_clear()
+    fit_cases._fashion_mnist.cache_clear()
     args = argparse.Namespace(cases=["nielsen"], quick=True, dtype=None, threads=[1], epochs=1, repeats=1,
                               rows=100, impl=["numpy"], settle=0, json=None, plot=None, argv=[])
     payload = fit.run(args)

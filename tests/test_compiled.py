@@ -252,6 +252,47 @@ def test_whole_batch_modes_agree_across_thread_counts_to_rounding(dtype, mode):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act,out,loss", COMBOS)
+def test_split_mode_sharing_products_by_units_matches_numpy(split_units_everywhere, act, out, loss, dtype):
+    """Every hidden product shared by units (barriers between layers), 2 and 3 threads."""
+    from cymlp import _kernels_split
+    plan = _kernels.Plan(SIZES, act, out, loss)
+    assert _kernels_split.units_for_step(plan, BATCH) == ((True, True, False), (True, True))
+    want, want_loss, want_acc = numpy_fit(act, out, loss, dtype, BATCH, (("momentum", 0.9),))
+    for n_threads in (2, 3):
+        got, got_loss, got_acc = compiled_fit(act, out, loss, dtype, BATCH, (("momentum", 0.9),), "split",
+                                              n_threads)
+        np.testing.assert_allclose(got, want, **tolerances(dtype))
+        np.testing.assert_allclose(got_loss, want_loss, **tolerances(dtype))
+        if out != "identity":
+            np.testing.assert_allclose(got_acc, want_acc, atol=1 / N_ROWS + 1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov+decay", "adam+decay"])
+@pytest.mark.parametrize("batch_size", [2, 7, BATCH])
+def test_split_mode_by_units_for_each_optimizer_and_small_batches(split_units_everywhere, optimizer,
+                                                                  batch_size):
+    opt = OPTIMIZERS[optimizer]
+    want, want_loss, _ = numpy_fit("relu", "softmax", "cross_entropy", "float64", batch_size, opt, epochs=3)
+    for n_threads in (2, 3):
+        got, got_loss, _ = compiled_fit("relu", "softmax", "cross_entropy", "float64", batch_size, opt,
+                                        "split", min(n_threads, batch_size), epochs=3)
+        np.testing.assert_allclose(got, want, **tolerances("float64"))
+        np.testing.assert_allclose(got_loss, want_loss, **tolerances("float64"))
+
+
+def test_split_mode_shares_by_units_where_the_weights_are_the_bigger_operand():
+    from cymlp import _kernels_split
+    units = _kernels_split.units_for_step
+    medium = _kernels.Plan([784, 256, 128, 10], "relu", "softmax", "cross_entropy")
+    assert units(medium, 64) == ((True, True, False), (True, False))
+    paper = _kernels.Plan([784, 100, 10], "relu", "softmax", "cross_entropy")
+    assert units(paper, 200) == ((False, False), (False,))      # the batch is the bigger operand
+    seed = _kernels.Plan([1000, 900, 900, 900, 10], "sigmoid", "sigmoid", "quadratic")
+    assert units(seed, 100) == ((True, True, True, False), (True, True, False))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_split_mode_on_one_thread_is_batch_mode_bit_for_bit(dtype):
     for opt in ({"momentum": 0.9}, {"momentum": 0.0}, {"optimizer": "adam"}):
         got = [_weights_after_fit(mode, 1, dtype, sizes=(20, 30, 7), **opt) for mode in ("batch", "split")]

@@ -334,9 +334,13 @@ def test_compiled_matches_numpy_with_weights_dropout_and_clipping(act, out, loss
 @requires_compiled
 @pytest.mark.parametrize("act, out, loss", COMBOS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_split_mode_weights_rows_on_every_thread_like_numpy(split_on_every_thread, act, out, loss, dtype):
+@pytest.mark.parametrize("share", ["rows", "units"])
+def test_split_mode_weights_rows_on_every_thread_like_numpy(request, split_on_every_thread, act, out, loss, dtype,
+                                                            share):
     # sample weights alone keep split mode (dropout and clipping run batch mode):
-    # each thread weights the rows it owns
+    # each thread weights the rows it owns (also when the hidden products are shared by units)
+    if share == "units":
+        request.getfixturevalue("split_units_everywhere")
     X, y = data(output=out)
     w = weights_for(len(X), zeros=[3, 4])
     ref, _ = _pair(act, out, loss, dtype)

@@ -18,7 +18,9 @@ Where each concern lives:
 ``cases``       the per-step cases and the problem they share (data + initial weights)
 ``peers``       the per-example loop, PyTorch, scikit-learn, cymlp's two paths (optional imports)
 ``step``        the per-step benchmark (``cymlp bench``)
-``fit``         end-to-end fit epochs (``cymlp bench --fit``)
+``fit``         end-to-end fit epochs (``cymlp bench --fit``): one process per implementation
+                and row (``fit_worker``), rounds interleaved; ``fit_cases`` its cases and data,
+                ``fit_report`` its tables, goals and chart
 ``strategies``  parallel SGD strategies (``cymlp bench --strategies``)
 ``report``      markdown tables, JSON, the charts
 ``command``     the command-line options

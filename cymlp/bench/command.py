@@ -13,11 +13,23 @@ from .. import reference
 from .._files import check_writable
 from . import fit, step, strategies
 from .cases import CASES
+from .fit_cases import FIT_CASES, FIT_IMPLEMENTATIONS
 from .machine import default_n_threads
 
 __all__ = ["add_arguments", "add_parser", "main", "run"]
 
 DESCRIPTION = step.__doc__.split("\n\n")[0]
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help only where the help does not say its default
+    already and there is one to say (``ArgumentDefaultsHelpFormatter`` printed both)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
 
 
 def _int_list(text):
@@ -59,9 +71,10 @@ def add_arguments(parser):
                         help="short timings, float32 only (under a minute)")
     parser.add_argument("--case", type=_name_list(list(CASES)), default=None,
                         help=f"comma-separated cases: {', '.join(CASES)} (default: all)")
-    parser.add_argument("--impl", type=_name_list(list(step.IMPLEMENTATIONS)), default=None,
-                        help=f"comma-separated implementations: {', '.join(step.IMPLEMENTATIONS)} "
-                             "(default: all that are installed)")
+    parser.add_argument("--impl", type=_name_list(list(dict.fromkeys([*step.IMPLEMENTATIONS, *FIT_IMPLEMENTATIONS]))),
+                        default=None,
+                        help=f"comma-separated implementations: {', '.join(step.IMPLEMENTATIONS)}; with --fit: "
+                             f"{', '.join(FIT_IMPLEMENTATIONS)} (default: all that are installed)")
     parser.add_argument("--dtype", "--dtypes", type=_name_list(["float32", "float64"]), default=None,
                         help="float32, float64 or both (default: both; float32 with --quick)")
     parser.add_argument("--threads", type=_thread_list, default=None,
@@ -86,8 +99,8 @@ def add_arguments(parser):
     parser.add_argument("--fit", action="store_true",
                         help="end-to-end fit epochs on Fashion-MNIST, digits and the seed network against "
                              "the GEMM floor and the peers, instead of the per-step benchmark")
-    parser.add_argument("--cases", type=_name_list(list(fit.FIT_CASES)), default=None,
-                        help=f"with --fit: comma-separated cases, {', '.join(fit.FIT_CASES)} (default: all)")
+    parser.add_argument("--cases", type=_name_list(list(FIT_CASES)), default=None,
+                        help=f"with --fit: comma-separated cases, {', '.join(FIT_CASES)} (default: all)")
     parser.add_argument("--epochs", type=_positive_int, default=None,
                         help="with --fit: epochs per timed repeat (default 1)")
     parser.add_argument("--rows", type=_positive_int, default=None,
@@ -95,7 +108,7 @@ def add_arguments(parser):
                              "5000 with --quick)")
     parser.add_argument("--settle", type=float, default=None,
                         help="with --fit: seconds to let worker threads go idle before each timing "
-                             "(default 0.12)")
+                             f"(default {fit.SETTLE_SECONDS:g})")
     return parser
 
 
@@ -103,7 +116,7 @@ def add_parser(subparsers):
     """Register ``bench`` as a subcommand of the ``cymlp`` command line."""
     parser = subparsers.add_parser("bench", help="time one SGD step: loop, NumPy, compiled, threads, peers",
                                    description=DESCRIPTION,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                   formatter_class=HelpFormatter)
     add_arguments(parser)
     parser.set_defaults(func=_run_command)
     return parser
@@ -129,7 +142,7 @@ def run(args):
 def main(argv=None):
     """``python -m cymlp.bench [options]``."""
     parser = argparse.ArgumentParser(prog="cymlp bench", description=DESCRIPTION,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     add_arguments(parser)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)

@@ -258,6 +258,9 @@ def run(args):
     wanted = args.impl or list(IMPLEMENTATIONS)
     impls, skipped = [], {}
     for name in wanted:
+        if name not in IMPLEMENTATIONS:
+            skipped[name] = "only with --fit"
+            continue
         why = IMPLEMENTATIONS[name].unavailable()
         if why is None:
             impls.append(IMPLEMENTATIONS[name])
