@@ -239,3 +239,19 @@ def test_save_still_writes_a_loadable_model(tmp_path):
     net = Network([3, 4, 2], backend="numpy", seed=2)
     net.save(tmp_path / "m.npz")
     np.testing.assert_array_equal(Network.load(tmp_path / "m.npz").get_flat_params(), net.get_flat_params())
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "link-to-dev-null", "link-to-fifo"])
+def test_cymlp_predict_output_refuses_them_before_predicting(tmp_path, capsys, kind):
+    Network([3, 4, 2], backend="numpy").save(tmp_path / "m.npz")
+    np.save(tmp_path / "X.npy", np.zeros((5, 3)))
+    path = make_target(tmp_path / "area", kind)
+    if path is None:
+        pytest.skip(f"cannot make a {kind} here")
+    before = snapshot(path)
+    status = within_limit(lambda: cli.main(["predict", str(tmp_path / "m.npz"), "--input",
+                                            str(tmp_path / "X.npy"), "--output", str(path)]))
+    err = capsys.readouterr().err
+    assert status == 1 and "--output" in err and len(err.strip().splitlines()) == 1, err
+    assert snapshot(path) == before
+    assert not [name for name in os.listdir(path.parent) if TEMP_INFIX in name]
