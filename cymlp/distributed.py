@@ -31,6 +31,7 @@ scheduler that goes away raises :class:`SchedulerLost` (a ``RuntimeError``)
 within seconds, the network keeping the last averaged weights.
 """
 
+import contextlib
 import socket
 import time
 import uuid
@@ -590,10 +591,8 @@ class _Run:
     def close(self):
         if self.scheduler_lost or self.client.status != "running":
             return                  # the scheduler is gone, and the workers' replicas with it
-        try:
+        with contextlib.suppress(Exception):
             self.client.run(forget, self.run_id)
-        except Exception:
-            pass
 
 
 def _accepts_n_workers():
