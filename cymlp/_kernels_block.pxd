@@ -13,6 +13,8 @@ from ._kernels_common cimport Shape, Block, Worker
 # rows of a block
 cdef void gather_rows(const floating* X, const cnp.intp_t* rows, Py_ssize_t r0, Py_ssize_t r1,
                       Py_ssize_t width, floating* out) noexcept nogil
+cdef void gather_inputs(const Worker* w, const Block* b, Py_ssize_t r0, Py_ssize_t r1,
+                        floating* A0) noexcept nogil
 cdef void deriv_range(floating* D, const floating* A, const floating* M, Py_ssize_t i0,
                       Py_ssize_t i1, int act) noexcept nogil
 cdef void loss_delta_rows(const Shape* s, const Block* b, const floating* Y,

@@ -461,6 +461,18 @@ cdef void rows_loss(const Worker* w,          # IN its targets and sample weight
                     w.terms.weight_scale)
 
 
+cdef void gather_inputs(const Worker* w,      # IN its data, dense (X) or sparse (Xs)
+                        const Block* b,        # IN which example each row is
+                        Py_ssize_t r0, Py_ssize_t r1,
+                        floating* A0) noexcept nogil:   # OUT (r1, n_in) the block's a^0
+    """The examples of rows r0..r1-1 of a block into its input activations a^0: copied
+    from dense data, or densified from CSR rows.  Every step mode reads its inputs here."""
+    if w.Xs != NULL:
+        gather_csr_rows(w.Xs, b.rows, r0, r1, w.s.sizes[0], A0)
+    else:
+        gather_rows(<const floating*>w.X, b.rows, r0, r1, w.s.sizes[0], A0)
+
+
 cdef void forward_loss(const Worker* w,       # IN its data and sample weights
                        const floating* theta,  # IN (n_params,)
                        const Block* b,         # INOUT its scratch, row tallies
@@ -469,13 +481,8 @@ cdef void forward_loss(const Worker* w,       # IN its data and sample weights
     """Rows r0..r1-1 of a block of w's data: gather their examples (densified when the
     data is sparse), forward, loss and output error δ^L (BP1), both weighted by the
     sample weights if any."""
-    cdef const Shape* s = w.s
-    if w.Xs != NULL:
-        gather_csr_rows(w.Xs, b.rows, r0, r1, s.sizes[0], act_ptr(s, <floating*>b.scr, b.cap, 0))
-    else:
-        gather_rows(<const floating*>w.X, b.rows, r0, r1, s.sizes[0],
-                    act_ptr(s, <floating*>b.scr, b.cap, 0))
-    block_forward(s, theta, b, r0, r1)
+    gather_inputs(w, b, r0, r1, act_ptr(w.s, <floating*>b.scr, b.cap, 0))
+    block_forward(w.s, theta, b, r0, r1)
     rows_loss(w, b, r0, r1, D)
 
 

@@ -46,7 +46,7 @@ from ._fpu cimport flush_subnormals, restore_fpu
 from ._openmp cimport omp_get_thread_num, omp_get_num_threads, barrier
 from ._kernels_common cimport Plan, Shape, Block, Worker, StepOut, act_ptr, worker_block, sum_rows
 from ._kernels_block cimport (
-    forward_loss, backprop_delta, backprop_delta_cols, gather_rows, layer_forward, rows_loss,
+    forward_loss, backprop_delta, backprop_delta_cols, gather_inputs, layer_forward, rows_loss,
 )
 from ._kernels_update cimport layer_update
 
@@ -158,8 +158,7 @@ cdef void team_pass(const Worker* w,        # IN; OUT its δ buffer, row tallies
     cdef Py_ssize_t r0 = p * n // parts, r1 = (p + 1) * n // parts, width
     cdef int L = s.n_layers, l
     cdef bint shared = False        # the last product was shared by units
-    gather_rows(<const floating*>w.X, b.rows, r0, r1, s.sizes[0],
-                act_ptr(s, <floating*>b.scr, b.cap, 0))
+    gather_inputs(w, b, r0, r1, act_ptr(s, <floating*>b.scr, b.cap, 0))     # dense or sparse rows
     for l in range(L):
         width = s.sizes[l + 1]
         if units_forward(s, n, l):

@@ -53,6 +53,20 @@ def test_a_sparse_fit_is_the_dense_fit_bit_for_bit(backend, mode, threads, dtype
     assert h_sparse["loss"] == h_dense["loss"]
 
 
+@pytest.mark.skipif(not HAS_COMPILED, reason="the compiled path is not built")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_split_mode_sharing_products_by_units_gathers_sparse_rows(split_units_everywhere, dtype):
+    """Split mode's unit-shared path reads its inputs like the others (it once read the dense
+    X, which a sparse fit does not have: a crash)."""
+    X, y = sparse_data()
+    dense, sparse = pair("cython", dtype, "split", 2)
+    kw = {"epochs": 2, "batch_size": 70, "optimizer": "adam", "lr": 0.01}
+    h_dense = dense.fit(X, y, **kw)
+    h_sparse = sparse.fit(sp.csr_matrix(X), y, **kw)
+    assert np.array_equal(sparse.get_flat_params(), dense.get_flat_params())
+    assert h_sparse["loss"] == h_dense["loss"]
+
+
 @pytest.mark.parametrize("fmt", list(FORMATS))
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_format_trains_and_predicts_like_dense(fmt, backend):
