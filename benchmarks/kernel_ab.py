@@ -48,21 +48,24 @@ def one_turn(threads, epochs, rows=ROWS, cases=CASES):
     times = {}
     for case in cases:
         theta = theta0.copy()
+        step = ()
         if case in ("hogwild", "average"):
             kernel = _kernels.ParallelTrainer(plan, theta, X, Y, labels, BATCH, case,
                                               max(2, threads), 1, "uniform", *opt)
         else:
             mode = case.split("+")[0]
             kernel = _kernels.SyncTrainer(plan, theta, X, Y, labels, BATCH, mode, threads, *opt)
+            # later builds take the step per run (the training state owns it); older kept their own
+            step = () if hasattr(kernel, "step") else (0,)
             if case.endswith("+dropout"):
                 kernel.set_terms(None, [0.2], 0.0, 0)
         blas = threads if case == "batch" else 1
         with threadpool_limits(limits=blas, user_api="blas"):
-            kernel.run(order, 0, n_batches // 4, 0.01)          # warm up
+            kernel.run(order, 0, n_batches // 4, 0.01, *step)    # warm up
             best = []
             for _ in range(epochs):
                 t0 = time.perf_counter()
-                kernel.run(order, 0, n_batches, 0.01)
+                kernel.run(order, 0, n_batches, 0.01, *step)
                 best.append(time.perf_counter() - t0)
         times[case] = min(best)
     return times

@@ -209,13 +209,13 @@ class CythonTrainer(_CompiledTrainer):
         self._should_stop = should_stop or (lambda: False)
         if state is None:
             state = TrainingState(optimizer, theta.size, theta.dtype, seed=None)
-        self.state = state        # its m, v ARE the kernel's buffers; its step is copied back
+        self.state = state        # its m, v ARE the kernel's buffers; its step goes into each run
         self._kernel = _kernels.SyncTrainer(
             plan_for(spec), theta, kernel_inputs(X), Y, _labels(labels), options.batch_size, mode, n_threads,
             optimizer.name, optimizer.momentum, optimizer.nesterov, optimizer.weight_decay,
-            optimizer.beta1, optimizer.beta2, optimizer.eps, state.m, state.v, state.step)
-        # the dropout masks are keyed by the state's (seed, epoch, step): the kernel's step
-        # starts at state.step, and _kernel_run passes the epoch the loop is in
+            optimizer.beta1, optimizer.beta2, optimizer.eps, state.m, state.v)
+        # the dropout masks are keyed by the state's (seed, epoch, step): _kernel_run passes
+        # the epoch the loop is in and the state's step
         self._kernel.set_terms(options.sample_weight, options.dropout if options.has_dropout else None,
                                options.clip_norm or 0.0, dropout_seed(state.seed))
         self._keyed = options.has_dropout
@@ -224,18 +224,15 @@ class CythonTrainer(_CompiledTrainer):
         self._blas = BlasHold(n_threads if mode == "batch" else 1)
 
     def _kernel_run(self, order, first, stop, lr):
-        """One kernel call, its dropout masks keyed by the current epoch (and the kernel's step)."""
+        """One kernel call from the state's step, which it advances (the state is the step's
+        one owner); the dropout masks keyed by the current epoch and that step."""
         if self._keyed:
             self._kernel.epoch = self.state.epoch
-        return self._kernel.run(order, first, stop, lr)
+        loss_sum, n_correct, n_seen, steps, self.state.step = self._kernel.run(order, first, stop, lr,
+                                                                               self.state.step)
+        return loss_sum, n_correct, n_seen, steps
 
     def run(self, order, first, stop, lr):
-        try:
-            return self._run(order, first, stop, lr)
-        finally:
-            self.state.step = self._kernel.step
-
-    def _run(self, order, first, stop, lr):
         if self.policy is None:
             return self._kernel_run(order, first, stop, lr)
         loss_sum, n_correct, n_seen, steps = 0.0, 0, 0, 0

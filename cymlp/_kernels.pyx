@@ -201,9 +201,6 @@ cdef class SyncTrainer:
     state_m, state_v : ndarray of shape (plan.n_params,), theta's dtype, or None
         Momentum velocity or Adam's m, and Adam's v (INOUT): continued and
         updated in place (the training state's own buffers); None allocates zeros.
-    step : int
-        Optimizer steps already taken (Adam's t); ``step`` is current after
-        every ``run``.
     """
     cdef _Plan plan
     cdef object theta, X, Y, labels, scratch, grads, state_m, state_v, row_loss, row_correct
@@ -213,23 +210,20 @@ cdef class SyncTrainer:
     cdef readonly Py_ssize_t batch_size, cap, n_chunks
     cdef Mode _mode
     cdef public int nthreads      # settable between runs: chunked results do not depend on it
-    cdef readonly long step
     cdef bint is_float
     # The dropout masks of a step are keyed by (seed, epoch, step): step is the optimizer
-    # step about to be taken (Adam's t - 1); the caller sets epoch before run.
+    # step about to be taken (Adam's t - 1), passed to run; the caller sets epoch before run.
     cdef readonly unsigned long long seed
     cdef public unsigned long long epoch
 
     def __init__(self, _Plan plan not None, theta, X, Y, labels, Py_ssize_t batch_size, str mode,
                  int nthreads, str optimizer, double momentum, bint nesterov,
                  double weight_decay, double beta1, double beta2, double eps,
-                 state_m=None, state_v=None, long step=0):
+                 state_m=None, state_v=None):
         check_trainer_arrays(plan, theta, X, Y, labels, batch_size, optimizer)
         check_state("state_m", state_m, theta)
         if optimizer == "adam":
             check_state("state_v", state_v, theta)
-        if step < 0:
-            raise ValueError(f"trainer: step must be >= 0; got {step}")
         self._mode = <Mode>lookup(MODES, "mode", mode)
         self.plan = plan
         self.theta, self.X, self.Y, self.labels = theta, X, Y, labels
@@ -257,7 +251,6 @@ cdef class SyncTrainer:
             self.state_v = np.zeros(1, dtype=dtype)
         self.row_loss = np.zeros(batch_size, dtype=np.float64)
         self.row_correct = np.zeros(batch_size, dtype=np.uint8)
-        self.step = step
         self.epoch = self.seed = 0
         w = &self.w                 # the arrays above live as long as the trainer
         w.s = &plan.s
@@ -327,8 +320,11 @@ cdef class SyncTrainer:
             w.drop_buf = cnp.PyArray_DATA(self.drop_buf)
         self.seed = int(seed) % 2**64
 
-    def run(self, order, Py_ssize_t first, Py_ssize_t stop, double lr):
+    def run(self, order, Py_ssize_t first, Py_ssize_t stop, double lr, long step):
         """Steps for batches first..stop-1 of ``order`` (a permutation of the rows).
+
+        The trainer keeps no step count of its own: the caller's training state
+        owns it, passes it in and stores the one returned.
 
         Parameters
         ----------
@@ -338,29 +334,36 @@ cdef class SyncTrainer:
             The batches to train on, first..stop-1.
         lr : float
             The learning rate of these steps.
+        step : int
+            Optimizer steps taken before this call (Adam's t; it also keys the
+            dropout masks), >= 0.
 
         Returns
         -------
-        (loss_sum, n_correct, n_seen, steps)
-            Stops early, without updating, at a batch whose loss is not finite.
+        (loss_sum, n_correct, n_seen, steps, step)
+            ``steps`` batches were visited; ``step`` is the optimizer step count
+            after them (a batch of weight 0 takes no step).  Stops early, without
+            updating, at a batch whose loss is not finite.
         """
         check_order(order, self.X.shape[0], first, stop, self.batch_size)
+        if step < 0:
+            raise ValueError(f"trainer: step must be >= 0; got {step}")
         cdef void* theta = cnp.PyArray_DATA(self.theta)
         if self.is_float:
-            return _run[float](self, <float*>theta, order, first, stop, lr)
-        return _run[double](self, <double*>theta, order, first, stop, lr)
+            return _run[float](self, <float*>theta, order, first, stop, lr, step)
+        return _run[double](self, <double*>theta, order, first, stop, lr, step)
 
 
-cdef tuple _run(SyncTrainer t,                    # INOUT its worker, step
+cdef tuple _run(SyncTrainer t,                    # INOUT its worker
                 floating* theta,                  # INOUT (n_params,)
                 const cnp.intp_t[::1] order,      # IN (N,)
-                Py_ssize_t first, Py_ssize_t stop, double lr):
+                Py_ssize_t first, Py_ssize_t stop, double lr,
+                long step):                       # IN optimizer steps taken before
     cdef Worker* w = &t.w
     cdef Py_ssize_t N = order.shape[0], B = t.batch_size, i, start, n, r
     cdef double loss_sum = 0, wsum
     cdef Py_ssize_t n_correct = 0, n_seen = 0, steps = 0
     cdef StepOut out
-    cdef long step = t.step
     cdef Mode mode = t._mode
     cdef int h
     cdef const cnp.intp_t* rows
@@ -406,5 +409,4 @@ cdef tuple _run(SyncTrainer t,                    # INOUT its worker, step
             n_seen += n
             steps += 1
         restore_fpu(csr)
-    t.step = step
-    return loss_sum, n_correct, n_seen, steps
+    return loss_sum, n_correct, n_seen, steps, step

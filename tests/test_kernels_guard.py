@@ -119,8 +119,8 @@ def _kernels_full_batch_mixed():
     fb.evaluate(np.zeros(plan.n_params, np.float32), np.zeros(plan.n_params))
 
 
-def _run_sync(order, first=0, stop=4):
-    return _sync().run(order, first, stop, 0.1)
+def _run_sync(order, first=0, stop=4, step=0):
+    return _sync().run(order, first, stop, 0.1, step)
 
 
 def _average(n_rep=3, P=5, n_out=5, n_examples=3, weighting="uniform"):
@@ -186,6 +186,7 @@ CASES = {
                                                        stop=10),
     "run: order index negative": lambda: _run_sync(np.r_[-1, np.arange(1, 64)].astype(np.intp)),
     "run: negative first batch": lambda: _run_sync(np.arange(64, dtype=np.intp), first=-1),
+    "run: negative step": lambda: _run_sync(np.arange(64, dtype=np.intp), step=-1),
     "parallel: theta short": lambda: _parallel(theta=np.zeros(P - 1)),
     "parallel average: theta short": lambda: _parallel(theta=np.zeros(P - 1), strategy="average"),
     "parallel: one worker": lambda: _parallel(n_workers=1),
@@ -284,8 +285,8 @@ def test_good_buffers_still_train():
     start = theta.copy()
     for mode in ("batch", "chunked", "split"):
         trainer = _sync(theta=theta, mode=mode)
-        loss_sum, _, n_seen, steps = trainer.run(np.arange(64, dtype=np.intp), 0, 4, 0.1)
-        assert (n_seen, steps) == (64, 4) and np.isfinite(loss_sum)
+        loss_sum, _, n_seen, steps, step = trainer.run(np.arange(64, dtype=np.intp), 0, 4, 0.1, 7)
+        assert (n_seen, steps, step) == (64, 4, 11) and np.isfinite(loss_sum)
     assert not np.array_equal(theta, start)
 
 

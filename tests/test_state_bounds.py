@@ -78,13 +78,19 @@ def test_the_compiled_trainer_holds_exactly_the_bound():
     net = Network([4, 5, 3], backend="cython", n_threads=1, seed=0)
     Xc = np.ascontiguousarray(X, dtype=np.float32)
     Yc = np.eye(3, dtype=np.float32)[Y]
+    order = np.arange(len(Y), dtype=np.intp)
     for step, ok in ((MAX_COUNTER, True), (MAX_COUNTER + 1, False)):
         state = TrainingState(OptimizerConfig("adam"), net.n_params, net.dtype, 0, step=step)
-        if ok:
-            make_trainer(net, Xc, Yc, Y, 8, OptimizerConfig("adam"), state=state).close()
-        else:
-            with pytest.raises(OverflowError):
-                make_trainer(net, Xc, Yc, Y, 8, OptimizerConfig("adam"), state=state)
+        trainer = make_trainer(net, Xc, Yc, Y, 8, OptimizerConfig("adam"), state=state)
+        try:                    # each kernel call takes the state's step as a C long
+            if ok:
+                trainer.run(order, 0, 0, 0.01)
+                assert state.step == MAX_COUNTER
+            else:
+                with pytest.raises(OverflowError):
+                    trainer.run(order, 0, 0, 0.01)
+        finally:
+            trainer.close()
 
 
 @pytest.mark.parametrize("field", ["step", "epoch"])
