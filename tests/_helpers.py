@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -100,6 +101,33 @@ def subprocess_env(**extra):
     env = dict(os.environ, **extra)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (CYMLP_PARENT, os.environ.get("PYTHONPATH")) if p)
     return env
+
+
+def call_within(call, limit_s, blocked, release_fifos=()):
+    """Run ``call()`` in a daemon thread: ``{"result": value}`` or ``{"error": exception}``.
+
+    If it still runs after ``limit_s`` seconds, the write end of each FIFO in
+    ``release_fifos`` is opened (a reader blocked on it then sees end of file) and the
+    test fails with the message ``blocked``: a regression that blocks on a FIFO fails
+    the test instead of hanging the suite (a blocked writer is left behind, a daemon).
+    """
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = call()
+        except BaseException as exc:             # handed to the test
+            outcome["error"] = exc
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    if thread.is_alive():
+        for fifo in release_fifos:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))   # a reader waits: opens at once
+        if release_fifos:
+            thread.join(limit_s)
+        pytest.fail(blocked)
+    return outcome
 
 
 def read_line_until(proc, marker, timeout):

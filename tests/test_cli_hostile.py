@@ -16,12 +16,11 @@ import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import zipfile
 
 import numpy as np
 import pytest
-from _helpers import subprocess_env
+from _helpers import call_within, subprocess_env
 
 from cymlp import Network, cli
 
@@ -36,25 +35,12 @@ def run(capsys, *argv):
     """
     argv = [str(a) for a in argv]
     fifos = [a for a in argv if os.path.lexists(a) and stat.S_ISFIFO(os.lstat(a).st_mode)]
-    outcome = {}
-
-    def target():
-        try:
-            outcome["status"] = cli.main(argv)
-        except BaseException as exc:             # handed to the test
-            outcome["error"] = exc
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(LIMIT_S)
-    if thread.is_alive():
-        for fifo in fifos:
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        thread.join(LIMIT_S)
-        pytest.fail(f"cymlp {' '.join(argv)} blocked for {LIMIT_S} s")
+    outcome = call_within(lambda: cli.main(argv), LIMIT_S, f"cymlp {' '.join(argv)} blocked for {LIMIT_S} s",
+                          fifos)
     if "error" in outcome:
         raise outcome["error"]
     out, err = capsys.readouterr()
-    return outcome["status"], out, err
+    return outcome["result"], out, err
 
 
 def assert_one_line_error(status, err, command, *needles):
@@ -173,31 +159,31 @@ MODEL_CASES = {                   # (make the model argument, words the message 
 }
 
 
-@pytest.mark.parametrize("command", ["predict", "predict --input", "evaluate", "export", "train --resume"])
+def model_command(command, model, tmp_path):
+    """The argv of a command that loads ``model`` (one of MODEL_COMMANDS)."""
+    if command == "export":
+        pytest.importorskip("onnx")
+    return {"predict": ["predict", model], "evaluate": ["evaluate", model],
+            "predict --input": ["predict", model, "--input", tmp_path / "X.npy", "--output", tmp_path / "P.csv"],
+            "export": ["export", model, "--onnx", tmp_path / "o.onnx"],
+            "train --resume": ["train", "--resume", model, "--no-progress"]}[command]
+
+
+MODEL_COMMANDS = ["predict", "predict --input", "evaluate", "export", "train --resume"]
+
+
+@pytest.mark.parametrize("command", MODEL_COMMANDS)
 @pytest.mark.parametrize("case", MODEL_CASES, ids=list(MODEL_CASES))
 def test_a_hostile_model_argument_is_one_line(tmp_path, capsys, command, case):
     make, needles = MODEL_CASES[case]
-    model = make(tmp_path)
-    argv = {"predict": ["predict", model], "evaluate": ["evaluate", model],
-            "predict --input": ["predict", model, "--input", tmp_path / "X.npy", "--output", tmp_path / "P.csv"],
-            "export": ["export", model, "--onnx", tmp_path / "o.onnx"],
-            "train --resume": ["train", "--resume", model, "--no-progress"]}[command]
-    if command == "export":
-        pytest.importorskip("onnx")
-    status, _, err = run(capsys, *argv)
+    status, _, err = run(capsys, *model_command(command, make(tmp_path), tmp_path))
     assert_one_line_error(status, err, command.split()[0], *needles)
 
 
-@pytest.mark.parametrize("command", ["predict", "predict --input", "evaluate", "export", "train --resume"])
+@pytest.mark.parametrize("command", MODEL_COMMANDS)
 def test_a_model_larger_than_max_model_bytes_is_refused_naming_the_option(tmp_path, capsys, command):
     model = _huge_model(tmp_path)
-    argv = {"predict": ["predict", model], "evaluate": ["evaluate", model],
-            "predict --input": ["predict", model, "--input", tmp_path / "X.npy", "--output", tmp_path / "P.csv"],
-            "export": ["export", model, "--onnx", tmp_path / "o.onnx"],
-            "train --resume": ["train", "--resume", model, "--no-progress"]}[command]
-    if command == "export":
-        pytest.importorskip("onnx")
-    status, _, err = run(capsys, *argv, "--max-model-bytes", "50kB")
+    status, _, err = run(capsys, *model_command(command, model, tmp_path), "--max-model-bytes", "50kB")
     assert_one_line_error(status, err, command.split()[0], "90,040 bytes", "max_bytes=50,000",
                           "--max-model-bytes")
     status, _, err = run(capsys, "predict", model, "--max-model-bytes", "lots")

@@ -6,10 +6,10 @@ to release the reader, then fails (it never hangs the suite).
 """
 
 import os
-import threading
 
 import numpy as np
 import pytest
+from _helpers import call_within
 
 from cymlp import Network, cli, datasets
 from cymlp._dask_tasks import load_shard_files
@@ -19,22 +19,7 @@ LIMIT_S = 10
 
 def returns_promptly(call, fifo):
     """Run ``call()``; its exception or result.  Fails (after releasing the reader) if it blocks."""
-    outcome = {}
-
-    def target():
-        try:
-            outcome["result"] = call()
-        except BaseException as exc:             # handed to the test
-            outcome["error"] = exc
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(LIMIT_S)
-    if thread.is_alive():
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)    # a reader is waiting: this opens at once
-        os.close(fd)                                       # EOF releases it
-        thread.join(LIMIT_S)
-        pytest.fail(f"reading the FIFO {fifo} blocked for {LIMIT_S} s")
-    return outcome
+    return call_within(call, LIMIT_S, f"reading the FIFO {fifo} blocked for {LIMIT_S} s", [fifo])
 
 
 def _fifo(tmp_path, name="model.npz", link=False):

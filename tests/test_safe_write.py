@@ -12,10 +12,10 @@ test must refuse it before opening it.
 
 import os
 import stat
-import threading
 
 import numpy as np
 import pytest
+from _helpers import call_within
 
 from cymlp import History, Network, cli, datasets
 from cymlp._files import TEMP_INFIX, check_writable, write_atomically
@@ -29,18 +29,7 @@ def within_limit(call):
     A regression that opened a FIFO for writing would wait for a reader forever: the call
     runs in a daemon thread, left behind if it blocks.
     """
-    outcome = {}
-
-    def target():
-        try:
-            outcome["result"] = call()
-        except BaseException as exc:             # handed to the test
-            outcome["error"] = exc
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(LIMIT_S)
-    if thread.is_alive():
-        pytest.fail(f"the write blocked for {LIMIT_S} s (opened a FIFO or device?)")
+    outcome = call_within(call, LIMIT_S, f"the write blocked for {LIMIT_S} s (opened a FIFO or device?)")
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("result")
