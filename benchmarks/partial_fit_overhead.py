@@ -63,15 +63,6 @@ def child(library, calls, chunk, n_threads):
                       "min_ms": 1e3 * min(times), "accuracy": float(est.score(X, y))}))
 
 
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                 if line.startswith("Model name:")), "unknown")
-
-
 def pools():
     """threadpoolctl's view after both libraries are imported (their BLAS and OpenMP)."""
     import sklearn.neural_network  # noqa: F401
@@ -113,7 +104,8 @@ def main(argv=None):
             out = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
             results[label].append(json.loads(out.strip().splitlines()[-1]))
             loads.append(os.getloadavg()[0])
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; load average "
+    from cymlp.bench.machine import cpu_model  # lscpu, /proc/cpuinfo or platform
+    print(f"CPU: {cpu_model()[0]}, {os.cpu_count()} logical cores; load average "
           f"{min(loads):.1f}-{max(loads):.1f} during the run")
     for line in pools():
         print(f"threadpoolctl: {line}")

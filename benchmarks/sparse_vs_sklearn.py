@@ -95,15 +95,6 @@ def child(library, cache, epochs, n_threads):
                       "peak_growth_mb": (rss_after - rss_before) / 1024}))
 
 
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                 if line.startswith("Model name:")), "unknown")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=5)
@@ -136,7 +127,8 @@ def main(argv=None):
 
     import cymlp.sklearn  # noqa: F401
     dense_gb = X.shape[0] * X.shape[1] * X.dtype.itemsize / 1e9
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; load average "
+    from cymlp.bench.machine import cpu_model  # lscpu, /proc/cpuinfo or platform
+    print(f"CPU: {cpu_model()[0]}, {os.cpu_count()} logical cores; load average "
           f"{min(loads):.1f}-{max(loads):.1f} during the run")
     for p in threadpoolctl.threadpool_info():
         print(f"threadpoolctl: {p['internal_api']} {p.get('version')} ({p['prefix']}), "
