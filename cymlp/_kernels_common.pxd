@@ -262,5 +262,27 @@ cdef inline Block worker_block(const Worker* w,          # IN
     return b
 
 
+cdef inline Block rows_block(const floating* X,            # IN (n, sizes[0])
+                             floating* scratch,            # OUT (n · row_width,)
+                             Py_ssize_t n,
+                             const Drop* d,                # IN fixed dropout masks, or NULL
+                             floating* masks,              # IN the masks' buffer, or NULL
+                             double* row_loss,             # OUT (n,)
+                             unsigned char* row_correct) noexcept nogil:   # OUT (n,)
+    """The block of ``n`` rows read in place from X (row r is example r, nothing gathered;
+    X may be NULL when the caller sets ``A0`` itself), its tallies in row_loss/row_correct."""
+    cdef Block b
+    b.A0 = X
+    b.scr = scratch
+    b.cap = n
+    b.drop = d
+    b.dbuf = masks
+    b.rows = NULL
+    b.row0 = 0
+    b.row_loss = row_loss
+    b.row_correct = row_correct
+    return b
+
+
 cdef StepOut sum_rows(const double* row_loss, const unsigned char* row_correct,
                       Py_ssize_t n) noexcept nogil

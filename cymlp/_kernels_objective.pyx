@@ -19,7 +19,9 @@ cimport numpy as cnp
 
 from ._blas cimport floating
 from ._fpu cimport flush_subnormals, restore_fpu
-from ._kernels_common cimport Plan as _Plan, Shape, Block, StepOut, act_ptr, delta_ptr, sum_rows
+from ._kernels_common cimport (
+    Plan as _Plan, Shape, Block, StepOut, act_ptr, delta_ptr, rows_block, sum_rows,
+)
 from ._kernels_block cimport loss_delta_rows, block_forward, block_backward
 from ._kernels_terms cimport weight_rows
 from ._kernels_sparse cimport SparseRows, CSR, gather_csr_rows
@@ -134,14 +136,7 @@ cdef double _evaluate(FullBatch fb,
         Xd = <const floating*>cnp.PyArray_DATA(fb.X)
     with nogil:
         csr = flush_subnormals()
-        b.scr = scr
-        b.cap = B
-        b.drop = NULL
-        b.dbuf = NULL
-        b.rows = NULL
-        b.row0 = 0
-        b.row_loss = row_loss
-        b.row_correct = row_correct
+        b = rows_block(Xd, scr, B, NULL, NULL, row_loss, row_correct)     # A0 set per block below
         start = 0
         while start < N:
             n = min(B, N - start)

@@ -14,7 +14,9 @@ cimport numpy as cnp
 
 from ._blas cimport floating
 from ._fpu cimport flush_subnormals, restore_fpu
-from ._kernels_common cimport Plan as _Plan, Shape, Block, StepOut, act_ptr, delta_ptr, sum_rows
+from ._kernels_common cimport (
+    Plan as _Plan, Shape, Block, StepOut, act_ptr, delta_ptr, rows_block, sum_rows,
+)
 from ._kernels_block cimport loss_delta_rows, block_forward, block_backward
 from ._kernels_terms cimport Drop, Dropout, weight_rows
 
@@ -48,27 +50,6 @@ def _check_weights(str where, w, Py_ssize_t n):
         raise ValueError(f"{where}: sample_weight must be a C-contiguous float64 array of {n} "
                          f"weights; got {getattr(w, 'dtype', type(w).__name__)} "
                          f"{getattr(w, 'shape', '')}")
-
-
-cdef inline Block rows_block(const floating* X,            # IN (n, sizes[0])
-                             floating* scratch,            # OUT (n · row_width,)
-                             Py_ssize_t n,
-                             const Drop* d,                # IN fixed dropout masks, or NULL
-                             floating* masks,              # IN the masks' buffer, or NULL
-                             double* row_loss,             # OUT (n,)
-                             unsigned char* row_correct) noexcept nogil:   # OUT (n,)
-    """The block of all ``n`` rows of X, whose row r is example r."""
-    cdef Block b
-    b.A0 = X
-    b.scr = scratch
-    b.cap = n
-    b.drop = d
-    b.dbuf = masks
-    b.rows = NULL
-    b.row0 = 0
-    b.row_loss = row_loss
-    b.row_correct = row_correct
-    return b
 
 
 def forward(_Plan plan not None,
