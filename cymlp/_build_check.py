@@ -71,10 +71,10 @@ _CIMPORT = re.compile(r"^\s*(?:from\s+(?:cymlp)?\.(\w+)\s+cimport|cimport\s+cyml
 def _with_headers(pyx):
     """``pyx`` and the package's ``.pxd`` files it depends on (its own and what it cimports, transitively)."""
     folder = os.path.dirname(pyx)
-    found, todo = {pyx}, [pyx, os.path.splitext(pyx)[0] + ".pxd"]
+    found, todo = set(), [pyx, os.path.splitext(pyx)[0] + ".pxd"]
     while todo:
         path = todo.pop()
-        if path in found and path != pyx or not os.path.isfile(path):
+        if path in found or not os.path.isfile(path):
             continue
         found.add(path)
         with open(path, encoding="utf-8", errors="replace") as source:
