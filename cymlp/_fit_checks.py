@@ -73,7 +73,7 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
     Reads only the network's public attributes.  Returns ``(FitSettings,
     FitData)``; the warnings come last, after every check.
     """
-    X, Y, labels = v.check_Xy(spec, X, y)
+    X, Y, labels = v.check_Xy(spec, X, y, n_threads=net.effective_n_threads)
     epochs = v.check_positive_int("epochs", epochs, minimum=0)
     lr = v.check_real("lr", lr, low=0, low_open=True)
     optimizer = check_optimizer(optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps)

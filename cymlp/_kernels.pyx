@@ -69,7 +69,7 @@ from ._kernels_common import ACTIVATIONS, LOSSES, OPTIMIZERS  # no-cython-lint
 from ._kernels_common import MODES, STRATEGIES, WEIGHTINGS, Plan  # no-cython-lint
 from ._kernels_terms import Dropout  # no-cython-lint
 from ._kernels_parallel import ParallelTrainer, average_replicas  # no-cython-lint
-from ._kernels_passes import forward, loss_grad  # no-cython-lint
+from ._kernels_passes import all_finite, forward, loss_grad  # no-cython-lint
 from ._kernels_objective import FullBatch  # no-cython-lint
 from ._kernels_sparse import SparseRows  # no-cython-lint
 from ._kernels_passes import _check_weights

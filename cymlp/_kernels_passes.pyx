@@ -7,6 +7,8 @@ elementwise passes run on the calling thread, with subnormals flushed as in
 training (``cymlp/_fpu.pxd``).  Re-exported by :mod:`cymlp._kernels`.
 """
 
+from cython.parallel cimport prange
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
 import numpy as np
@@ -207,3 +209,69 @@ def loss_grad(_Plan plan not None,
         block_backward(s, <floating*>&theta[0], &b, n, &grad[0], NULL)
         restore_fpu(csr)
     return res.loss_sum
+
+
+# --------------------------------------------------------------------------
+# Finiteness of a whole input array (the boundary's check of X, issue 24)
+# --------------------------------------------------------------------------
+
+cdef enum:
+    FINITE_BLOCK = 1 << 16      # elements per block of the threaded check
+
+
+cdef bint finite_bits32(const uint32_t* u, Py_ssize_t n) noexcept nogil:   # IN (n,)
+    """True if none of the n float32 bit patterns is inf or NaN.
+
+    A float is inf or NaN when its 8 exponent bits are all ones; adding one to
+    the exponent field then carries into the sign bit.  An OR of those sums is
+    integer arithmetic the compiler vectorises (a float sum or ``isfinite``
+    loop it would not, without -ffast-math), and it reads the data once."""
+    cdef uint32_t acc = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        acc |= (u[i] & 0x7f800000u) + 0x00800000u
+    return (acc & 0x80000000u) == 0
+
+
+cdef bint finite_bits64(const uint64_t* u, Py_ssize_t n) noexcept nogil:   # IN (n,)
+    """finite_bits32 for float64: 11 exponent bits."""
+    cdef uint64_t acc = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        acc |= (u[i] & 0x7ff0000000000000u) + 0x0010000000000000u
+    return (acc & 0x8000000000000000u) == 0
+
+
+def all_finite(cnp.ndarray X not None, int n_threads=1):
+    """True if every element of ``X`` is finite (no NaN, no ±inf).
+
+    Equal to ``bool(np.isfinite(X).all())`` for a C-contiguous float32 or
+    float64 array of any shape, without its temporary array of booleans: one
+    read of the data, in blocks on ``n_threads`` threads (the check is bound
+    by memory bandwidth, which a second core adds to).  ValueError for
+    another dtype or layout.
+    """
+    if X.dtype != np.float32 and X.dtype != np.float64:
+        raise ValueError(f"all_finite: X must be float32 or float64; got {X.dtype}")
+    if not X.flags.c_contiguous:
+        raise ValueError("all_finite: X must be C-contiguous")
+    cdef Py_ssize_t n = X.size, nb = (n + FINITE_BLOCK - 1) // FINITE_BLOCK, blk, i0, i1
+    cdef bint wide = X.dtype == np.float64
+    cdef const char* data = <const char*>cnp.PyArray_DATA(X)
+    cdef int threads = max(1, n_threads)
+    cdef int bad = 0
+    if threads == 1 or nb < 2:      # no OpenMP region (a forked child asks for one thread)
+        with nogil:
+            if wide:
+                bad = not finite_bits64(<const uint64_t*>data, n)
+            else:
+                bad = not finite_bits32(<const uint32_t*>data, n)
+        return not bad
+    for blk in prange(nb, nogil=True, schedule='static', num_threads=threads):
+        i0 = blk * FINITE_BLOCK
+        i1 = min(i0 + FINITE_BLOCK, n)
+        if wide:
+            bad |= not finite_bits64(<const uint64_t*>data + i0, i1 - i0)
+        else:
+            bad |= not finite_bits32(<const uint32_t*>data + i0, i1 - i0)
+    return not bad

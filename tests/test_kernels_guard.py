@@ -72,6 +72,11 @@ def _forward(n_theta=None, n_scratch=None, out_shape=None, Y_shape=None, width=S
     return _kernels.forward(plan, theta, X, out, scratch, Y)
 
 
+def _all_finite(X):
+    from cymlp import _kernels
+    return _kernels.all_finite(X, 2)
+
+
 def _loss_grad(n_theta=None, n_grad=None, n_scratch=None, Y_shape=None):
     from cymlp import _kernels
     plan = _plan()
@@ -227,6 +232,8 @@ CASES = {
     "average_replicas: out too short": lambda: _average(n_out=4),
     "average_replicas: examples wrong length": lambda: _average(n_examples=2),
     "average_replicas: unknown weighting": lambda: _average(weighting="median"),
+    "all_finite: integer array": lambda: _all_finite(np.zeros(10, np.int64)),
+    "all_finite: strided array": lambda: _all_finite(np.zeros((10, 8))[:, ::2]),
     "network: parameter buffer replaced by a shorter one": _network_short_theta,
     "network: a layer grown after construction": _network_grown_layer,
 }
