@@ -20,6 +20,7 @@ from libc.string cimport memcpy
 cimport numpy as cnp
 
 from ._blas cimport floating, gemm
+from ._prefetch cimport prefetch
 from ._kernels_common cimport (
     Shape, Block, Worker, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX, IDENTITY, EXP, QUADRATIC,
     POISSON, _exp, _exp_nonpos, _log, _log1p, _tanh, _fabs, act_ptr, zout_ptr, delta_ptr,
@@ -467,10 +468,29 @@ cdef void gather_inputs(const Worker* w,      # IN its data, dense (X) or sparse
                         floating* A0) noexcept nogil:   # OUT (r1, n_in) the block's a^0
     """The examples of rows r0..r1-1 of a block into its input activations a^0: copied
     from dense data, or densified from CSR rows.  Every step mode reads its inputs here."""
+    if b.rows != NULL:
+        prefetch_targets(<const floating*>w.Y, w.s.sizes[w.s.n_layers], w.labels, b.rows, r0, r1)
     if w.Xs != NULL:
         gather_csr_rows(w.Xs, b.rows, r0, r1, w.s.sizes[0], A0)
     else:
         gather_rows(<const floating*>w.X, b.rows, r0, r1, w.s.sizes[0], A0)
+
+
+cdef inline void prefetch_targets(const floating* Y,              # IN (N, k) targets
+                                  Py_ssize_t k,
+                                  const cnp.int64_t* labels,       # IN (N,) labels, or NULL
+                                  const cnp.intp_t* rows,          # IN (r1,) example of each row
+                                  Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+    """Prefetch the targets (first and last element) and labels of rows r0..r1-1: the loss
+    reads one random row of each per example after the forward pass, and these misses
+    then overlap the gather and the GEMMs (``_prefetch.pxd``)."""
+    cdef Py_ssize_t r, idx
+    for r in range(r0, r1):
+        idx = rows[r]
+        prefetch(Y + idx * k)
+        prefetch(Y + idx * k + k - 1)
+        if labels != NULL:
+            prefetch(labels + idx)
 
 
 cdef void forward_loss(const Worker* w,       # IN its data and sample weights
