@@ -225,21 +225,39 @@ cdef bint finite_bits32(const uint32_t* u, Py_ssize_t n) noexcept nogil:   # IN 
     A float is inf or NaN when its 8 exponent bits are all ones; adding one to
     the exponent field then carries into the sign bit.  An OR of those sums is
     integer arithmetic the compiler vectorises (a float sum or ``isfinite``
-    loop it would not, without -ffast-math), and it reads the data once."""
-    cdef uint32_t acc = 0
-    cdef Py_ssize_t i
-    for i in range(n):
-        acc |= (u[i] & 0x7f800000u) + 0x00800000u
-    return (acc & 0x80000000u) == 0
+    loop it would not, without -ffast-math), and it reads the data once.
+    Sixteen accumulators: four independent SIMD registers even with SSE2.
+    """
+    cdef uint32_t acc[16]
+    cdef uint32_t total = 0
+    cdef Py_ssize_t i, j, n16 = n - n % 16
+    for j in range(16):
+        acc[j] = 0
+    for i in range(0, n16, 16):
+        for j in range(16):
+            acc[j] |= (u[i + j] & 0x7f800000u) + 0x00800000u
+    for i in range(n16, n):
+        total |= (u[i] & 0x7f800000u) + 0x00800000u
+    for j in range(16):
+        total |= acc[j]
+    return (total & 0x80000000u) == 0
 
 
 cdef bint finite_bits64(const uint64_t* u, Py_ssize_t n) noexcept nogil:   # IN (n,)
     """finite_bits32 for float64: 11 exponent bits."""
-    cdef uint64_t acc = 0
-    cdef Py_ssize_t i
-    for i in range(n):
-        acc |= (u[i] & 0x7ff0000000000000u) + 0x0010000000000000u
-    return (acc & 0x8000000000000000u) == 0
+    cdef uint64_t acc[8]
+    cdef uint64_t total = 0
+    cdef Py_ssize_t i, j, n8 = n - n % 8
+    for j in range(8):
+        acc[j] = 0
+    for i in range(0, n8, 8):
+        for j in range(8):
+            acc[j] |= (u[i + j] & 0x7ff0000000000000u) + 0x0010000000000000u
+    for i in range(n8, n):
+        total |= (u[i] & 0x7ff0000000000000u) + 0x0010000000000000u
+    for j in range(8):
+        total |= acc[j]
+    return (total & 0x8000000000000000u) == 0
 
 
 def all_finite(cnp.ndarray X not None, int n_threads=1):
