@@ -154,7 +154,7 @@ class _BlasPool:
         self._lock = threading.Lock()
         self._controller: Any = None    # threadpoolctl's ThreadpoolController, made when first needed
         self._asked: list[int] = []     # one entry per holder
-        self._restore: Any = None       # the limiter made by the first holder
+        self._restore: Any = None       # the limiter of the first change, which restores the originals
         self._original: Any = None      # the BLAS pool's thread count before the first holder
         self._current: int | None = None
 
@@ -165,19 +165,23 @@ class _BlasPool:
         return self._controller.select(user_api="blas")
 
     def _apply(self):
+        # one threadpoolctl call per change (a few µs each, which a small fit pays): none
+        # while the target is the pool's own count, and the first limiter made keeps the
+        # original counts for the restore
         target = min([self._original, *self._asked])
         if target != self._current:
-            self._blas().limit(limits=target)    # the first holder's limiter restores
+            limiter = self._blas().limit(limits=target)
+            if self._restore is None:
+                self._restore = limiter
             self._current = target
 
     def acquire(self, n_threads):
         with self._lock:
             if not self._asked:
-                pools = self._blas()
-                counts = [lib["num_threads"] for lib in pools.info()]
+                counts = [lib.num_threads for lib in self._blas().lib_controllers]
                 self._original = min(counts) if counts else 1
-                self._restore = pools.limit(limits=self._original)
-                self._current = self._original
+                # pools of different counts are all set to the lowest, as asked
+                self._current = self._original if len(set(counts)) <= 1 else None
             self._asked.append(max(1, int(n_threads)))
             self._apply()
 
@@ -188,7 +192,8 @@ class _BlasPool:
                 self._apply()
             else:
                 restore, self._restore, self._current = self._restore, None, None
-                restore.restore_original_limits()
+                if restore is not None:
+                    restore.restore_original_limits()
 
     def holders(self):
         """How many holders there are now (for tests)."""
