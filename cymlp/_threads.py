@@ -152,7 +152,7 @@ class _BlasPool:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._controller: Any = None    # threadpoolctl's ThreadpoolController, made when first needed
+        self._controller: Any = None    # threadpoolctl's controller of the BLAS pools, made when first needed
         self._asked: list[int] = []     # one entry per holder
         self._restore: Any = None       # the limiter of the first change, which restores the originals
         self._original: Any = None      # the BLAS pool's thread count before the first holder
@@ -161,8 +161,8 @@ class _BlasPool:
     def _blas(self):
         if self._controller is None:
             from threadpoolctl import ThreadpoolController
-            self._controller = ThreadpoolController()
-        return self._controller.select(user_api="blas")
+            self._controller = ThreadpoolController().select(user_api="blas")
+        return self._controller
 
     def _apply(self):
         # one threadpoolctl call per change (a few µs each, which a small fit pays): none
