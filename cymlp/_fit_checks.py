@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validation as v
-from ._backends import TrainerOptions
+from ._backends import TrainerOptions, finiteness_check
 from .training_state import MAX_COUNTER, OPTIMIZERS, OptimizerConfig
 
 PARALLEL_STRATEGIES = ("sync", "hogwild", "average")
@@ -73,7 +73,7 @@ def check_fit(net, spec, X, y, *, epochs, batch_size, lr, momentum, nesterov, we
     Reads only the network's public attributes.  Returns ``(FitSettings,
     FitData)``; the warnings come last, after every check.
     """
-    X, Y, labels = v.check_Xy(spec, X, y, n_threads=net.effective_n_threads)
+    X, Y, labels = v.check_Xy(spec, X, y, all_finite=finiteness_check(net.effective_n_threads))
     epochs = v.check_positive_int("epochs", epochs, minimum=0)
     lr = v.check_real("lr", lr, low=0, low_open=True)
     optimizer = check_optimizer(optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps)

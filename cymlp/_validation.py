@@ -21,15 +21,16 @@ sample_weight=, masks=)``, ``dropout_masks``, ``clip_by_global_norm``):
 - ``dropout``: one rate per hidden layer, each in [0, 1).
 - ``clip_norm``: ``None`` or a finite number > 0.
 
-This module imports nothing of cymlp's when it loads, so every other module may
-use it; :func:`all_finite` calls the compiled check when the extension is built.
+This module imports nothing of cymlp's: every other module may use it.  (The
+compiled path's faster finiteness check comes in as an argument of
+:func:`check_X`: ``cymlp._backends.finiteness_check``.)
 """
 
 from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -211,30 +212,21 @@ def _object_to_float64(name: str, arr: Array, text_message: str | None = None) -
         raise TypeError(f"{name} could not be converted to numbers: {exc}") from None
 
 
-def all_finite(arr: Array, n_threads: int = 1) -> bool:
-    """``bool(np.isfinite(arr).all())`` for a C-contiguous float32 or float64 array.
-
-    With the compiled extension built, one read of the data on ``n_threads``
-    threads and no temporary array (``cymlp._kernels.all_finite``): 13 ms
-    instead of 23 ms on one thread for Fashion-MNIST's 60,000 x 784 float32
-    training images, 4 ms on two (benchmarks/README.md); else NumPy's.
-    """
-    try:
-        from . import _kernels  # type: ignore[attr-defined]  # compiled, no stub: see [tool.mypy]
-    except ImportError:
-        return bool(np.isfinite(arr).all())
-    return bool(_kernels.all_finite(arr, n_threads))
+def numpy_all_finite(arr: Array) -> bool:
+    """``bool(np.isfinite(arr).all())``: :func:`check_X`'s finiteness check by default."""
+    return bool(np.isfinite(arr).all())
 
 
 def check_X(X: Any, n_features: int, dtype: npt.DTypeLike, name: str = "X", *,
-            n_threads: int = 1) -> Array:
+            all_finite: Callable[[Array], bool] = numpy_all_finite) -> Array:
     """Validate an input matrix: 2-D, at least one row, finite, right width.
 
     Returns a C-contiguous array of ``dtype`` (a copy only when needed):
     Fortran-ordered, strided, read-only and memory-mapped inputs all come
     out as the same plain array.  A ``scipy.sparse`` matrix or array comes
-    out as a CSR matrix (see :func:`check_sparse_X`).  The finiteness check
-    runs on ``n_threads`` threads (:func:`all_finite`).
+    out as a CSR matrix (see :func:`check_sparse_X`).  ``all_finite(array)``
+    says whether the C-contiguous result is finite (the compiled path passes its
+    own, ``cymlp._backends.finiteness_check``).
     """
     if is_sparse(X):
         return check_sparse_X(X, n_features, dtype, name)
@@ -243,7 +235,7 @@ def check_X(X: Any, n_features: int, dtype: npt.DTypeLike, name: str = "X", *,
         hint = " (reshape a single example with x.reshape(1, -1))" if out.ndim == 1 else ""
         raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape {out.shape}{hint}")
     _check_width(name, out.shape, n_features)
-    if not all_finite(out, n_threads):
+    if not all_finite(out):
         as_float_array(name, X, dtype)     # raises, telling NaN apart from overflow
         raise ValueError(f"{name} contains NaN or infinity; clean or impute the data first")
     return out
@@ -386,12 +378,13 @@ def check_targets(y: Any, n_rows: int, n_outputs: int, dtype: npt.DTypeLike, *, 
 
 
 def check_Xy(spec: Spec, X: Any, y: Any, x_name: str = "X",
-             y_name: str = "y", *, n_threads: int = 1) -> tuple[Array, Array, Array | None]:
+             y_name: str = "y", *,
+             all_finite: Callable[[Array], bool] = numpy_all_finite) -> tuple[Array, Array, Array | None]:
     """``(X, Y, labels)`` checked for a network of this :class:`~cymlp._spec.ModelSpec`.
 
     See :func:`check_X` and :func:`check_targets`.
     """
-    X = check_X(X, spec.sizes[0], spec.dtype, name=x_name, n_threads=n_threads)
+    X = check_X(X, spec.sizes[0], spec.dtype, name=x_name, all_finite=all_finite)
     Y, labels = check_targets(y, X.shape[0], spec.sizes[-1], spec.dtype, loss=spec.loss,
                               output=spec.output, name=y_name, x_name=x_name)
     return X, Y, labels

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from . import _build_check, _threads, _training, reference
 from . import _validation as v
-from ._backends import COMPILED_MODES, available_backends, get_backend
+from ._backends import COMPILED_MODES, available_backends, finiteness_check, get_backend
 from ._network_attributes import Fixed, LayerParams
 from ._network_fit import NetworkFit
 from ._network_io import NetworkIO
@@ -372,7 +372,7 @@ class Network(NetworkFit, NetworkIO):
         ndarray (n, sizes[-1])
             The output layer's activations, in the network's dtype.
         """
-        X = v.check_X(X, self.sizes[0], self.dtype, n_threads=self.effective_n_threads)
+        X = v.check_X(X, self.sizes[0], self.dtype, all_finite=finiteness_check(self.effective_n_threads))
         return self._feedforward(X)
 
     def _feedforward(self, X: FloatArray) -> FloatArray:
@@ -438,7 +438,7 @@ class Network(NetworkFit, NetworkIO):
         float
             The (weighted) mean loss.
         """
-        X, Y, _ = v.check_Xy(self._spec, X, y, n_threads=self.effective_n_threads)
+        X, Y, _ = v.check_Xy(self._spec, X, y, all_finite=finiteness_check(self.effective_n_threads))
         w = v.check_sample_weight(sample_weight, X.shape[0])
         with np.errstate(over="ignore", invalid="ignore"):
             loss = _training.evaluate(self._backend, self._spec, self._theta, X, Y,
@@ -463,7 +463,7 @@ class Network(NetworkFit, NetworkIO):
         float
             Accuracy in [0, 1], or R² (at most 1).
         """
-        X, Y, labels = v.check_Xy(self._spec, X, y, n_threads=self.effective_n_threads)
+        X, Y, labels = v.check_Xy(self._spec, X, y, all_finite=finiteness_check(self.effective_n_threads))
         w = v.check_sample_weight(sample_weight, X.shape[0])
         out = self._feedforward(X)
         if labels is not None:
@@ -494,7 +494,7 @@ class Network(NetworkFit, NetworkIO):
         grads_w, grads_b : list of ndarray
             Shaped like ``weights`` and ``biases``.
         """
-        X, Y, _ = v.check_Xy(self._spec, X, y, n_threads=self.effective_n_threads)
+        X, Y, _ = v.check_Xy(self._spec, X, y, all_finite=finiteness_check(self.effective_n_threads))
         w = v.check_sample_weight(sample_weight, X.shape[0])
         if is_sparse(X):        # through the full-batch pass: one block densified at a time
             grad = self.objective(X, Y, sample_weight=w)(self._theta)[1].astype(self.dtype)

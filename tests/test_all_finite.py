@@ -14,6 +14,7 @@ from _helpers import requires_compiled
 
 from cymlp import Network
 from cymlp import _validation as v
+from cymlp._backends import finiteness_check
 
 DTYPES = ("float32", "float64")
 
@@ -63,11 +64,28 @@ def test_compiled_check_refuses_what_it_cannot_read():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_without_the_extension_numpy_checks(monkeypatch, dtype):
+    import cymlp
     monkeypatch.setitem(sys.modules, "cymlp._kernels", None)     # import fails: ImportError
+    monkeypatch.delattr(cymlp, "_kernels", raising=False)
+    check = finiteness_check(2)
+    assert check is v.numpy_all_finite
     X = np.ones((3, 4), dtype=dtype)
-    assert v.all_finite(X, 2)
+    assert check(X)
     X[1, 2] = np.nan
-    assert not v.all_finite(X, 2)
+    assert not check(X)
+
+
+@requires_compiled
+def test_the_compiled_check_is_what_fit_and_predict_use(monkeypatch):
+    from cymlp import _kernels
+    calls = []
+    real = _kernels.all_finite
+    monkeypatch.setattr(_kernels, "all_finite", lambda arr, n: calls.append(n) or real(arr, n))
+    net = Network([4, 3, 2], n_threads=2, seed=0)
+    X, y = np.ones((6, 4)), np.array([0, 1] * 3)
+    net.fit(X, y, epochs=1)
+    net.predict(X)
+    assert calls == [2, 2]
 
 
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
