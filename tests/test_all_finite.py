@@ -83,7 +83,7 @@ def test_the_compiled_check_is_what_fit_and_predict_use(monkeypatch):
     monkeypatch.setattr(_kernels, "all_finite", lambda arr, n: calls.append(n) or real(arr, n))
     net = Network([4, 3, 2], n_threads=2, seed=0)
     X, y = np.ones((6, 4)), np.array([0, 1] * 3)
-    net.fit(X, y, epochs=1)
+    net.fit(X, y, epochs=1, batch_size=3)
     net.predict(X)
     assert calls == [2, 2]
 
