@@ -224,6 +224,37 @@ def test_kernel_ab_times_every_compiled_mode_for_two_builds():
         assert float(a) > 0 and float(b) > 0 and math.isfinite(float(ratio)) and len(fastest) == 3
 
 
+def _benchmark_script(name):
+    import os
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", name)
+
+
+@pytest.mark.slow
+def test_fit_ab_times_one_row_for_each_tree_and_prefix():
+    """benchmarks/fit_ab.py (one bench --fit row for several builds) runs and reports each tree."""
+    from _helpers import CYMLP_PARENT
+    proc = subprocess.run([sys.executable, _benchmark_script("fit_ab.py"), "digits", "float32", "1",
+                           "--rows", "64", "--repeats", "2", CYMLP_PARENT, f"floor:2@{CYMLP_PARENT}",
+                           f"default:none@{CYMLP_PARENT}"],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()[1:]
+    assert [line.split()[:2] for line in lines] == [["cython", "1"], ["floor", "2"], ["default", "default"]]
+    assert lines[0].endswith("1.000x the first")
+    for line in lines:
+        assert float(line.split(": ")[1].split()[0]) > 0
+
+
+@pytest.mark.slow
+def test_step_gemms_by_blas_times_each_library_in_its_own_process():
+    proc = subprocess.run([sys.executable, _benchmark_script("step_gemms_by_blas.py"), "digits", "float64", "1",
+                           "--libs", "numpy", "--rounds", "2", "--steps", "2", "--samples", "2"],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("numpy  digits float64 1 threads") for line in lines)
+
+
 def test_two_class_softmax_skips_scikit_learn_instead_of_failing(tmp_path, capsys):
     """Issue 21, item 15: scikit-learn's MLPClassifier has one logistic output for two classes."""
     from cymlp import cli
