@@ -25,8 +25,10 @@
   784-256-128-10, float32, batch 128, 2 threads).  ``-fno-trapping-math`` (clang's
   default) says no floating-point exception traps: results are unchanged, but GCC
   may then evaluate both sides of a select, which vectorises the exponentials
-  of ``cymlp/_vmath.pxd`` and the sigmoid/softmax loops around them.  MSVC gets
-  ``/O2 /fp:precise``.
+  of ``cymlp/_vmath.pxd`` and the sigmoid/softmax loops around them.
+  ``-ffp-contract=off`` keeps ``a*b + c`` two roundings even where the CPU has
+  fused multiply-adds, so the AVX2/AVX-512 clones of the elementwise passes
+  (``cymlp/_simd.pxd``) give the baseline's results.  MSVC gets ``/O2 /fp:precise``.
 - The .pyx files are cythonized when the extension is built (not for an sdist);
   the build fails loudly when Cython or the .pyx sources are missing, so a
   broken sdist can never become a pure-Python package.

@@ -87,8 +87,10 @@ def compile_flags(compiler_type, debug, sanitize=False):
                 "-fno-sanitize-recover=undefined"] + SANITIZERS
     # -g0 drops debug info from release builds (2.3 MB of a 2.85 MB .so);
     # -fno-math-errno only stops libm from setting errno, -fno-trapping-math
-    # lets selects be computed on both sides (clang's default; see setup.py).
-    return ["-O0", "-g"] if debug else ["-O3", "-fno-math-errno", "-fno-trapping-math", "-g0"]
+    # lets selects be computed on both sides (clang's default; see setup.py);
+    # -ffp-contract=off keeps a*b+c two roundings in every SIMD clone (cymlp/_simd.pxd).
+    return (["-O0", "-g", "-ffp-contract=off"] if debug
+            else ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-g0"])
 
 
 def link_flags(compiler_type, debug, platform=None, sanitize=False):

@@ -63,6 +63,7 @@ from ._kernels_terms cimport Dropout as _Dropout
 from ._random cimport dropout_key
 from ._kernels_split cimport step_split, split_delta_width
 from ._fpu cimport FLUSH_SUBNORMALS, flush_subnormals, restore_fpu, fpu_flags
+from ._simd cimport CYMLP_SIMD_CLONES
 
 # re-exported: cymlp._kernels stays the one import path of the compiled kernels
 from ._kernels_common import ACTIVATIONS, LOSSES, OPTIMIZERS  # no-cython-lint
@@ -79,6 +80,7 @@ cnp.import_array()
 OPENMP_ENABLED = bool(CYMLP_OPENMP_ENABLED)
 DEBUG_BUILD = bool(CYMLP_DEBUG)
 SANITIZE_BUILD = bool(CYMLP_SANITIZE)
+SIMD_CLONES = bool(CYMLP_SIMD_CLONES)     # AVX2/AVX-512 clones of the elementwise passes (_simd.pxd)
 FLUSHES_SUBNORMALS = bool(FLUSH_SUBNORMALS)
 CHUNK_ROWS = ROWS_PER_CHUNK
 

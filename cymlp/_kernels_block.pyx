@@ -21,6 +21,7 @@ cimport numpy as cnp
 
 from ._blas cimport floating, gemm
 from ._prefetch cimport prefetch
+from ._simd cimport cloned
 from ._kernels_common cimport (
     Shape, Block, Worker, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX, IDENTITY, EXP, QUADRATIC,
     POISSON, _exp, _exp_nonpos, _log, _log1p, _tanh, _fabs, act_ptr, zout_ptr, delta_ptr,
@@ -103,10 +104,10 @@ cdef inline void bias_act_case(floating* Z,          # INOUT as bias_act_cols
         bias_act_loop(Z, A, b, r0, r1, m, ld, act, True)
 
 
-cdef void softmax_rows(floating* Z,           # INOUT (r1, m) z without, then with, the bias
-                       floating* A,           # OUT (r1, m) softmax(z), rows r0..r1-1 (not Z)
-                       const floating* b,     # IN (m,) the bias
-                       Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m) noexcept nogil:
+cdef cloned softmax_rows(floating* Z,           # INOUT (r1, m) z without, then with, the bias
+                         floating* A,           # OUT (r1, m) softmax(z), rows r0..r1-1 (not Z)
+                         const floating* b,     # IN (m,) the bias
+                         Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m) noexcept nogil:
     """Z[r] += b; A[r] = softmax(Z[r]) for rows r0..r1-1, shifted by each row's maximum.
 
     The exponentials are one pass over the whole block (z - max written first),
@@ -139,11 +140,11 @@ cdef void softmax_rows(floating* Z,           # INOUT (r1, m) z without, then wi
             ar[j] = ar[j] / total
 
 
-cdef void bias_act_cols(floating* Z,           # INOUT (r1, ld) z without, then with, the bias
-                        floating* A,           # OUT (r1, ld) σ(z), rows r0..r1-1, m columns (may be Z)
-                        const floating* b,     # IN (m,) the bias
-                        Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m, Py_ssize_t ld,
-                        int act) noexcept nogil:
+cdef cloned bias_act_cols(floating* Z,           # INOUT (r1, ld) z without, then with, the bias
+                          floating* A,           # OUT (r1, ld) σ(z), rows r0..r1-1, m columns (may be Z)
+                          const floating* b,     # IN (m,) the bias
+                          Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t m, Py_ssize_t ld,
+                          int act) noexcept nogil:
     """Z[r, :m] += b; A[r, :m] = σ(Z[r, :m]) for rows r0..r1-1 of arrays with row stride ``ld``
     (a block of columns when m < ld: pass Z, A, b at the first column); not for softmax.
 
@@ -194,10 +195,10 @@ cdef inline void deriv_loop(floating* D,          # INOUT
             D[i] = times_deriv(D[i], A[i], M[i], True, act)
 
 
-cdef void deriv_range(floating* D,          # INOUT δ (flat)
-                      const floating* A,    # IN activations a = σ(z), laid out like D
-                      const floating* M,    # IN dropout multipliers like D, or NULL
-                      Py_ssize_t i0, Py_ssize_t i1, int act) noexcept nogil:
+cdef cloned deriv_range_simd(floating* D,          # INOUT δ (flat)
+                             const floating* A,    # IN activations a = σ(z), laid out like D
+                             const floating* M,    # IN dropout multipliers like D, or NULL
+                             Py_ssize_t i0, Py_ssize_t i1, int act) noexcept nogil:
     """D[i] ← D[i] · σ'(z) (· M[i]) from a = A[i], for flat indices i0..i1-1 (BP2)."""
     if act == SIGMOID:
         deriv_loop(D, A, M, i0, i1, SIGMOID)
@@ -211,12 +212,20 @@ cdef void deriv_range(floating* D,          # INOUT δ (flat)
         deriv_loop(D, A, M, i0, i1, IDENTITY)
 
 
-cdef void loss_delta_rows(const Shape* s,  # IN
-                          const Block* b,                # IN; OUT its row_loss, row_correct
-                          const floating* Y,             # IN (N, k) targets
-                          const cnp.int64_t* labels,     # IN (N,) class labels, or NULL
-                          Py_ssize_t r0, Py_ssize_t r1,
-                          floating* D) noexcept nogil:   # OUT (r1, k) δ^L, rows r0..r1-1
+cdef void deriv_range(floating* D,          # INOUT as deriv_range_simd
+                      const floating* A,    # IN
+                      const floating* M,    # IN, or NULL
+                      Py_ssize_t i0, Py_ssize_t i1, int act) noexcept nogil:
+    """deriv_range_simd for the other modules (a cloned function is called in its own module)."""
+    deriv_range_simd(D, A, M, i0, i1, act)
+
+
+cdef cloned loss_delta_rows_simd(const Shape* s,  # IN
+                                 const Block* b,                # IN; OUT its row_loss, row_correct
+                                 const floating* Y,             # IN (N, k) targets
+                                 const cnp.int64_t* labels,     # IN (N,) class labels, or NULL
+                                 Py_ssize_t r0, Py_ssize_t r1,
+                                 floating* D) noexcept nogil:   # OUT (r1, k) δ^L, rows r0..r1-1
     """Loss, output error δ^L (BP1) and correctness for rows r0..r1-1 of a block.
 
     Row ``r`` of the block is example ``b.rows[r]`` (or ``r`` when ``rows`` is
@@ -290,6 +299,16 @@ cdef void loss_delta_rows(const Shape* s,  # IN
             b.row_correct[r] = best == labels[idx]
         else:
             b.row_correct[r] = 0
+
+
+cdef void loss_delta_rows(const Shape* s,                # IN
+                          const Block* b,                # IN; OUT its row tallies
+                          const floating* Y,             # IN
+                          const cnp.int64_t* labels,     # IN, or NULL
+                          Py_ssize_t r0, Py_ssize_t r1,
+                          floating* D) noexcept nogil:     # OUT
+    """loss_delta_rows_simd for the other modules (a cloned function is called in its own module)."""
+    loss_delta_rows_simd(s, b, Y, labels, r0, r1, D)
 
 
 # --------------------------------------------------------------------------
@@ -386,10 +405,10 @@ cdef void backprop_delta(const Shape* s,  # IN
     if d != NULL and d.active[l - 1] and d.in_place:
         relu_drop_deriv(P + r0 * n_in, A + r0 * n_in, d.scale[l - 1], (r1 - r0) * n_in)
     elif d != NULL and d.active[l - 1]:
-        deriv_range(P, A, mask_ptr(d, <floating*>b.dbuf, b.cap, l - 1), r0 * n_in, r1 * n_in,
-                    s.hidden)
+        deriv_range_simd(P, A, mask_ptr(d, <floating*>b.dbuf, b.cap, l - 1), r0 * n_in, r1 * n_in,
+                         s.hidden)
     else:
-        deriv_range(P, A, <const floating*>NULL, r0 * n_in, r1 * n_in, s.hidden)
+        deriv_range_simd(P, A, <const floating*>NULL, r0 * n_in, r1 * n_in, s.hidden)
 
 
 cdef void backprop_delta_cols(const Shape* s,  # IN
@@ -406,7 +425,7 @@ cdef void backprop_delta_cols(const Shape* s,  # IN
     gemm(False, False, n, i1 - i0, n_out, <floating>1, D, n_out, theta + s.w_off[l] + i0, n_in,
          <floating>0, P + i0, n_in)
     for r in range(n):
-        deriv_range(P + r * n_in, A + r * n_in, <const floating*>NULL, i0, i1, s.hidden)
+        deriv_range_simd(P + r * n_in, A + r * n_in, <const floating*>NULL, i0, i1, s.hidden)
 
 
 cdef void block_backward(const Shape* s,  # IN
@@ -456,7 +475,7 @@ cdef void rows_loss(const Worker* w,          # IN its targets and sample weight
     both weighted by the sample weights if any."""
     cdef const Shape* s = w.s
     cdef Py_ssize_t k = s.sizes[s.n_layers]
-    loss_delta_rows(s, b, <const floating*>w.Y, w.labels, r0, r1, D)
+    loss_delta_rows_simd(s, b, <const floating*>w.Y, w.labels, r0, r1, D)
     if w.terms.weight != NULL:
         weight_rows(D + r0 * k, b.row_loss + r0, w.terms.weight, b.rows + r0, r1 - r0, k,
                     w.terms.weight_scale)

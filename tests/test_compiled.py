@@ -10,6 +10,7 @@ agreement to rounding (a few ulps).
 """
 
 import functools
+import sys
 import types
 
 import numpy as np
@@ -90,6 +91,20 @@ def test_kernels_report_build_configuration():
     assert isinstance(_kernels.OPENMP_ENABLED, bool)
     assert isinstance(_kernels.DEBUG_BUILD, bool)
     assert _kernels.openmp_max_threads() >= 1
+
+
+def test_simd_clones_exactly_where_gcc_builds_for_x86_64_glibc():
+    """cymlp/_simd.pxd: AVX2/AVX-512 clones of the elementwise passes with GCC on x86-64 Linux
+    (glibc's ifuncs pick one at load time), never in a sanitizer build, nowhere else."""
+    import platform
+    import sysconfig
+    x86_64_glibc = (sys.platform.startswith("linux") and platform.machine() == "x86_64"
+                    and platform.libc_ver()[0] == "glibc")
+    if _kernels.SIMD_CLONES:
+        assert x86_64_glibc and not _kernels.SANITIZE_BUILD
+    compiler = (sysconfig.get_config_var("CC") or "").split()[0:1]
+    if x86_64_glibc and not _kernels.SANITIZE_BUILD and compiler and "gcc" in compiler[0]:
+        assert _kernels.SIMD_CLONES
 
 
 # --------------------------------------------------------------------------
