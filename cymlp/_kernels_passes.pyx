@@ -219,45 +219,56 @@ cdef enum:
     FINITE_BLOCK = 1 << 16      # elements per block of the threaded check
 
 
-cdef bint finite_bits32(const uint32_t* u, Py_ssize_t n) noexcept nogil:   # IN (n,)
-    """True if none of the n float32 bit patterns is inf or NaN.
+ctypedef fused float_bits:      # the bit pattern of a float32 or a float64
+    uint32_t
+    uint64_t
 
-    A float is inf or NaN when its 8 exponent bits are all ones; adding one to
-    the exponent field then carries into the sign bit.  An OR of those sums is
-    integer arithmetic the compiler vectorises (a float sum or ``isfinite``
-    loop it would not, without -ffast-math), and it reads the data once.
-    Sixteen accumulators: four independent SIMD registers even with SSE2.
+
+cdef bint finite_bits(const float_bits* u, Py_ssize_t n) noexcept nogil:   # IN (n,)
+    """True if none of the n float bit patterns is inf or NaN.
+
+    A float is inf or NaN when its exponent bits (8 in float32, 11 in float64)
+    are all ones; adding one to the exponent field then carries into the sign
+    bit.  An OR of those sums is integer arithmetic the compiler vectorises (a
+    float sum or ``isfinite`` loop it would not, without -ffast-math), and it
+    reads the data once.  Sixteen accumulators: independent SIMD registers
+    even with SSE2.
     """
-    cdef uint32_t acc[16]
-    cdef uint32_t total = 0
+    cdef float_bits exponent, unit, sign, total = 0
+    cdef float_bits acc[16]
     cdef Py_ssize_t i, j, n16 = n - n % 16
+    if float_bits is uint32_t:
+        exponent = 0x7f800000u
+        unit = 0x00800000u
+        sign = 0x80000000u
+    else:
+        exponent = 0x7ff0000000000000u
+        unit = 0x0010000000000000u
+        sign = 0x8000000000000000u
     for j in range(16):
         acc[j] = 0
     for i in range(0, n16, 16):
         for j in range(16):
-            acc[j] |= (u[i + j] & 0x7f800000u) + 0x00800000u
+            acc[j] |= (u[i + j] & exponent) + unit
     for i in range(n16, n):
-        total |= (u[i] & 0x7f800000u) + 0x00800000u
+        total |= (u[i] & exponent) + unit
     for j in range(16):
         total |= acc[j]
-    return (total & 0x80000000u) == 0
+    return (total & sign) == 0
 
 
-cdef bint finite_bits64(const uint64_t* u, Py_ssize_t n) noexcept nogil:   # IN (n,)
-    """finite_bits32 for float64: 11 exponent bits."""
-    cdef uint64_t acc[8]
-    cdef uint64_t total = 0
-    cdef Py_ssize_t i, j, n8 = n - n % 8
-    for j in range(8):
-        acc[j] = 0
-    for i in range(0, n8, 8):
-        for j in range(8):
-            acc[j] |= (u[i + j] & 0x7ff0000000000000u) + 0x0010000000000000u
-    for i in range(n8, n):
-        total |= (u[i] & 0x7ff0000000000000u) + 0x0010000000000000u
-    for j in range(8):
-        total |= acc[j]
-    return (total & 0x8000000000000000u) == 0
+cdef bint blocks_finite(const float_bits* u,    # IN (n,)
+                        Py_ssize_t n, int threads) noexcept nogil:
+    """``finite_bits`` over blocks of FINITE_BLOCK elements on ``threads`` threads; one
+    thread enters no OpenMP region (a forked child asks for one)."""
+    cdef Py_ssize_t nb = (n + FINITE_BLOCK - 1) // FINITE_BLOCK, blk, i0
+    cdef int bad = 0
+    if threads <= 1 or nb < 2:
+        return finite_bits(u, n)
+    for blk in prange(nb, schedule='static', num_threads=threads):
+        i0 = blk * FINITE_BLOCK
+        bad |= not finite_bits(u + i0, min(i0 + FINITE_BLOCK, n) - i0)
+    return not bad
 
 
 def all_finite(cnp.ndarray X not None, int n_threads=1):
@@ -273,23 +284,13 @@ def all_finite(cnp.ndarray X not None, int n_threads=1):
         raise ValueError(f"all_finite: X must be float32 or float64; got {X.dtype}")
     if not X.flags.c_contiguous:
         raise ValueError("all_finite: X must be C-contiguous")
-    cdef Py_ssize_t n = X.size, nb = (n + FINITE_BLOCK - 1) // FINITE_BLOCK, blk, i0, i1
-    cdef bint wide = X.dtype == np.float64
-    cdef const char* data = <const char*>cnp.PyArray_DATA(X)
+    cdef Py_ssize_t n = X.size
+    cdef bint wide = X.dtype == np.float64, ok
+    cdef const void* data = cnp.PyArray_DATA(X)
     cdef int threads = max(1, n_threads)
-    cdef int bad = 0
-    if threads == 1 or nb < 2:      # no OpenMP region (a forked child asks for one thread)
-        with nogil:
-            if wide:
-                bad = not finite_bits64(<const uint64_t*>data, n)
-            else:
-                bad = not finite_bits32(<const uint32_t*>data, n)
-        return not bad
-    for blk in prange(nb, nogil=True, schedule='static', num_threads=threads):
-        i0 = blk * FINITE_BLOCK
-        i1 = min(i0 + FINITE_BLOCK, n)
+    with nogil:
         if wide:
-            bad |= not finite_bits64(<const uint64_t*>data + i0, i1 - i0)
+            ok = blocks_finite(<const uint64_t*>data, n, threads)
         else:
-            bad |= not finite_bits32(<const uint32_t*>data + i0, i1 - i0)
-    return not bad
+            ok = blocks_finite(<const uint32_t*>data, n, threads)
+    return ok
